@@ -1,0 +1,106 @@
+"""The scheduler loop: claim due work, dispatch it, sleep until the next due time.
+
+One thread per service. Everything it knows comes from the database on each tick,
+so a change made by any process is acted on within one tick. A failing tick (the
+database is down, a lock timed out) is logged and retried with backoff: the loop
+never dies while the service runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from taskmgr._clock import Clock
+from taskmgr.dispatch.base import Dispatcher
+from taskmgr.storage.base import Claimed, Planner, Storage
+
+__all__ = ["SchedulerLoop"]
+
+logger = logging.getLogger("taskmgr.scheduler")
+
+#: Sleep when work is due but nothing could be claimed (another instance holds it).
+_CONTENDED_DELAY = 0.05
+_MAX_BACKOFF = 30.0
+
+
+class SchedulerLoop:
+    def __init__(
+        self,
+        storage: Storage,
+        dispatcher: Dispatcher,
+        planner: Planner,
+        clock: Clock,
+        *,
+        owner: str,
+        batch_size: int,
+        poll_interval: float,
+    ) -> None:
+        self.storage = storage
+        self.dispatcher = dispatcher
+        self.planner = planner
+        self.clock = clock
+        self.owner = owner
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tick_lock = threading.Lock()
+
+    def tick(self) -> list[Claimed]:
+        """Claim what is due now (at most what the dispatcher can take) and dispatch it."""
+        with self._tick_lock:
+            limit = min(self.batch_size, self.dispatcher.capacity())
+            if limit <= 0:
+                return []
+            claimed = self.storage.claim(
+                now=self.clock.now(), owner=self.owner, limit=limit, planner=self.planner
+            )
+            if claimed:
+                self.dispatcher.dispatch(claimed)
+            return claimed
+
+    def wake(self) -> None:
+        """Run a tick now instead of at the next due time (a local change was made)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="taskmgr-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                claimed = self.tick()
+                delay = self._delay(len(claimed))
+                backoff = 0.0
+            except Exception:
+                backoff = min(_MAX_BACKOFF, max(0.5, backoff * 2))
+                logger.exception("scheduler tick failed; retrying in %.1fs", backoff)
+                delay = backoff
+            if delay > 0:
+                self._wake.wait(delay)
+            self._wake.clear()
+
+    def _delay(self, claimed: int) -> float:
+        if self.dispatcher.capacity() <= 0:
+            return self.poll_interval  # woken when a run finishes
+        if claimed >= self.batch_size:
+            return 0.0  # more is due right now
+        next_due = self.storage.next_due_at()
+        if next_due is None:
+            return self.poll_interval
+        delay = (next_due - self.clock.now()).total_seconds()
+        if delay <= 0:
+            return 0.0 if claimed else _CONTENDED_DELAY
+        return min(delay, self.poll_interval)

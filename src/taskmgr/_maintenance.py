@@ -1,0 +1,109 @@
+"""Keep this instance's row alive and clean up after dead ones.
+
+Heartbeat: refresh ``last_heartbeat`` every ``heartbeat_interval``. If the instance
+was declared dead meanwhile (it froze longer than ``heartbeat_timeout``), it
+registers again; its executions were already marked ``lost`` and their late
+outcomes are rejected by the storage fence.
+
+Reaper: every ``sweep_interval``, executions still ``running`` under an instance
+whose heartbeat is older than ``heartbeat_timeout`` become ``lost``, and jobs with
+retries left get their next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from taskmgr._clock import Clock
+from taskmgr._execution import next_attempt
+from taskmgr.exceptions import JobNotFoundError
+from taskmgr.storage.base import Storage
+
+__all__ = ["Maintenance"]
+
+logger = logging.getLogger("taskmgr.maintenance")
+
+
+class Maintenance:
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Clock,
+        *,
+        instance_id: str,
+        register: Callable[[], None],
+        heartbeat_interval: float,
+        heartbeat_timeout: float,
+        sweep_interval: float,
+    ) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.instance_id = instance_id
+        self.register = register
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.sweep_interval = sweep_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="taskmgr-maintenance", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def heartbeat(self) -> None:
+        if not self.storage.heartbeat(self.instance_id, now=self.clock.now()):
+            logger.error(
+                "instance %s was declared dead by its peers (no heartbeat for %ss); "
+                "registering again",
+                self.instance_id,
+                self.heartbeat_timeout,
+            )
+            self.register()
+
+    def sweep(self) -> int:
+        """Mark the executions of dead instances ``lost``; schedule their retries."""
+        now = self.clock.now()
+        lost = self.storage.reap(
+            heartbeat_before=now - timedelta(seconds=self.heartbeat_timeout), now=now
+        )
+        for claimed in lost:
+            execution = claimed.execution
+            logger.warning(
+                "execution %s of %r lost: its owner %s stopped heartbeating",
+                execution.id,
+                execution.job_key,
+                execution.owner,
+                extra={"taskmgr_job_key": execution.job_key, "taskmgr_execution_id": execution.id},
+            )
+            retry = next_attempt(claimed, now)
+            if retry is not None:
+                try:
+                    self.storage.add_execution(retry)
+                except JobNotFoundError:
+                    pass  # deleted meanwhile: nothing to retry
+        return len(lost)
+
+    def _run(self) -> None:
+        step = min(self.heartbeat_interval, self.sweep_interval)
+        since_sweep = self.sweep_interval  # sweep once at start
+        while True:
+            try:
+                self.heartbeat()
+                if since_sweep >= self.sweep_interval:
+                    since_sweep = 0.0
+                    self.sweep()
+            except Exception:
+                logger.exception("maintenance failed; retrying in %.1fs", step)
+            if self._stop.wait(step):
+                return
+            since_sweep += step

@@ -1,0 +1,201 @@
+"""Errors raised by taskmgr.
+
+Every error is a :class:`TaskmgrError`, so ``except TaskmgrError`` catches them all.
+Where a builtin exception is the natural reading, it is a mixin too, so code that
+catches ``ValueError``, ``LookupError`` or ``TypeError`` keeps working::
+
+    TaskmgrError
+    ├── InvalidInputError (ValueError)          bad input, refused before anything is written
+    │   ├── InvalidJobKeyError
+    │   ├── InvalidTriggerError
+    │   │   ├── InvalidCronError
+    │   │   ├── InvalidTimezoneError
+    │   │   ├── InvalidIntervalError
+    │   │   └── InvalidDatetimeError
+    │   ├── InvalidPolicyError                  overlap/misfire/retry/timeout options
+    │   ├── InvalidKwargsError                  kwargs that are not plain JSON
+    │   └── InvalidFunctionError (TypeError)    lambdas, closures, bound methods, partials
+    ├── NotFoundError (LookupError)
+    │   ├── JobNotFoundError
+    │   ├── ExecutionNotFoundError
+    │   └── FunctionNotRegisteredError          a job names a function this process does not know
+    ├── ConflictError
+    │   ├── JobExistsError
+    │   ├── FunctionAlreadyRegisteredError
+    │   ├── JobBusyError                        the overlap policy refused a manual run
+    │   ├── JobPausedError / JobOrphanedError   the job cannot run in its current state
+    │   └── VersionConflictError                optimistic update lost a race
+    ├── StorageError                            the database failed; the driver error is chained
+    └── ServiceStateError (RuntimeError)        e.g. an operation that needs a started service
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "ExecutionNotFoundError",
+    "FunctionAlreadyRegisteredError",
+    "FunctionNotRegisteredError",
+    "InvalidCronError",
+    "InvalidDatetimeError",
+    "InvalidFunctionError",
+    "InvalidInputError",
+    "InvalidIntervalError",
+    "InvalidJobKeyError",
+    "InvalidKwargsError",
+    "InvalidPolicyError",
+    "InvalidTimezoneError",
+    "InvalidTriggerError",
+    "JobBusyError",
+    "JobExistsError",
+    "JobNotFoundError",
+    "JobOrphanedError",
+    "JobPausedError",
+    "NotFoundError",
+    "ServiceStateError",
+    "StorageError",
+    "TaskmgrError",
+    "VersionConflictError",
+]
+
+
+class TaskmgrError(Exception):
+    """A taskmgr operation failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or type(self).__name__).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+# -- bad input ---------------------------------------------------------------
+
+
+class InvalidInputError(TaskmgrError, ValueError):
+    """The input is invalid.
+
+    ``field`` names the offending field (``"cron.minute"``, ``"interval"``, ``"kwargs.x"``)
+    so an HTTP layer can point at it; the message always names it too.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class InvalidJobKeyError(InvalidInputError):
+    """The job key does not match ``^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$``."""
+
+
+class InvalidTriggerError(InvalidInputError):
+    """The trigger is invalid (wrong shape, or not exactly one trigger given)."""
+
+
+class InvalidCronError(InvalidTriggerError):
+    """The cron expression is invalid or never fires."""
+
+
+class InvalidTimezoneError(InvalidTriggerError):
+    """The time zone is not a known IANA zone name."""
+
+
+class InvalidIntervalError(InvalidTriggerError):
+    """The interval is zero, negative, not finite or too large."""
+
+
+class InvalidDatetimeError(InvalidTriggerError):
+    """A datetime is naive (has no time zone) or out of range."""
+
+
+class InvalidPolicyError(InvalidInputError):
+    """A job option (overlap, misfire, retry, timeout, instances) is out of range."""
+
+
+class InvalidKwargsError(InvalidInputError):
+    """The kwargs are not a JSON object of plain JSON values."""
+
+
+class InvalidFunctionError(InvalidInputError, TypeError):
+    """The function cannot be scheduled: only module-level functions can be."""
+
+
+# -- lookups -----------------------------------------------------------------
+
+
+class NotFoundError(TaskmgrError, LookupError):
+    """The requested object does not exist."""
+
+
+class JobNotFoundError(NotFoundError):
+    """No job has this key."""
+
+    def __init__(self, job_key: str) -> None:
+        self.job_key = job_key
+        super().__init__(f"no job with key {job_key!r}")
+
+
+class ExecutionNotFoundError(NotFoundError):
+    """No execution has this id."""
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"no execution with id {execution_id!r}")
+
+
+class FunctionNotRegisteredError(NotFoundError):
+    """The job names a function that is not registered with this service."""
+
+    def __init__(self, func: str) -> None:
+        self.func = func
+        super().__init__(
+            f"function {func!r} is not registered: only functions handed to the service "
+            "in code (SchedulerService(jobs=...) or service.register(...)) can run"
+        )
+
+
+# -- conflicts ---------------------------------------------------------------
+
+
+class ConflictError(TaskmgrError):
+    """The operation conflicts with the current state."""
+
+
+class JobExistsError(ConflictError):
+    """A job with this key already exists."""
+
+    def __init__(self, job_key: str) -> None:
+        self.job_key = job_key
+        super().__init__(f"a job with key {job_key!r} already exists")
+
+
+class FunctionAlreadyRegisteredError(ConflictError):
+    """Another function is already registered under this name."""
+
+
+class JobBusyError(ConflictError):
+    """The job's overlap policy refused another run while runs are active."""
+
+
+class JobPausedError(ConflictError):
+    """The job is paused."""
+
+
+class JobOrphanedError(ConflictError):
+    """The job's function is no longer registered in code, so it cannot run."""
+
+
+class VersionConflictError(ConflictError):
+    """The job was changed by someone else since it was read."""
+
+
+# -- infrastructure ----------------------------------------------------------
+
+
+class StorageError(TaskmgrError):
+    """The storage backend failed; the original driver error is chained as ``__cause__``."""
+
+
+class ServiceStateError(TaskmgrError, RuntimeError):
+    """The service is not in a state that allows this operation."""

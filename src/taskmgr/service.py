@@ -1,0 +1,697 @@
+"""``SchedulerService``: the one façade a host application talks to.
+
+It owns the lifecycle (start, shutdown, context manager), the job operations
+(create, change, pause, trigger, delete) and the history queries. Firing is done by
+the scheduler loop (``_loop``), liveness by ``_maintenance``, running by a
+dispatcher; all of them share the storage, which is the source of truth.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import types
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskmgr._clock import Clock, SystemClock
+from taskmgr._definition import (
+    OPTION_NAMES,
+    TRIGGER_ARGS,
+    build_definition,
+    build_trigger,
+    check_kwargs_signature,
+)
+from taskmgr._loop import SchedulerLoop
+from taskmgr._maintenance import Maintenance
+from taskmgr._outcomes import OutcomeWriter
+from taskmgr._planner import Planner, new_execution_id
+from taskmgr._validation import ensure_aware, validate_kwargs
+from taskmgr.dispatch.base import DispatchContext, Dispatcher
+from taskmgr.dispatch.inline import InlineDispatcher
+from taskmgr.exceptions import (
+    ConflictError,
+    InvalidInputError,
+    JobBusyError,
+    JobExistsError,
+    JobOrphanedError,
+    JobPausedError,
+    ServiceStateError,
+)
+from taskmgr.registry import JobRegistry
+from taskmgr.schemas import (
+    Execution,
+    ExecutionPage,
+    ExecutionStatus,
+    ExecutionTrigger,
+    Instance,
+    InstanceStatus,
+    Job,
+    JobDefinition,
+    JobSource,
+    JobState,
+    OverlapPolicy,
+)
+from taskmgr.storage.base import ExecutionFilter, NewExecution, Outcome, Storage
+from taskmgr.triggers import Cron, Date, Interval, TriggerSpec
+
+__all__ = ["SchedulerService"]
+
+logger = logging.getLogger("taskmgr.service")
+
+MAX_PAGE = 500
+MAX_PREVIEW = 1000
+_DELETE_BATCH = 1000
+_SLOT_RETRIES = 16
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
+    if value <= 0:
+        raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
+    return float(value)
+
+
+def _anchor(trigger: TriggerSpec, now: datetime) -> TriggerSpec:
+    return trigger.anchored(now) if isinstance(trigger, Interval) else trigger
+
+
+def _first_run(trigger: TriggerSpec, now: datetime) -> datetime | None:
+    """The first slot of a new (or newly resumed) schedule: the next fire time after now.
+    A one-shot date already past stays due, so its misfire policy decides."""
+    if isinstance(trigger, Date):
+        return trigger.at
+    following = trigger.next_fire_times(now, 1)
+    return following[0] if following else None
+
+
+def _same_schedule(stored: TriggerSpec, declared: TriggerSpec) -> bool:
+    if isinstance(stored, Interval) and isinstance(declared, Interval) and declared.start is None:
+        return stored.every == declared.every
+    return stored == declared
+
+
+class SchedulerService:
+    """Durable scheduled jobs for one application process.
+
+    ``storage`` is a :class:`~taskmgr.storage.Storage`, a database URL, or None for
+    ``TASKMGR_DATABASE_URL`` (default ``sqlite:///taskmgr.db``). The constructor does
+    no I/O; :meth:`start` connects, registers this instance, syncs the jobs declared
+    in code and starts firing. Job operations work without ``start()`` too (an API
+    process that only manages jobs): they open the storage on first use.
+
+    With ``background=False`` nothing fires by itself: call :meth:`run_due` (tests
+    and scripts that drive time with an injected ``clock``).
+    """
+
+    def __init__(
+        self,
+        storage: Storage | str | None = None,
+        *,
+        jobs: Iterable[Callable[..., Any] | types.ModuleType] = (),
+        dispatcher: Dispatcher | None = None,
+        clock: Clock | None = None,
+        poll_interval: float = 1.0,
+        batch_size: int = 500,
+        heartbeat_interval: float = 5.0,
+        heartbeat_timeout: float = 15.0,
+        sweep_interval: float = 5.0,
+        background: bool = True,
+        mode: str = "embedded",
+    ) -> None:
+        self._owns_storage = not isinstance(storage, Storage)
+        if isinstance(storage, Storage):
+            self.storage: Storage = storage
+        else:
+            from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
+
+            self.storage = SQLAlchemyStorage(storage)
+        self.dispatcher = dispatcher if dispatcher is not None else InlineDispatcher()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.registry = JobRegistry()
+        for target in jobs:
+            self.registry.register(target)
+        self.poll_interval = _positive("poll_interval", poll_interval)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"must be a positive integer, got {batch_size!r}", field="batch_size")
+        self.batch_size = batch_size
+        self.heartbeat_interval = _positive("heartbeat_interval", heartbeat_interval)
+        self.heartbeat_timeout = _positive("heartbeat_timeout", heartbeat_timeout)
+        self.sweep_interval = _positive("sweep_interval", sweep_interval)
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise InvalidInputError(
+                "must be longer than heartbeat_interval", field="heartbeat_timeout"
+            )
+        self.background = background
+        self.mode = mode
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lock = threading.RLock()
+        self._opened = False
+        self._started = False
+        self._loop: SchedulerLoop | None = None
+        self._maintenance: Maintenance | None = None
+        self._outcomes: OutcomeWriter | None = None
+        self._written = threading.Condition()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    def register(self, target: Callable[..., Any] | types.ModuleType) -> list[str]:
+        """Allow a function to run, or register every ``@scheduled_job`` in a module.
+
+        After ``start()``, the jobs it declares are synced at once.
+        """
+        names = self.registry.register(target)
+        if self._started:
+            self._sync_code_jobs(orphan_missing=False)
+        return names
+
+    def start(self) -> SchedulerService:
+        with self._lock:
+            if self._started:
+                raise ServiceStateError("the service is already running")
+            self._open()
+            self._register_instance()
+            self._sync_code_jobs(orphan_missing=True)
+            planner = Planner(self.instance_id, self.registry)
+            self._outcomes = OutcomeWriter(self.storage, self._on_outcomes)
+            self._outcomes.start()
+            self.dispatcher.start(
+                DispatchContext(
+                    owner=self.instance_id,
+                    clock=self.clock,
+                    resolve=self.registry.get,
+                    report=self._outcomes.submit,
+                )
+            )
+            self._loop = SchedulerLoop(
+                self.storage,
+                self.dispatcher,
+                planner,
+                self.clock,
+                owner=self.instance_id,
+                batch_size=self.batch_size,
+                poll_interval=self.poll_interval,
+            )
+            if self.background:
+                self._maintenance = Maintenance(
+                    self.storage,
+                    self.clock,
+                    instance_id=self.instance_id,
+                    register=self._register_instance,
+                    heartbeat_interval=self.heartbeat_interval,
+                    heartbeat_timeout=self.heartbeat_timeout,
+                    sweep_interval=self.sweep_interval,
+                )
+                self._maintenance.start()
+                self._loop.start()
+            self._started = True
+            logger.info(
+                "taskmgr instance %s started with %d registered function(s)",
+                self.instance_id,
+                len(self.registry),
+            )
+            return self
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop firing. With ``wait``, running executions finish and are recorded first."""
+        with self._lock:
+            if not self._started:
+                return
+            if self._loop is not None:
+                self._loop.stop()
+            self.dispatcher.shutdown(wait=wait)
+            if self._outcomes is not None:
+                self._outcomes.stop()
+            if self._maintenance is not None:
+                self._maintenance.stop()
+            try:
+                self.storage.set_instance_status(self.instance_id, InstanceStatus.STOPPED)
+            except Exception:
+                logger.exception("could not mark instance %s stopped", self.instance_id)
+            self._started = False
+            self._loop = self._maintenance = self._outcomes = None
+            if self._owns_storage:
+                self.storage.close()
+                self._opened = False
+            logger.info("taskmgr instance %s stopped", self.instance_id)
+
+    def close(self) -> None:
+        """Shut down if running and release the storage the service created."""
+        self.shutdown()
+        if self._owns_storage and self._opened:
+            self.storage.close()
+            self._opened = False
+
+    def __enter__(self) -> SchedulerService:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def _open(self) -> None:
+        with self._lock:
+            if not self._opened:
+                self.storage.open()
+                self._opened = True
+
+    def _register_instance(self) -> None:
+        now = self.clock.now()
+        self.storage.register_instance(
+            Instance(
+                id=self.instance_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                mode=self.mode,
+                status=InstanceStatus.RUNNING,
+                started_at=now,
+                last_heartbeat=now,
+            )
+        )
+
+    def _on_outcomes(self, outcomes: Sequence[Outcome], applied: Sequence[bool]) -> None:
+        with self._written:
+            self._written.notify_all()
+        if self._loop is not None:
+            self._loop.wake()  # a run finished: queued work or retries may be due
+
+    # -- code-declared jobs ------------------------------------------------------------
+
+    def _sync_code_jobs(self, *, orphan_missing: bool) -> None:
+        """DESIGN §3: new keys are created; existing keys keep operator changes unless
+        the code definition changed (then code wins); vanished keys become orphaned."""
+        now = self.clock.now()
+        declared = {definition.key: definition for definition in self.registry.definitions()}
+        for definition in declared.values():
+            self._sync_one(definition, now)
+        for job in self.storage.list_jobs():
+            if job.key in declared:
+                continue
+            if job.state is JobState.ORPHANED:
+                if job.func in self.registry and job.source is JobSource.API:
+                    self._restore(job, now)
+            elif orphan_missing and job.source is JobSource.CODE:
+                logger.warning(
+                    "job %r is no longer declared in code: marked orphaned (kept, not deleted)",
+                    job.key,
+                    extra={"taskmgr_job_key": job.key},
+                )
+                self.storage.update_job(job.key, {"state": JobState.ORPHANED}, now=now)
+
+    def _sync_one(self, definition: JobDefinition, now: datetime) -> None:
+        fingerprint = definition.fingerprint()
+        trigger = _anchor(definition.trigger, now)
+        try:
+            job = self.storage.get_job(definition.key)
+        except LookupError:
+            try:
+                self.storage.add_job(
+                    definition.model_copy(update={"trigger": trigger}),
+                    source=JobSource.CODE,
+                    state=JobState.ACTIVE if definition.enabled else JobState.PAUSED,
+                    next_run_at=_first_run(trigger, now),
+                    fingerprint=fingerprint,
+                    now=now,
+                )
+                logger.info("job %r created from code", definition.key)
+                return
+            except JobExistsError:  # another instance created it first
+                job = self.storage.get_job(definition.key)
+        if job.fingerprint == fingerprint:
+            if job.state is JobState.ORPHANED:
+                self._restore(job, now)
+            return
+        changes: dict[str, Any] = {
+            field: getattr(definition, field)
+            for field in OPTION_NAMES
+            if field != "enabled" and getattr(definition, field) != getattr(job, field)
+        }
+        if definition.func != job.func:
+            changes["func"] = definition.func
+        if not _same_schedule(job.trigger, definition.trigger):
+            changes["trigger"] = trigger
+        state = JobState.ACTIVE if definition.enabled else JobState.PAUSED
+        if state is not job.state:
+            changes["state"] = state
+        if "trigger" in changes or (state is JobState.ACTIVE and job.state is not state):
+            changes["next_run_at"] = _first_run(changes.get("trigger", job.trigger), now)
+        changes.update(source=JobSource.CODE, fingerprint=fingerprint)
+        logger.info(
+            "job %r changed in code; code wins: %s",
+            definition.key,
+            ", ".join(sorted(set(changes) - {"fingerprint", "source"})) or "no field",
+            extra={"taskmgr_job_key": definition.key},
+        )
+        self.storage.update_job(definition.key, changes, now=now)
+
+    def _restore(self, job: Job, now: datetime) -> None:
+        logger.info("job %r: its function is registered again; active", job.key)
+        self.storage.update_job(
+            job.key,
+            {"state": JobState.ACTIVE, "next_run_at": _first_run(job.trigger, now)},
+            now=now,
+        )
+
+    # -- job operations ------------------------------------------------------------------
+
+    def create_job(
+        self,
+        key: str,
+        func: Callable[..., Any] | str,
+        *,
+        cron: str | None = None,
+        interval: timedelta | float | None = None,
+        at: datetime | None = None,
+        trigger: TriggerSpec | Mapping[str, Any] | None = None,
+        timezone: str = "UTC",
+        **options: Any,
+    ) -> Job:
+        """Create a job at run time for a registered function (or a function object,
+        which is registered). Options are those of ``@scheduled_job``.
+
+        :raises JobExistsError: the key is taken (nothing is written).
+        :raises InvalidInputError: any invalid argument (nothing is written).
+        """
+        name = self.registry.resolve(func)
+        spec = build_trigger(cron=cron, interval=interval, at=at, trigger=trigger, timezone=timezone)
+        definition = build_definition(key=key, func=name, trigger=spec, options=options)
+        check_kwargs_signature(self.registry.get(name), definition.kwargs)
+        self._open()
+        now = self.clock.now()
+        anchored = _anchor(definition.trigger, now)
+        job = self.storage.add_job(
+            definition.model_copy(update={"trigger": anchored}),
+            source=JobSource.API,
+            state=JobState.ACTIVE if definition.enabled else JobState.PAUSED,
+            next_run_at=_first_run(anchored, now),
+            fingerprint=None,
+            now=now,
+        )
+        self._wake()
+        return job
+
+    def update_job(self, key: str, *, expected_version: int | None = None, **changes: Any) -> Job:
+        """Change a job. Accepts a new trigger (``cron=``/``interval=``/``at=``/
+        ``trigger=``, ``timezone=``), ``func=`` and any ``@scheduled_job`` option but
+        ``enabled`` (use :meth:`pause_job`/:meth:`resume_job`). A new schedule applies
+        from now. With ``expected_version``, refuses if the job changed meanwhile.
+        """
+        unknown = set(changes) - set(OPTION_NAMES) - set(TRIGGER_ARGS) - {"timezone", "func"}
+        unknown |= {"enabled"} & set(changes)
+        if unknown:
+            raise InvalidInputError(
+                f"cannot be changed with update_job: {', '.join(sorted(unknown))}", field="update"
+            )
+        self._open()
+        job = self.storage.get_job(key)
+        trigger_args = {k: changes.pop(k) for k in (*TRIGGER_ARGS, "timezone") if k in changes}
+        spec = job.trigger
+        if set(trigger_args) - {"timezone"}:
+            spec = build_trigger(**trigger_args)
+        elif "timezone" in trigger_args:
+            if not isinstance(job.trigger, Cron):
+                raise InvalidInputError("only cron jobs have a time zone", field="timezone")
+            spec = Cron(job.trigger.expression, timezone=trigger_args["timezone"])
+        name = self.registry.resolve(changes.pop("func")) if "func" in changes else job.func
+        options = {field: getattr(job, field) for field in OPTION_NAMES if field != "enabled"}
+        options.update(changes)
+        definition = build_definition(key=key, func=name, trigger=spec, options=options)
+        if name in self.registry:
+            check_kwargs_signature(self.registry.get(name), definition.kwargs)
+        now = self.clock.now()
+        updates: dict[str, Any] = {
+            field: getattr(definition, field)
+            for field in (*OPTION_NAMES, "func")
+            if field != "enabled" and getattr(definition, field) != getattr(job, field)
+        }
+        if spec is not job.trigger:  # a trigger was given: it applies from now
+            anchored = _anchor(definition.trigger, now)
+            if anchored != job.trigger:
+                updates["trigger"] = anchored
+                updates["next_run_at"] = _first_run(anchored, now)
+        if not updates:
+            return job
+        updated = self.storage.update_job(key, updates, now=now, expected_version=expected_version)
+        self._wake()
+        return updated
+
+    def delete_job(self, key: str) -> None:
+        """Delete a job. Its pending executions are cancelled; its history is kept."""
+        self._open()
+        self.storage.delete_job(key, now=self.clock.now())
+
+    def get_job(self, key: str) -> Job:
+        self._open()
+        return self.storage.get_job(key)
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Jobs ordered by key; ``after`` is the last key of the previous page."""
+        if limit is not None:
+            _check_limit(limit)
+        states = (JobState(state),) if state is not None else ()
+        self._open()
+        return self.storage.list_jobs(states=states, after_key=after, limit=limit)
+
+    def pause_job(self, key: str) -> Job:
+        """Stop firing the job (slots while paused are not run; resume starts from now)."""
+        self._open()
+        job = self.storage.get_job(key)
+        if job.state is JobState.ORPHANED:
+            raise JobOrphanedError(f"job {key!r} is orphaned: its function is not registered")
+        if job.state is JobState.PAUSED:
+            return job
+        return self.storage.update_job(key, {"state": JobState.PAUSED}, now=self.clock.now())
+
+    def resume_job(self, key: str) -> Job:
+        """Fire the job again from now on: slots missed while paused are not run."""
+        self._open()
+        job = self.storage.get_job(key)
+        if job.state is JobState.ACTIVE:
+            return job
+        if job.func not in self.registry:
+            raise JobOrphanedError(
+                f"job {key!r} cannot resume: function {job.func!r} is not registered"
+            )
+        now = self.clock.now()
+        next_run = job.trigger.next_fire_times(now, 1)
+        updated = self.storage.update_job(
+            key,
+            {"state": JobState.ACTIVE, "next_run_at": next_run[0] if next_run else None},
+            now=now,
+        )
+        self._wake()
+        return updated
+
+    def trigger_job(
+        self,
+        job_key: str,
+        *,
+        kwargs: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+        force: bool = False,
+    ) -> Execution:
+        """Run the job now, once, outside its schedule, as a ``manual`` execution.
+
+        ``kwargs`` are merged over the job's. The overlap policy applies unless
+        ``force``: ``skip`` refuses with :class:`JobBusyError` while ``max_instances``
+        runs are active, ``queue`` waits for a free run, ``allow`` starts anyway.
+
+        :raises JobPausedError: the job is paused and ``force`` is not set.
+        :raises JobOrphanedError: its function is not registered.
+        """
+        if actor is not None and (not isinstance(actor, str) or len(actor) > 200 or "\x00" in actor):
+            raise InvalidInputError("must be a string of at most 200 characters", field="actor")
+        self._open()
+        job = self.storage.get_job(job_key)
+        if job.state is JobState.ORPHANED or job.func not in self.registry:
+            raise JobOrphanedError(
+                f"job {job_key!r} cannot run: function {job.func!r} is not registered"
+            )
+        if job.state is JobState.PAUSED and not force:
+            raise JobPausedError(f"job {job_key!r} is paused (pass force=True to run it anyway)")
+        merged = validate_kwargs({**job.kwargs, **(kwargs or {})})
+        check_kwargs_signature(self.registry.get(job.func), merged)
+        now = self.clock.now()
+        policy = job.overlap_policy
+        for nudge in range(_SLOT_RETRIES):
+            # a manual run is its own slot at "now"; when a slot of the schedule (or
+            # another manual run) holds that exact instant, take the next microsecond
+            slot = now + timedelta(microseconds=nudge)
+            try:
+                execution = self.storage.add_execution(
+                    NewExecution(
+                        id=new_execution_id(),
+                        job_id=job.id,
+                        job_key=job.key,
+                        scheduled_for=slot,
+                        attempt=1,
+                        trigger=ExecutionTrigger.MANUAL,
+                        status=ExecutionStatus.PENDING,
+                        due_at=now,
+                        created_at=now,
+                        kwargs=merged,
+                        queued=policy is OverlapPolicy.QUEUE and not force,
+                        actor=actor,
+                    ),
+                    max_active=(
+                        job.max_instances if policy is OverlapPolicy.SKIP and not force else None
+                    ),
+                )
+            except JobBusyError:
+                raise
+            except ConflictError:
+                continue
+            self._wake()
+            return execution
+        raise ConflictError(f"could not find a free slot for a manual run of {job_key!r}")
+
+    def preview(self, job_key: str, n: int = 5) -> list[datetime]:
+        """The job's next ``n`` fire times after now (UTC)."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_PREVIEW:
+            raise InvalidInputError(f"must be an integer in 1-{MAX_PREVIEW}, got {n!r}", field="n")
+        job = self.get_job(job_key)
+        return job.trigger.next_fire_times(self.clock.now(), n)
+
+    # -- history ----------------------------------------------------------------------
+
+    def list_executions(
+        self,
+        job_key: str | None = None,
+        status: ExecutionStatus | str | Sequence[ExecutionStatus | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ExecutionPage:
+        """Executions newest first. ``since``/``until`` bound the scheduled time;
+        ``cursor`` is the ``next_cursor`` of the previous page."""
+        _check_limit(limit)
+        if status is None:
+            statuses: tuple[ExecutionStatus, ...] = ()
+        elif isinstance(status, str):
+            statuses = (_status(status),)
+        else:
+            statuses = tuple(_status(s) for s in status)
+        filters = ExecutionFilter(
+            job_key=job_key,
+            statuses=statuses,
+            since=ensure_aware(since, "since") if since is not None else None,
+            until=ensure_aware(until, "until") if until is not None else None,
+        )
+        before = _decode_cursor(cursor) if cursor is not None else None
+        self._open()
+        items = self.storage.list_executions(filters, limit=limit + 1, before=before)
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            next_cursor = _encode_cursor(items[-1])
+        return ExecutionPage(items=items, next_cursor=next_cursor)
+
+    def get_execution(self, execution_id: str) -> Execution:
+        self._open()
+        return self.storage.get_execution(execution_id)
+
+    def list_instances(self) -> list[Instance]:
+        self._open()
+        return self.storage.list_instances()
+
+    def cleanup_history(self, retention_days: float) -> int:
+        """Delete finished executions completed more than ``retention_days`` ago, in
+        small batches. Pending and running executions are never deleted."""
+        if (
+            isinstance(retention_days, bool)
+            or not isinstance(retention_days, int | float)
+            or not math.isfinite(retention_days)
+            or retention_days < 0
+        ):
+            raise InvalidInputError(
+                f"must be a number of days >= 0, got {retention_days!r}", field="retention_days"
+            )
+        self._open()
+        cutoff = self.clock.now() - timedelta(days=retention_days)
+        total = 0
+        while True:
+            deleted = self.storage.delete_finished_executions(
+                completed_before=cutoff, limit=_DELETE_BATCH
+            )
+            total += deleted
+            if deleted < _DELETE_BATCH:
+                return total
+
+    # -- driving time by hand ---------------------------------------------------------
+
+    def run_due(self, *, wait: bool = True, timeout: float = 30.0) -> list[Execution]:
+        """Claim and dispatch what is due now, once. With ``wait``, return once those
+        executions have ended (as stored), else as claimed.
+
+        For tests and scripts that inject a clock (``background=False``).
+        """
+        if not self._started or self._loop is None:
+            raise ServiceStateError("start() the service before run_due()")
+        claimed = self._loop.tick()
+        ids = [item.execution.id for item in claimed]
+        if not wait:
+            return [item.execution for item in claimed]
+        deadline = time.monotonic() + timeout
+        while True:
+            current = [self.storage.get_execution(i) for i in ids]
+            if all(execution.status.is_final for execution in current):
+                return current
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"executions did not end within {timeout}s")
+            with self._written:
+                self._written.wait(min(remaining, 0.05))
+
+    def _wake(self) -> None:
+        if self._loop is not None:
+            self._loop.wake()
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInputError(f"must be an integer in 1-{MAX_PAGE}, got {limit!r}", field="limit")
+
+
+def _status(value: ExecutionStatus | str) -> ExecutionStatus:
+    try:
+        return ExecutionStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in ExecutionStatus)
+        raise InvalidInputError(f"must be one of {allowed}, got {value!r}", field="status") from None
+
+
+def _encode_cursor(execution: Execution) -> str:
+    raw = json.dumps([execution.created_at.isoformat(), execution.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, execution_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None or not isinstance(execution_id, str):
+            raise ValueError(cursor)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInputError("is not a cursor returned by list_executions", field="cursor") from None
+    return created_at, execution_id

@@ -12,6 +12,7 @@ retries left get their next attempt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -87,10 +88,8 @@ class Maintenance:
             )
             retry = next_attempt(claimed, now)
             if retry is not None:
-                try:
+                with contextlib.suppress(JobNotFoundError):  # deleted meanwhile
                     self.storage.add_execution(retry)
-                except JobNotFoundError:
-                    pass  # deleted meanwhile: nothing to retry
         return len(lost)
 
     def _run(self) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import replace
 from collections.abc import Callable, Container
+from dataclasses import replace
 from datetime import datetime
 
 from taskmgr.schemas import (

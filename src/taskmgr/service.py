@@ -143,7 +143,9 @@ class SchedulerService:
             self.registry.register(target)
         self.poll_interval = _positive("poll_interval", poll_interval)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError(f"must be a positive integer, got {batch_size!r}", field="batch_size")
+            raise InvalidInputError(
+                f"must be a positive integer, got {batch_size!r}", field="batch_size"
+            )
         self.batch_size = batch_size
         self.heartbeat_interval = _positive("heartbeat_interval", heartbeat_interval)
         self.heartbeat_timeout = _positive("heartbeat_timeout", heartbeat_timeout)
@@ -386,7 +388,9 @@ class SchedulerService:
         :raises InvalidInputError: any invalid argument (nothing is written).
         """
         name = self.registry.resolve(func)
-        spec = build_trigger(cron=cron, interval=interval, at=at, trigger=trigger, timezone=timezone)
+        spec = build_trigger(
+            cron=cron, interval=interval, at=at, trigger=trigger, timezone=timezone
+        )
         definition = build_definition(key=key, func=name, trigger=spec, options=options)
         check_kwargs_signature(self.registry.get(name), definition.kwargs)
         self._open()
@@ -518,7 +522,9 @@ class SchedulerService:
         :raises JobPausedError: the job is paused and ``force`` is not set.
         :raises JobOrphanedError: its function is not registered.
         """
-        if actor is not None and (not isinstance(actor, str) or len(actor) > 200 or "\x00" in actor):
+        if actor is not None and (
+            not isinstance(actor, str) or len(actor) > 200 or "\x00" in actor
+        ):
             raise InvalidInputError("must be a string of at most 200 characters", field="actor")
         self._open()
         job = self.storage.get_job(job_key)
@@ -677,7 +683,9 @@ def _status(value: ExecutionStatus | str) -> ExecutionStatus:
         return ExecutionStatus(value)
     except ValueError:
         allowed = ", ".join(s.value for s in ExecutionStatus)
-        raise InvalidInputError(f"must be one of {allowed}, got {value!r}", field="status") from None
+        raise InvalidInputError(
+            f"must be one of {allowed}, got {value!r}", field="status"
+        ) from None
 
 
 def _encode_cursor(execution: Execution) -> str:
@@ -693,5 +701,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         if created_at.tzinfo is None or not isinstance(execution_id, str):
             raise ValueError(cursor)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInputError("is not a cursor returned by list_executions", field="cursor") from None
+        raise InvalidInputError(
+            "is not a cursor returned by list_executions", field="cursor"
+        ) from None
     return created_at, execution_id

@@ -146,9 +146,8 @@ def test_async_job_runs_on_the_host_loop_when_started_inside_one(clock: FakeCloc
         service.start()
         try:
             clock.advance(60)
-            [claimed] = service.run_due(wait=False)
-            while not service.get_execution(claimed.id).status.is_final:
-                await asyncio.sleep(0.01)  # yield so the job can run on this loop
+            # run_due waits in a thread while the job runs here, on the host loop
+            [claimed] = await asyncio.to_thread(service.run_due)
             return id(asyncio.get_running_loop()), service.get_execution(claimed.id)
         finally:
             await asyncio.to_thread(service.shutdown)

@@ -343,5 +343,6 @@ class Storage(ABC):
     def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed]:
         """Mark ``running`` instances whose last heartbeat is older than the cutoff as
         ``dead``, and every ``running`` execution owned by an instance that is not
-        ``running`` (dead or stopped) as ``lost`` (``completed_at = now``), in one transaction. Returns the
-        executions it marked whose job still exists, with their jobs."""
+        ``running`` (dead or stopped) as ``lost`` (``completed_at = now``), in one
+        transaction. Returns the executions it marked whose job still exists, with
+        their jobs."""

@@ -35,6 +35,7 @@ from taskmgr._loop import SchedulerLoop
 from taskmgr._maintenance import Maintenance
 from taskmgr._outcomes import OutcomeWriter
 from taskmgr._planner import Planner, new_execution_id
+from taskmgr._sync import anchor, first_run, sync_code_jobs
 from taskmgr._validation import ensure_aware, validate_kwargs
 from taskmgr.dispatch.base import DispatchContext, Dispatcher
 from taskmgr.dispatch.inline import InlineDispatcher
@@ -42,7 +43,6 @@ from taskmgr.exceptions import (
     ConflictError,
     InvalidInputError,
     JobBusyError,
-    JobExistsError,
     JobOrphanedError,
     JobPausedError,
     ServiceStateError,
@@ -56,13 +56,12 @@ from taskmgr.schemas import (
     Instance,
     InstanceStatus,
     Job,
-    JobDefinition,
     JobSource,
     JobState,
     OverlapPolicy,
 )
 from taskmgr.storage.base import ExecutionFilter, NewExecution, Outcome, Storage
-from taskmgr.triggers import Cron, Date, Interval, TriggerSpec
+from taskmgr.triggers import Cron, TriggerSpec
 
 __all__ = ["SchedulerService"]
 
@@ -80,25 +79,6 @@ def _positive(name: str, value: float) -> float:
     if value <= 0:
         raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
     return float(value)
-
-
-def _anchor(trigger: TriggerSpec, now: datetime) -> TriggerSpec:
-    return trigger.anchored(now) if isinstance(trigger, Interval) else trigger
-
-
-def _first_run(trigger: TriggerSpec, now: datetime) -> datetime | None:
-    """The first slot of a new (or newly resumed) schedule: the next fire time after now.
-    A one-shot date already past stays due, so its misfire policy decides."""
-    if isinstance(trigger, Date):
-        return trigger.at
-    following = trigger.next_fire_times(now, 1)
-    return following[0] if following else None
-
-
-def _same_schedule(stored: TriggerSpec, declared: TriggerSpec) -> bool:
-    if isinstance(stored, Interval) and isinstance(declared, Interval) and declared.start is None:
-        return stored.every == declared.every
-    return stored == declared
 
 
 class SchedulerService:
@@ -178,7 +158,7 @@ class SchedulerService:
         """
         names = self.registry.register(target)
         if self._started:
-            self._sync_code_jobs(orphan_missing=False)
+            sync_code_jobs(self.storage, self.registry, self.clock.now(), orphan_missing=False)
         return names
 
     def start(self) -> SchedulerService:
@@ -187,7 +167,7 @@ class SchedulerService:
                 raise ServiceStateError("the service is already running")
             self._open()
             self._register_instance()
-            self._sync_code_jobs(orphan_missing=True)
+            sync_code_jobs(self.storage, self.registry, self.clock.now(), orphan_missing=True)
             planner = Planner(self.instance_id, self.registry)
             self._outcomes = OutcomeWriter(self.storage, self._on_outcomes)
             self._outcomes.start()
@@ -290,83 +270,6 @@ class SchedulerService:
         if self._loop is not None:
             self._loop.wake()  # a run finished: queued work or retries may be due
 
-    # -- code-declared jobs ------------------------------------------------------------
-
-    def _sync_code_jobs(self, *, orphan_missing: bool) -> None:
-        """DESIGN §3: new keys are created; existing keys keep operator changes unless
-        the code definition changed (then code wins); vanished keys become orphaned."""
-        now = self.clock.now()
-        declared = {definition.key: definition for definition in self.registry.definitions()}
-        for definition in declared.values():
-            self._sync_one(definition, now)
-        for job in self.storage.list_jobs():
-            if job.key in declared:
-                continue
-            if job.state is JobState.ORPHANED:
-                if job.func in self.registry and job.source is JobSource.API:
-                    self._restore(job, now)
-            elif orphan_missing and job.source is JobSource.CODE:
-                logger.warning(
-                    "job %r is no longer declared in code: marked orphaned (kept, not deleted)",
-                    job.key,
-                    extra={"taskmgr_job_key": job.key},
-                )
-                self.storage.update_job(job.key, {"state": JobState.ORPHANED}, now=now)
-
-    def _sync_one(self, definition: JobDefinition, now: datetime) -> None:
-        fingerprint = definition.fingerprint()
-        trigger = _anchor(definition.trigger, now)
-        try:
-            job = self.storage.get_job(definition.key)
-        except LookupError:
-            try:
-                self.storage.add_job(
-                    definition.model_copy(update={"trigger": trigger}),
-                    source=JobSource.CODE,
-                    state=JobState.ACTIVE if definition.enabled else JobState.PAUSED,
-                    next_run_at=_first_run(trigger, now),
-                    fingerprint=fingerprint,
-                    now=now,
-                )
-                logger.info("job %r created from code", definition.key)
-                return
-            except JobExistsError:  # another instance created it first
-                job = self.storage.get_job(definition.key)
-        if job.fingerprint == fingerprint:
-            if job.state is JobState.ORPHANED:
-                self._restore(job, now)
-            return
-        changes: dict[str, Any] = {
-            field: getattr(definition, field)
-            for field in OPTION_NAMES
-            if field != "enabled" and getattr(definition, field) != getattr(job, field)
-        }
-        if definition.func != job.func:
-            changes["func"] = definition.func
-        if not _same_schedule(job.trigger, definition.trigger):
-            changes["trigger"] = trigger
-        state = JobState.ACTIVE if definition.enabled else JobState.PAUSED
-        if state is not job.state:
-            changes["state"] = state
-        if "trigger" in changes or (state is JobState.ACTIVE and job.state is not state):
-            changes["next_run_at"] = _first_run(changes.get("trigger", job.trigger), now)
-        changes.update(source=JobSource.CODE, fingerprint=fingerprint)
-        logger.info(
-            "job %r changed in code; code wins: %s",
-            definition.key,
-            ", ".join(sorted(set(changes) - {"fingerprint", "source"})) or "no field",
-            extra={"taskmgr_job_key": definition.key},
-        )
-        self.storage.update_job(definition.key, changes, now=now)
-
-    def _restore(self, job: Job, now: datetime) -> None:
-        logger.info("job %r: its function is registered again; active", job.key)
-        self.storage.update_job(
-            job.key,
-            {"state": JobState.ACTIVE, "next_run_at": _first_run(job.trigger, now)},
-            now=now,
-        )
-
     # -- job operations ------------------------------------------------------------------
 
     def create_job(
@@ -395,12 +298,12 @@ class SchedulerService:
         check_kwargs_signature(self.registry.get(name), definition.kwargs)
         self._open()
         now = self.clock.now()
-        anchored = _anchor(definition.trigger, now)
+        anchored = anchor(definition.trigger, now)
         job = self.storage.add_job(
             definition.model_copy(update={"trigger": anchored}),
             source=JobSource.API,
             state=JobState.ACTIVE if definition.enabled else JobState.PAUSED,
-            next_run_at=_first_run(anchored, now),
+            next_run_at=first_run(anchored, now),
             fingerprint=None,
             now=now,
         )
@@ -442,10 +345,10 @@ class SchedulerService:
             if field != "enabled" and getattr(definition, field) != getattr(job, field)
         }
         if spec is not job.trigger:  # a trigger was given: it applies from now
-            anchored = _anchor(definition.trigger, now)
+            anchored = anchor(definition.trigger, now)
             if anchored != job.trigger:
                 updates["trigger"] = anchored
-                updates["next_run_at"] = _first_run(anchored, now)
+                updates["next_run_at"] = first_run(anchored, now)
         if not updates:
             return job
         updated = self.storage.update_job(key, updates, now=now, expected_version=expected_version)

@@ -25,6 +25,7 @@ __all__ = [
     "ExecutionPage",
     "ExecutionStatus",
     "ExecutionTrigger",
+    "Health",
     "Instance",
     "InstanceStatus",
     "Job",
@@ -345,3 +346,24 @@ class ExecutionPage(_Model):
 
     items: list[Execution]
     next_cursor: str | None = None
+
+
+class Health(_Model):
+    """What a readiness probe or an operator needs to know at a glance."""
+
+    #: The database answered.
+    database: bool
+    #: This process runs a started service (it fires jobs).
+    running: bool
+    #: Instances whose heartbeat is fresh (status ``running``).
+    live_instances: int
+    #: The earliest due time of work not yet claimed, if any is overdue.
+    oldest_overdue_at: datetime | None = None
+    #: How late that work is, in seconds (0 when nothing is overdue).
+    overdue_seconds: float = 0.0
+    #: Why the database is not healthy, when it is not.
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.database and self.error is None

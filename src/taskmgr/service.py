@@ -53,6 +53,7 @@ from taskmgr.schemas import (
     ExecutionPage,
     ExecutionStatus,
     ExecutionTrigger,
+    Health,
     Instance,
     InstanceStatus,
     Job,
@@ -522,6 +523,41 @@ class SchedulerService:
     def list_instances(self) -> list[Instance]:
         self._open()
         return self.storage.list_instances()
+
+    def health(self, *, overdue_after: float | None = None) -> Health:
+        """Database reachability, live instances and overdue work, for probes.
+
+        Work counts as overdue when its due time is more than ``overdue_after``
+        seconds past (default: twice the poll interval plus a second). Never raises
+        for a database failure: it reports it.
+        """
+        threshold = overdue_after if overdue_after is not None else 2 * self.poll_interval + 1
+        try:
+            self._open()
+            now = self.clock.now()
+            cutoff = now - timedelta(seconds=self.heartbeat_timeout)
+            live = sum(
+                1
+                for instance in self.storage.list_instances()
+                if instance.status is InstanceStatus.RUNNING and instance.last_heartbeat >= cutoff
+            )
+            due = self.storage.next_due_at()
+        except Exception as exc:
+            return Health(
+                database=False,
+                running=self._started,
+                live_instances=0,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        late = (now - due).total_seconds() if due is not None else 0.0
+        overdue = late > threshold
+        return Health(
+            database=True,
+            running=self._started,
+            live_instances=live,
+            oldest_overdue_at=due if overdue else None,
+            overdue_seconds=late if overdue else 0.0,
+        )
 
     def cleanup_history(self, retention_days: float) -> int:
         """Delete finished executions completed more than ``retention_days`` ago, in

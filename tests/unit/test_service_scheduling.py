@@ -328,3 +328,26 @@ def test_cleanup_history_deletes_only_old_finished_executions(clock: FakeClock) 
         clock.advance(timedelta(days=10))
         assert service.cleanup_history(retention_days=7) == 1
         assert [e.id for e in service.list_executions().items] == [pending.id]
+
+
+def test_health_reports_live_instances_and_overdue_work(clock: FakeClock) -> None:
+    with make_test_service([every_minute], clock=clock) as service:
+        healthy = service.health()
+        assert healthy.ok and healthy.running and healthy.live_instances == 1
+        assert healthy.oldest_overdue_at is None
+        clock.advance(minutes=5)  # nobody claimed the 09:01 slot: it is overdue
+        late = service.health()
+        assert late.oldest_overdue_at == START + timedelta(minutes=1)
+        assert late.overdue_seconds == 240
+        clock.advance(minutes=1)  # now the instance's heartbeat is stale too
+        assert service.health().live_instances == 0
+
+
+def test_health_reports_a_broken_database_instead_of_raising() -> None:
+    class Broken(MemoryStorage):
+        def list_instances(self) -> list[object]:  # type: ignore[override]
+            raise RuntimeError("connection refused")
+
+    report = make_test_service(storage=Broken()).health()
+    assert not report.ok and not report.database
+    assert report.error == "RuntimeError: connection refused"

@@ -1,0 +1,39 @@
+"""Alembic environment for taskmgr's packaged migrations.
+
+Run by :mod:`taskmgr.storage.sqlalchemy.migrate`, which passes an open connection and
+the table prefix/schema through ``config.attributes``; there is no ``alembic.ini``.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if not isinstance(connection, Connection):
+        raise RuntimeError(
+            "taskmgr migrations run through taskmgr.storage.sqlalchemy.migrate.upgrade() "
+            "(or `taskmgr db upgrade`), which supply the connection"
+        )
+    prefix: str = config.attributes.get("taskmgr_table_prefix", "taskmgr_")
+    schema: str | None = config.attributes.get("taskmgr_schema")
+    context.configure(
+        connection=connection,
+        # Our own version table, so a host's Alembic history is never touched.
+        version_table=f"{prefix}alembic_version",
+        version_table_schema=schema,
+        # SQLite cannot ALTER most things; batch mode copies the table instead.
+        render_as_batch=connection.dialect.name == "sqlite",
+        transactional_ddl=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise RuntimeError("taskmgr migrations do not support offline (--sql) mode yet")
+run_migrations_online()

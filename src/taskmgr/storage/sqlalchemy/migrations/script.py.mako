@@ -1,0 +1,34 @@
+"""${message}
+
+Revision ID: ${up_revision}
+Revises: ${down_revision | comma,n}
+Create Date: ${create_date}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+${imports if imports else ""}
+
+revision: str = ${repr(up_revision)}
+down_revision: str | Sequence[str] | None = ${repr(down_revision)}
+branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
+depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+
+
+def _target() -> tuple[str, str | None]:
+    """The table prefix and schema chosen by the host (defaults: ``taskmgr_``, none)."""
+    config = op.get_context().config
+    attributes = config.attributes if config is not None else {}
+    return attributes.get("taskmgr_table_prefix", "taskmgr_"), attributes.get("taskmgr_schema")
+
+
+def upgrade() -> None:
+    ${upgrades if upgrades else "pass"}
+
+
+def downgrade() -> None:
+    ${downgrades if downgrades else "pass"}

@@ -1,0 +1,160 @@
+"""The taskmgr tables as SQLAlchemy Core metadata.
+
+This is the model the packaged migrations must produce (a test compares them with
+Alembic's autogenerate). Only built-in column types are stored, so a host's own
+migrations never need to import taskmgr; :class:`UTCDateTime` only converts values
+in Python and is stored as a plain ``DateTime(timezone=True)``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = ["NAMING_CONVENTION", "Tables", "UTCDateTime", "build_metadata", "build_tables"]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database.
+
+    SQLite has no time zone type: values are stored as naive UTC text (fixed width, so
+    comparisons in SQL order correctly) and made aware again when read.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given; taskmgr stores UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _json() -> sa.JSON:
+    # none_as_null: a Python None is SQL NULL, not the JSON text 'null'.
+    return sa.JSON(none_as_null=True)
+
+
+class Tables:
+    """The three tables of one metadata, by role."""
+
+    def __init__(self, metadata: sa.MetaData, prefix: str) -> None:
+        self.metadata = metadata
+        self.prefix = prefix
+        key = f"{metadata.schema}.{prefix}" if metadata.schema else prefix
+        self.jobs: sa.Table = metadata.tables[f"{key}jobs"]
+        self.executions: sa.Table = metadata.tables[f"{key}executions"]
+        self.instances: sa.Table = metadata.tables[f"{key}instances"]
+
+
+def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.MetaData:
+    """A fresh ``MetaData`` holding taskmgr's tables, named ``<prefix>jobs`` etc.
+
+    Hosts can hand it to their own Alembic ``env.py`` to compare or to exclude.
+    """
+    metadata = sa.MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+    when = UTCDateTime
+    sa.Table(
+        f"{prefix}jobs",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("job_key", sa.String(255), nullable=False),
+        sa.Column("func", sa.String(255), nullable=False),
+        sa.Column("names", _json(), nullable=False),
+        sa.Column("description", sa.Text, nullable=True),
+        sa.Column("trigger", _json(), nullable=False),
+        sa.Column("kwargs", _json(), nullable=False),
+        sa.Column("max_instances", sa.Integer, nullable=False),
+        sa.Column("overlap_policy", sa.String(16), nullable=False),
+        sa.Column("misfire_grace_time", sa.Float, nullable=True),
+        sa.Column("coalesce", sa.Boolean, nullable=False),
+        sa.Column("max_retries", sa.Integer, nullable=False),
+        sa.Column("retry_backoff_base", sa.Float, nullable=False),
+        sa.Column("retry_backoff_max", sa.Float, nullable=False),
+        sa.Column("retry_jitter", sa.Float, nullable=False),
+        sa.Column("timeout", sa.Float, nullable=True),
+        sa.Column("queue", sa.String(255), nullable=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("source", sa.String(16), nullable=False),
+        sa.Column("fingerprint", sa.String(64), nullable=True),
+        sa.Column("next_run_at", when, nullable=True),
+        sa.Column("last_run_at", when, nullable=True),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("updated_at", when, nullable=False),
+        sa.UniqueConstraint("job_key"),
+        # The due-job scan: state = 'active' AND next_run_at <= now ORDER BY next_run_at.
+        sa.Index(None, "state", "next_run_at"),
+    )
+    sa.Table(
+        f"{prefix}executions",
+        metadata,
+        sa.Column("id", sa.String(36), primary_key=True),
+        # No foreign key: the history outlives a deleted job.
+        sa.Column("job_id", sa.Integer, nullable=False),
+        sa.Column("job_key", sa.String(255), nullable=False),
+        sa.Column("scheduled_for", when, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("trigger", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("due_at", when, nullable=False),
+        sa.Column("queued", sa.Boolean, nullable=False),
+        sa.Column("kwargs", _json(), nullable=False),
+        sa.Column("owner", sa.String(255), nullable=True),
+        sa.Column("actor", sa.String(255), nullable=True),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("dispatched_at", when, nullable=True),
+        sa.Column("started_at", when, nullable=True),
+        sa.Column("completed_at", when, nullable=True),
+        sa.Column("duration_ms", sa.BigInteger, nullable=True),
+        sa.Column("error_type", sa.String(255), nullable=True),
+        sa.Column("error_message", sa.Text, nullable=True),
+        sa.Column("traceback", sa.Text, nullable=True),
+        sa.Column("result_summary", _json(), nullable=True),
+        sa.Column("celery_task_id", sa.String(255), nullable=True),
+        # G1: a slot is inserted at most once, whatever the callers do.
+        sa.UniqueConstraint("job_id", "scheduled_for", "attempt"),
+        sa.Index(None, "status", "due_at"),  # due pending executions
+        sa.Index(None, "job_id", "status"),  # active runs per job
+        sa.Index(None, "created_at", "id"),  # history, keyset pagination
+        sa.Index(None, "job_key", "created_at"),  # one job's history
+        sa.Index(None, "status", "completed_at"),  # retention
+    )
+    sa.Table(
+        f"{prefix}instances",
+        metadata,
+        sa.Column("id", sa.String(255), primary_key=True),
+        sa.Column("hostname", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("mode", sa.String(32), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("started_at", when, nullable=False),
+        sa.Column("last_heartbeat", when, nullable=False),
+    )
+    return metadata
+
+
+def build_tables(prefix: str = "taskmgr_", schema: str | None = None) -> Tables:
+    return Tables(build_metadata(prefix, schema), prefix)

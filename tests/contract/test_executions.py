@@ -1,0 +1,271 @@
+"""Contract: manual runs, fenced outcomes, history queries and retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from taskmgr.exceptions import ExecutionNotFoundError, JobBusyError, JobNotFoundError
+from taskmgr.schemas import ExecutionStatus, ExecutionTrigger
+from taskmgr.storage.base import ExecutionFilter, Storage
+
+from .helpers import MINUTE, T0, add_job, new_execution, outcome, running
+
+OWNER = "instance-a"
+SECOND = timedelta(seconds=1)
+
+
+def test_add_and_get_execution(storage: Storage) -> None:
+    job = add_job(storage, "manual")
+    new = new_execution(
+        job,
+        scheduled_for=T0,
+        due_at=T0 + SECOND,
+        actor="alice",
+        kwargs={"x": [1, 2]},
+        trigger=ExecutionTrigger.MANUAL,
+    )
+    stored = storage.add_execution(new)
+    assert stored.id == new.id
+    assert stored.status is ExecutionStatus.PENDING
+    assert stored.actor == "alice"
+    assert stored.kwargs == {"x": [1, 2]}
+    assert stored.due_at == T0 + SECOND
+    assert storage.get_execution(new.id) == stored
+
+
+def test_get_missing_execution(storage: Storage) -> None:
+    with pytest.raises(ExecutionNotFoundError) as info:
+        storage.get_execution("no-such-id")
+    assert info.value.execution_id == "no-such-id"
+
+
+def test_add_execution_for_a_missing_job(storage: Storage) -> None:
+    job = add_job(storage, "short-lived")
+    storage.delete_job("short-lived", now=T0)
+    new = new_execution(job)
+    with pytest.raises(JobNotFoundError):
+        storage.add_execution(new)
+    with pytest.raises(ExecutionNotFoundError):
+        storage.get_execution(new.id)
+
+
+def test_add_execution_max_active(storage: Storage) -> None:
+    job = add_job(storage, "limited", max_instances=2)
+    storage.add_execution(running(job, OWNER, scheduled_for=T0 - MINUTE))
+    storage.add_execution(new_execution(job, scheduled_for=T0 - 2 * MINUTE, queued=True))
+    first = storage.add_execution(new_execution(job, scheduled_for=T0), max_active=2)
+    assert first.status is ExecutionStatus.PENDING
+
+    refused = new_execution(job, scheduled_for=T0 + SECOND)
+    with pytest.raises(JobBusyError):
+        storage.add_execution(refused, max_active=2)
+    with pytest.raises(ExecutionNotFoundError):
+        storage.get_execution(refused.id)
+    # Without a limit (overlap policy "allow") it goes in.
+    storage.add_execution(refused)
+    assert storage.get_execution(refused.id).status is ExecutionStatus.PENDING
+
+
+def test_record_outcomes_is_fenced_by_owner_and_status(storage: Storage) -> None:
+    job = add_job(storage, "fenced", max_retries=1)
+    mine = storage.add_execution(running(job, OWNER, scheduled_for=T0))
+    theirs = storage.add_execution(running(job, "instance-b", scheduled_for=T0 - MINUTE))
+    pending = storage.add_execution(new_execution(job, scheduled_for=T0 - 2 * MINUTE))
+
+    result = storage.record_outcomes(
+        [
+            outcome(
+                mine,
+                OWNER,
+                status=ExecutionStatus.FAILED,
+                error_type="ValueError",
+                error_message="bad",
+                traceback="Traceback ...",
+                result_summary=None,
+            ),
+            outcome(theirs, OWNER),  # wrong owner
+            outcome(pending, OWNER),  # not running
+        ]
+    )
+    assert result == [True, False, False]
+
+    done = storage.get_execution(mine.id)
+    assert done.status is ExecutionStatus.FAILED
+    assert done.started_at == T0 + SECOND
+    assert done.completed_at == T0 + 2 * SECOND
+    assert done.duration_ms == 1000
+    assert (done.error_type, done.error_message, done.traceback) == (
+        "ValueError",
+        "bad",
+        "Traceback ...",
+    )
+    assert done.owner == OWNER
+    assert storage.get_execution(theirs.id) == theirs
+    assert storage.get_execution(pending.id) == pending
+
+    # A second write for the same execution (e.g. a late timeout) is rejected.
+    assert storage.record_outcomes([outcome(mine, OWNER, status=ExecutionStatus.TIMEOUT)]) == [
+        False
+    ]
+    assert storage.get_execution(mine.id) == done
+    assert storage.record_outcomes([outcome(new_execution(job), OWNER)]) == [False]
+    assert storage.record_outcomes([]) == []
+
+
+def test_two_outcomes_for_one_execution_in_one_call(storage: Storage) -> None:
+    job = add_job(storage, "double")
+    run = storage.add_execution(running(job, OWNER))
+    assert storage.record_outcomes(
+        [outcome(run, OWNER), outcome(run, OWNER, status=ExecutionStatus.FAILED)]
+    ) == [True, False]
+    assert storage.get_execution(run.id).status is ExecutionStatus.SUCCESS
+
+
+def test_retry_is_inserted_only_when_the_outcome_applies(storage: Storage) -> None:
+    job = add_job(storage, "retry", max_retries=3)
+    run = storage.add_execution(running(job, OWNER))
+    lost_run = storage.add_execution(running(job, "dead-owner", scheduled_for=T0 - MINUTE))
+    retry = new_execution(
+        job, scheduled_for=T0, attempt=2, trigger=ExecutionTrigger.RETRY, due_at=T0 + MINUTE
+    )
+    ignored = new_execution(
+        job, scheduled_for=T0 - MINUTE, attempt=2, trigger=ExecutionTrigger.RETRY
+    )
+    result = storage.record_outcomes(
+        [
+            outcome(run, OWNER, status=ExecutionStatus.FAILED, retry=retry),
+            outcome(lost_run, OWNER, status=ExecutionStatus.FAILED, retry=ignored),
+        ]
+    )
+    assert result == [True, False]
+    stored = storage.get_execution(retry.id)
+    assert stored.status is ExecutionStatus.PENDING
+    assert stored.attempt == 2
+    assert stored.due_at == T0 + MINUTE
+    assert stored.trigger is ExecutionTrigger.RETRY
+    with pytest.raises(ExecutionNotFoundError):
+        storage.get_execution(ignored.id)
+
+
+def test_result_summary_round_trips(storage: Storage) -> None:
+    job = add_job(storage, "summary")
+    run = storage.add_execution(running(job, OWNER))
+    summary = {"rows": 3, "names": ["a", "ü"], "nested": {"ok": True, "none": None}}
+    assert storage.record_outcomes([outcome(run, OWNER, result_summary=summary)]) == [True]
+    assert storage.get_execution(run.id).result_summary == summary
+
+
+def _history(storage: Storage) -> list[str]:
+    """Eight executions; created_at ties in pairs, so the id breaks them."""
+    a = add_job(storage, "a")
+    b = add_job(storage, "b")
+    ids = []
+    for n in range(8):
+        job = a if n % 2 == 0 else b
+        status = [ExecutionStatus.SUCCESS, ExecutionStatus.FAILED, ExecutionStatus.PENDING][n % 3]
+        new = new_execution(
+            job,
+            id=f"exec-{n:02d}",
+            scheduled_for=T0 + n * MINUTE,
+            created_at=T0 + (n // 2) * SECOND,
+            status=status,
+            completed_at=None if status is ExecutionStatus.PENDING else T0 + n * MINUTE,
+        )
+        ids.append(storage.add_execution(new).id)
+    return ids
+
+
+def test_list_executions_newest_first_with_keyset_pagination(storage: Storage) -> None:
+    _history(storage)
+    everything = storage.list_executions(ExecutionFilter(), limit=100)
+    order = [e.id for e in everything]
+    assert order == [f"exec-{n:02d}" for n in reversed(range(8))]
+
+    pages: list[str] = []
+    before = None
+    while True:
+        page = storage.list_executions(ExecutionFilter(), limit=3, before=before)
+        if not page:
+            break
+        assert len(page) <= 3
+        pages += [e.id for e in page]
+        before = (page[-1].created_at, page[-1].id)
+    assert pages == order
+
+    # A page boundary inside a created_at tie.
+    tie = storage.list_executions(ExecutionFilter(), limit=10, before=(T0 + 2 * SECOND, "exec-05"))
+    assert [e.id for e in tie] == ["exec-04", "exec-03", "exec-02", "exec-01", "exec-00"]
+
+
+def test_list_executions_filters(storage: Storage) -> None:
+    _history(storage)
+
+    def ids(**filters: object) -> list[str]:
+        found = storage.list_executions(ExecutionFilter(**filters), limit=100)  # type: ignore[arg-type]
+        return sorted(e.id for e in found)
+
+    assert ids(job_key="a") == ["exec-00", "exec-02", "exec-04", "exec-06"]
+    assert ids(statuses=[ExecutionStatus.PENDING]) == ["exec-02", "exec-05"]
+    assert ids(statuses=[ExecutionStatus.SUCCESS, ExecutionStatus.FAILED], job_key="b") == [
+        "exec-01",
+        "exec-03",
+        "exec-07",
+    ]
+    # since/until bound scheduled_for, inclusive.
+    assert ids(since=T0 + 2 * MINUTE, until=T0 + 4 * MINUTE) == ["exec-02", "exec-03", "exec-04"]
+    assert ids(since=T0 + 6 * MINUTE) == ["exec-06", "exec-07"]
+    assert ids(until=T0) == ["exec-00"]
+    assert ids(job_key="nobody") == []
+    assert len(storage.list_executions(ExecutionFilter(), limit=2)) == 2
+
+
+def test_delete_finished_executions(storage: Storage) -> None:
+    job = add_job(storage, "retention")
+    old = []
+    for n, status in enumerate(
+        [
+            ExecutionStatus.SUCCESS,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.MISSED,
+            ExecutionStatus.SKIPPED,
+            ExecutionStatus.LOST,
+            ExecutionStatus.CANCELLED,
+            ExecutionStatus.TIMEOUT,
+        ]
+    ):
+        new = new_execution(
+            job,
+            scheduled_for=T0 + n * MINUTE,
+            status=status,
+            completed_at=T0 + n * SECOND,
+        )
+        old.append(storage.add_execution(new).id)
+    recent = storage.add_execution(
+        new_execution(
+            job,
+            scheduled_for=T0 - MINUTE,
+            status=ExecutionStatus.SUCCESS,
+            completed_at=T0 + MINUTE,
+        )
+    )
+    active = [
+        storage.add_execution(new_execution(job, scheduled_for=T0 - 2 * MINUTE)).id,
+        storage.add_execution(running(job, OWNER, scheduled_for=T0 - 3 * MINUTE)).id,
+    ]
+    cutoff = T0 + MINUTE  # exclusive: "recent" completed exactly then
+
+    assert storage.delete_finished_executions(completed_before=cutoff, limit=3) == 3
+    remaining = {e.id for e in storage.list_executions(ExecutionFilter(), limit=100)}
+    assert remaining == {*old[3:], recent.id, *active}  # the oldest went first
+
+    assert storage.delete_finished_executions(completed_before=cutoff, limit=100) == 4
+    assert storage.delete_finished_executions(completed_before=cutoff, limit=100) == 0
+    remaining = {e.id for e in storage.list_executions(ExecutionFilter(), limit=100)}
+    assert remaining == {recent.id, *active}
+
+    # Far in the future: still never pending or running.
+    assert storage.delete_finished_executions(completed_before=T0 + 1000 * MINUTE, limit=100) == 1
+    remaining = {e.id for e in storage.list_executions(ExecutionFilter(), limit=100)}
+    assert remaining == set(active)

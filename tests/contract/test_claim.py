@@ -11,7 +11,7 @@ import pytest
 from taskmgr.schemas import ExecutionStatus, JobState
 from taskmgr.storage.base import ClaimPlan, ExecutionFilter, PendingDecision, Storage
 
-from .conftest import OpenStorage
+from tests.conftest import OpenStorage
 from .helpers import (
     MINUTE,
     T0,

@@ -18,6 +18,7 @@ from taskmgr import (
     JobState,
     scheduled_job,
 )
+from taskmgr.storage import Storage
 from taskmgr.storage.memory import MemoryStorage
 from taskmgr.testing import FakeClock, make_test_service
 
@@ -61,13 +62,8 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-@pytest.fixture
-def storage() -> MemoryStorage:
-    return MemoryStorage()
-
-
 def test_restart_with_coalesce_runs_one_catch_up_and_records_the_rest(
-    clock: FakeClock, storage: MemoryStorage
+    clock: FakeClock, storage: Storage
 ) -> None:
     with make_test_service([every_minute], clock=clock, storage=storage):
         pass  # creates the job: first slot at 09:01
@@ -90,7 +86,7 @@ def test_restart_with_coalesce_runs_one_catch_up_and_records_the_rest(
 
 
 def test_restart_without_coalesce_runs_each_slot_within_grace(
-    clock: FakeClock, storage: MemoryStorage
+    clock: FakeClock, storage: Storage
 ) -> None:
     key = f"{__name__}.every_minute_each"
     with make_test_service([every_minute_each], clock=clock, storage=storage):
@@ -107,7 +103,7 @@ def test_restart_without_coalesce_runs_each_slot_within_grace(
 
 
 def test_restart_within_grace_without_coalesce_runs_three(
-    clock: FakeClock, storage: MemoryStorage
+    clock: FakeClock, storage: Storage
 ) -> None:
     key = f"{__name__}.every_minute_each"
     with make_test_service([every_minute_each], clock=clock, storage=storage):
@@ -212,7 +208,7 @@ def test_pause_stops_firing_and_resume_starts_from_now(clock: FakeClock) -> None
 
 
 def test_change_made_by_one_service_is_seen_by_another_on_its_next_tick(
-    clock: FakeClock, storage: MemoryStorage
+    clock: FakeClock, storage: Storage
 ) -> None:
     first = make_test_service([every_minute], clock=clock, storage=storage)
     second = make_test_service([every_minute], clock=clock, storage=storage)
@@ -228,7 +224,7 @@ def test_change_made_by_one_service_is_seen_by_another_on_its_next_tick(
 
 
 def test_code_sync_keeps_operator_changes_until_code_changes(
-    clock: FakeClock, storage: MemoryStorage
+    clock: FakeClock, storage: Storage
 ) -> None:
     with make_test_service([every_minute], clock=clock, storage=storage) as service:
         service.update_job(KEY, max_retries=5, description="tuned by ops")
@@ -249,7 +245,7 @@ def every_minute_v2() -> None:
 
 
 def test_vanished_code_job_becomes_orphaned_and_fires_nothing(
-    clock: FakeClock, storage: MemoryStorage
+    clock: FakeClock, storage: Storage
 ) -> None:
     with make_test_service([every_minute], clock=clock, storage=storage):
         pass
@@ -270,7 +266,7 @@ def test_vanished_code_job_becomes_orphaned_and_fires_nothing(
 
 
 def test_api_job_whose_function_is_unknown_is_orphaned_when_due(
-    clock: FakeClock, storage: MemoryStorage
+    clock: FakeClock, storage: Storage
 ) -> None:
     with make_test_service(clock=clock, storage=storage) as service:
         service.create_job("api-job", echo, interval=60, kwargs={"a": 1, "b": 2})

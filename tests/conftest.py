@@ -1,0 +1,88 @@
+"""Fixtures shared by every test package.
+
+``storage`` is an open, empty storage on each backend (memory, SQLite, PostgreSQL);
+``open_storage()`` opens another handle on the same database (a second process, as
+far as the database can tell: its own engine and connection pool). PostgreSQL tests
+each get a fresh schema.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from taskmgr.storage import MemoryStorage, Storage
+from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
+from tests.services import require_postgres
+
+OpenStorage = Callable[[], Storage]
+
+
+BACKENDS = [
+    pytest.param("memory"),
+    pytest.param("sqlite"),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def open_storage(backend: str, tmp_path: Path) -> Iterator[OpenStorage]:
+    opened: list[Storage] = []
+    cleanup: list[Callable[[], None]] = []
+
+    if backend == "memory":
+        shared = MemoryStorage()
+
+        def make() -> Storage:
+            return shared
+
+    elif backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'taskmgr.db'}"
+
+        def make() -> Storage:
+            return SQLAlchemyStorage(url)
+
+    else:
+        url = require_postgres()
+        schema = f"tm_{uuid.uuid4().hex[:12]}"
+        admin = sa.create_engine(url, poolclass=sa.NullPool)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+
+        def drop() -> None:
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            admin.dispose()
+
+        cleanup.append(drop)
+
+        def make() -> Storage:
+            return SQLAlchemyStorage(url, schema=schema)
+
+    def open_one() -> Storage:
+        storage = make()
+        storage.open()
+        opened.append(storage)
+        return storage
+
+    try:
+        yield open_one
+    finally:
+        for storage in reversed(opened):
+            storage.close()
+        for step in cleanup:
+            step()
+
+
+@pytest.fixture
+def storage(open_storage: OpenStorage) -> Storage:
+    return open_storage()

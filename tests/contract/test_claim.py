@@ -10,8 +10,8 @@ import pytest
 
 from taskmgr.schemas import ExecutionStatus, JobState
 from taskmgr.storage.base import ClaimPlan, ExecutionFilter, PendingDecision, Storage
-
 from tests.conftest import OpenStorage
+
 from .helpers import (
     MINUTE,
     T0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from taskmgr._clock import Clock
 from taskmgr.dispatch.base import Dispatcher
@@ -35,6 +36,7 @@ class SchedulerLoop:
         owner: str,
         batch_size: int,
         poll_interval: float,
+        may_claim: Callable[[], bool] | None = None,
     ) -> None:
         self.storage = storage
         self.dispatcher = dispatcher
@@ -43,6 +45,7 @@ class SchedulerLoop:
         self.owner = owner
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.may_claim = may_claim
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -52,7 +55,7 @@ class SchedulerLoop:
         """Claim what is due now (at most what the dispatcher can take) and dispatch it."""
         with self._tick_lock:
             limit = min(self.batch_size, self.dispatcher.capacity())
-            if limit <= 0:
+            if limit <= 0 or (self.may_claim is not None and not self.may_claim()):
                 return []
             claimed = self.storage.claim(
                 now=self.clock.now(), owner=self.owner, limit=limit, planner=self.planner

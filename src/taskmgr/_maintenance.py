@@ -1,13 +1,16 @@
 """Keep this instance's row alive and clean up after dead ones.
 
-Heartbeat: refresh ``last_heartbeat`` every ``heartbeat_interval``. If the instance
-was declared dead meanwhile (it froze longer than ``heartbeat_timeout``), it
-registers again; its executions were already marked ``lost`` and their late
-outcomes are rejected by the storage fence.
+Heartbeat: refresh ``last_heartbeat`` every ``heartbeat_interval`` (and re-measure
+the offset to the database's clock). If the instance was declared dead meanwhile (it
+froze longer than ``heartbeat_timeout``), it registers again; its executions were
+already marked ``lost`` and their late outcomes are rejected by the storage fence.
+While its last successful heartbeat is too old to be sure it is still considered
+alive, the instance claims nothing (:meth:`Maintenance.alive`).
 
-Reaper: every ``sweep_interval``, executions still ``running`` under an instance
-whose heartbeat is older than ``heartbeat_timeout`` become ``lost``, and jobs with
-retries left get their next attempt.
+Reaper: every ``sweep_interval``, executions still ``running`` under an instance whose
+heartbeat is older than ``heartbeat_timeout`` become ``lost``, and jobs with retries
+left get their next attempt. One reaper runs at a time across all instances (the
+storage's lock); rows of instances gone for ``instance_retention`` are deleted.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -39,6 +43,8 @@ class Maintenance:
         heartbeat_interval: float,
         heartbeat_timeout: float,
         sweep_interval: float,
+        instance_retention: float,
+        calibrate: Callable[[], object] | None = None,
     ) -> None:
         self.storage = storage
         self.clock = clock
@@ -47,11 +53,16 @@ class Maintenance:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.sweep_interval = sweep_interval
+        self.instance_retention = instance_retention
+        self.calibrate = calibrate
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_beat = time.monotonic()
+        self._stale_logged = False
 
     def start(self) -> None:
         self._stop.clear()
+        self._last_beat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="taskmgr-maintenance", daemon=True)
         self._thread.start()
 
@@ -61,7 +72,24 @@ class Maintenance:
             self._thread.join()
             self._thread = None
 
+    def alive(self) -> bool:
+        """Whether peers surely still see this instance as alive: its last successful
+        heartbeat is younger than the timeout minus one interval (the margin covers a
+        heartbeat in flight). A frozen or cut-off instance stops claiming by itself."""
+        age = time.monotonic() - self._last_beat
+        fresh = age < self.heartbeat_timeout - self.heartbeat_interval
+        if not fresh and not self._stale_logged:
+            logger.error(
+                "instance %s has not heartbeated for %.1fs: not claiming until it does",
+                self.instance_id,
+                age,
+            )
+        self._stale_logged = not fresh
+        return fresh
+
     def heartbeat(self) -> None:
+        if self.calibrate is not None:
+            self.calibrate()
         if not self.storage.heartbeat(self.instance_id, now=self.clock.now()):
             logger.error(
                 "instance %s was declared dead by its peers (no heartbeat for %ss); "
@@ -70,6 +98,7 @@ class Maintenance:
                 self.heartbeat_timeout,
             )
             self.register()
+        self._last_beat = time.monotonic()
 
     def sweep(self) -> int:
         """Mark the executions of dead instances ``lost``; schedule their retries."""
@@ -77,6 +106,8 @@ class Maintenance:
         lost = self.storage.reap(
             heartbeat_before=now - timedelta(seconds=self.heartbeat_timeout), now=now
         )
+        if lost is None:
+            return 0  # another instance is sweeping right now
         for claimed in lost:
             execution = claimed.execution
             logger.warning(
@@ -90,6 +121,13 @@ class Maintenance:
             if retry is not None:
                 with contextlib.suppress(JobNotFoundError):  # deleted meanwhile
                     self.storage.add_execution(retry)
+        removed = self.storage.delete_instances(
+            last_heartbeat_before=now - timedelta(seconds=self.instance_retention)
+        )
+        if removed:
+            logger.info(
+                "removed %d instance row(s) gone for over %ss", removed, self.instance_retention
+            )
         return len(lost)
 
     def _run(self) -> None:

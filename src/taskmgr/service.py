@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from taskmgr._clock import Clock, SystemClock
+from taskmgr._clock import Clock, DatabaseClock
 from taskmgr._definition import (
     OPTION_NAMES,
     TRIGGER_ARGS,
@@ -107,6 +107,7 @@ class SchedulerService:
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 15.0,
         sweep_interval: float = 5.0,
+        instance_retention: float = 86400.0,
         background: bool = True,
         mode: str = "embedded",
     ) -> None:
@@ -118,7 +119,9 @@ class SchedulerService:
 
             self.storage = SQLAlchemyStorage(storage)
         self.dispatcher = dispatcher if dispatcher is not None else InlineDispatcher()
-        self.clock: Clock = clock if clock is not None else SystemClock()
+        # Unless a clock is injected, time is the database's (see DatabaseClock).
+        self._database_clock = None if clock is not None else DatabaseClock(self._database_now)
+        self.clock: Clock = clock or self._database_clock  # type: ignore[assignment]
         self.registry = JobRegistry()
         for target in jobs:
             self.registry.register(target)
@@ -131,6 +134,7 @@ class SchedulerService:
         self.heartbeat_interval = _positive("heartbeat_interval", heartbeat_interval)
         self.heartbeat_timeout = _positive("heartbeat_timeout", heartbeat_timeout)
         self.sweep_interval = _positive("sweep_interval", sweep_interval)
+        self.instance_retention = _positive("instance_retention", instance_retention)
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise InvalidInputError(
                 "must be longer than heartbeat_interval", field="heartbeat_timeout"
@@ -145,6 +149,7 @@ class SchedulerService:
         self._maintenance: Maintenance | None = None
         self._outcomes: OutcomeWriter | None = None
         self._written = threading.Condition()
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -180,15 +185,6 @@ class SchedulerService:
                     report=self._outcomes.submit,
                 )
             )
-            self._loop = SchedulerLoop(
-                self.storage,
-                self.dispatcher,
-                planner,
-                self.clock,
-                owner=self.instance_id,
-                batch_size=self.batch_size,
-                poll_interval=self.poll_interval,
-            )
             if self.background:
                 self._maintenance = Maintenance(
                     self.storage,
@@ -198,9 +194,23 @@ class SchedulerService:
                     heartbeat_interval=self.heartbeat_interval,
                     heartbeat_timeout=self.heartbeat_timeout,
                     sweep_interval=self.sweep_interval,
+                    instance_retention=self.instance_retention,
+                    calibrate=self._database_clock.calibrate if self._database_clock else None,
                 )
+            self._loop = SchedulerLoop(
+                self.storage,
+                self.dispatcher,
+                planner,
+                self.clock,
+                owner=self.instance_id,
+                batch_size=self.batch_size,
+                poll_interval=self.poll_interval,
+                may_claim=self._maintenance.alive if self._maintenance else None,
+            )
+            if self._maintenance is not None:
                 self._maintenance.start()
                 self._loop.start()
+                self._unsubscribe = self.storage.subscribe(self._loop.wake)
             self._started = True
             logger.info(
                 "taskmgr instance %s started with %d registered function(s)",
@@ -214,6 +224,9 @@ class SchedulerService:
         with self._lock:
             if not self._started:
                 return
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
             if self._loop is not None:
                 self._loop.stop()
             self.dispatcher.shutdown(wait=wait)
@@ -250,6 +263,11 @@ class SchedulerService:
             if not self._opened:
                 self.storage.open()
                 self._opened = True
+                if self._database_clock is not None:
+                    self._database_clock.calibrate()
+
+    def _database_now(self) -> datetime:
+        return self.storage.database_now()
 
     def _register_instance(self) -> None:
         now = self.clock.now()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from taskmgr.schemas import (
@@ -170,6 +170,10 @@ class ExecutionFilter:
 Planner = Callable[[ClaimBatch], ClaimPlan]
 
 
+def _nothing() -> None:
+    return None
+
+
 class Storage(ABC):
     """Durable state of jobs, executions and instances.
 
@@ -250,9 +254,26 @@ class Storage(ABC):
 
     # -- scheduling ------------------------------------------------------------
 
+    def database_now(self) -> datetime:
+        """The database's current time (UTC). Liveness and due-ness are judged by it,
+        so a host whose clock is skewed neither fires early nor declares a live peer
+        dead. Backends without a server of their own return the host's clock."""
+        return datetime.now(UTC)
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (from any thread, possibly spuriously) soon after any
+        process adds or changes a job or adds a pending execution, so instances act
+        well before their next poll. Returns a function that unsubscribes. The default
+        delivers nothing: polling is always the fallback."""
+        return _nothing
+
     @abstractmethod
     def claim(self, *, now: datetime, owner: str, limit: int, planner: Planner) -> list[Claimed]:
         """Claim due work for ``owner`` in one short transaction.
+
+        If ``owner`` has an instance row that is not ``running`` (its peers declared
+        it dead, or it stopped), nothing is read or claimed and ``[]`` is returned: a
+        frozen process that wakes up cannot start work it no longer owns.
 
         Reads the due jobs and due pending executions (see :class:`ClaimBatch`;
         rows another process is claiming at the same time may be skipped), calls
@@ -340,9 +361,18 @@ class Storage(ABC):
         """All instance rows, newest first."""
 
     @abstractmethod
-    def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed]:
+    def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed] | None:
         """Mark ``running`` instances whose last heartbeat is older than the cutoff as
         ``dead``, and every ``running`` execution owned by an instance that is not
         ``running`` (dead or stopped) as ``lost`` (``completed_at = now``), in one
         transaction. Returns the executions it marked whose job still exists, with
-        their jobs."""
+        their jobs.
+
+        At most one reaper runs at a time across all processes: when another holds
+        the reaper's lock, this returns None at once and changes nothing."""
+
+    @abstractmethod
+    def delete_instances(self, *, last_heartbeat_before: datetime) -> int:
+        """Delete the rows of instances that are not ``running`` and whose last
+        heartbeat is older than the cutoff, unless an execution is still ``running``
+        under them. Returns how many were deleted."""

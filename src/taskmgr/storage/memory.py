@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,6 +81,7 @@ class MemoryStorage(Storage):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._state = _State()
+        self._subscribers: list[Callable[[], None]] = []
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -118,7 +119,8 @@ class MemoryStorage(Storage):
             st.next_job_id += 1
             st.jobs[job.id] = job
             st.job_ids[job.key] = job.id
-            return job
+        self._notify()
+        return job
 
     def _job_by_key(self, key: str) -> Job:
         job_id = self._state.job_ids.get(key)
@@ -166,7 +168,8 @@ class MemoryStorage(Storage):
                 )
             updated = apply_job_changes(job, changes, now=now)
             self._state.jobs[job.id] = updated
-            return updated
+        self._notify()
+        return updated
 
     def delete_job(self, key: str, *, now: datetime) -> None:
         with self._lock:
@@ -179,12 +182,16 @@ class MemoryStorage(Storage):
                     st.executions[execution.id] = execution.model_copy(
                         update={"status": ExecutionStatus.CANCELLED, "completed_at": now}
                     )
+        self._notify()
 
     # -- scheduling ------------------------------------------------------------
 
     def claim(self, *, now: datetime, owner: str, limit: int, planner: Planner) -> list[Claimed]:
         with self._lock:
             st = self._state
+            me = st.instances.get(owner)
+            if me is not None and me.status is not InstanceStatus.RUNNING:
+                return []
             due_jobs = sorted(
                 (
                     job
@@ -313,7 +320,8 @@ class MemoryStorage(Storage):
                 )
             execution = execution_from_new(new)
             self._insert(execution)
-            return execution
+        self._notify()
+        return execution
 
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         with self._lock:
@@ -452,3 +460,41 @@ class MemoryStorage(Storage):
                 if job is not None:
                     reaped.append(Claimed(lost, job))
             return reaped
+
+    def delete_instances(self, *, last_heartbeat_before: datetime) -> int:
+        with self._lock:
+            st = self._state
+            busy = {
+                execution.owner
+                for execution in st.executions.values()
+                if execution.status is ExecutionStatus.RUNNING
+            }
+            old = [
+                instance.id
+                for instance in st.instances.values()
+                if instance.status is not InstanceStatus.RUNNING
+                and instance.last_heartbeat < last_heartbeat_before
+                and instance.id not in busy
+            ]
+            for instance_id in old:
+                del st.instances[instance_id]
+            return len(old)
+
+    # -- change notifications (in-process) -------------------------------------------
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            callback()

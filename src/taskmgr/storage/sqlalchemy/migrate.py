@@ -76,7 +76,7 @@ def current_revision(
     return heads[0] if heads else None
 
 
-def _lock_key(prefix: str, schema: str | None) -> int:
+def lock_key(prefix: str, schema: str | None) -> int:
     # One lock per schema+prefix, so hosts with several taskmgr namespaces don't wait
     # on each other; a fixed high word keeps clear of most application lock ids.
     return (0x746D << 32) | zlib.crc32(f"{schema or ''}.{prefix}".encode())
@@ -86,7 +86,7 @@ def _lock_key(prefix: str, schema: str | None) -> int:
 def _locked(connection: Connection, prefix: str, schema: str | None) -> Iterator[None]:
     dialect = connection.dialect.name
     if dialect == "postgresql":
-        key = _lock_key(prefix, schema)
+        key = lock_key(prefix, schema)
         connection.execute(sa.select(sa.func.pg_advisory_lock(key)))
         connection.commit()
         try:

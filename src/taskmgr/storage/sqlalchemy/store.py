@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -59,6 +59,7 @@ from taskmgr.storage.base import (
 )
 from taskmgr.storage.sqlalchemy import migrate
 from taskmgr.storage.sqlalchemy.engine import create_engine
+from taskmgr.storage.sqlalchemy.notify import ChangeListener, channel_name, send_notify
 from taskmgr.storage.sqlalchemy.rows import (
     execution_from_row,
     execution_values,
@@ -114,6 +115,8 @@ class SQLAlchemyStorage(Storage):
         # SQLite has one writer at a time; queueing this process's writers here is
         # cheaper than letting them spin in SQLite's busy handler.
         self._write_lock = threading.Lock()
+        self._channel = channel_name(table_prefix, schema)
+        self._listener: ChangeListener | None = None
 
     @property
     def engine(self) -> Engine:
@@ -156,6 +159,9 @@ class SQLAlchemyStorage(Storage):
 
     def close(self) -> None:
         with self._open_lock:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                listener.close()
             engine, self._engine = self._engine, None
             if engine is not None and self._given_engine is None:
                 engine.dispose()
@@ -182,6 +188,27 @@ class SQLAlchemyStorage(Storage):
         if self._sqlite:
             return query  # BEGIN IMMEDIATE already holds the database's write lock
         return query.with_for_update(skip_locked=skip_locked)
+
+    def _changed(self, conn: Connection) -> None:
+        """Tell listening processes (delivered when the transaction commits)."""
+        if not self._sqlite:
+            send_notify(conn, self._channel)
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        if self._sqlite:
+            return super().subscribe(callback)  # no cross-process signal: polling
+        with self._open_lock:
+            if self._listener is None:
+                self._listener = ChangeListener(self.engine, self._channel)
+            listener = self._listener
+        return listener.subscribe(callback)
+
+    def database_now(self) -> datetime:
+        if self._sqlite:
+            return super().database_now()  # an embedded database: the host's clock
+        with self._tx("database_now", write=False) as conn:
+            value = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
 
     # -- jobs ----------------------------------------------------------------
 
@@ -218,6 +245,7 @@ class SQLAlchemyStorage(Storage):
             except sa.exc.IntegrityError as exc:
                 # Another process inserted the same key after our check.
                 raise JobExistsError(draft.key) from exc
+            self._changed(conn)
         assert inserted is not None
         return draft.model_copy(update={"id": int(inserted[0])})
 
@@ -281,6 +309,7 @@ class SQLAlchemyStorage(Storage):
             )
             if result.rowcount != 1:  # the row lock makes this unreachable; keep the guard
                 raise VersionConflictError(f"job {key!r} changed while it was being updated")
+            self._changed(conn)
         return updated
 
     def delete_job(self, key: str, *, now: datetime) -> None:
@@ -297,13 +326,23 @@ class SQLAlchemyStorage(Storage):
                 .where(executions.c.job_id == job_id, executions.c.status == _PENDING)
                 .values(status=ExecutionStatus.CANCELLED.value, completed_at=now)
             )
+            self._changed(conn)
 
     # -- scheduling ------------------------------------------------------------
 
     def claim(self, *, now: datetime, owner: str, limit: int, planner: Planner) -> list[Claimed]:
         from taskmgr.storage.sqlalchemy.claim import ClaimApplier
 
+        i = self.tables.instances.c
         with self._tx("claim") as conn:
+            # A shared lock on our own row: the reaper cannot declare us dead between
+            # this check and our commit.
+            mine = sa.select(i.status).where(i.id == owner)
+            if not self._sqlite:
+                mine = mine.with_for_update(read=True)
+            status = conn.execute(mine).scalar()
+            if status is not None and status != InstanceStatus.RUNNING.value:
+                return []
             return ClaimApplier(self, conn, now=now, owner=owner).run(limit, planner)
 
     def next_due_at(self) -> datetime | None:
@@ -365,6 +404,7 @@ class SQLAlchemyStorage(Storage):
                     f"an execution of job {new.job_key!r} for {new.scheduled_for.isoformat()} "
                     f"attempt {new.attempt} already exists"
                 ) from exc
+            self._changed(conn)
         return execution
 
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -517,11 +557,15 @@ class SQLAlchemyStorage(Storage):
             rows = conn.execute(query).mappings().all()
         return [Instance.model_validate(dict(row)) for row in rows]
 
-    def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed]:
+    def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed] | None:
         instances, executions = self.tables.instances, self.tables.executions
         jobs = self.tables.jobs
         i, e = instances.c, executions.c
         with self._tx("reap") as conn:
+            if not self._sqlite:  # SQLite: BEGIN IMMEDIATE already excludes other reapers
+                key = migrate.lock_key(self._prefix, self._schema) + 1
+                if not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar():
+                    return None
             conn.execute(
                 sa.update(instances)
                 .where(
@@ -529,31 +573,24 @@ class SQLAlchemyStorage(Storage):
                 )
                 .values(status=InstanceStatus.DEAD.value)
             )
-            gone: dict[str, str] = {
-                row.id: row.status
-                for row in conn.execute(
-                    sa.select(i.id, i.status).where(i.status != InstanceStatus.RUNNING.value)
-                )
-            }
-            if not gone:
-                return []
-            rows = (
-                conn.execute(
-                    self._lock(
-                        sa.select(executions).where(e.status == _RUNNING, e.owner.in_(list(gone)))
-                    ).order_by(e.id)
-                )
-                .mappings()
-                .all()
+            gone = sa.select(i.id).where(i.status != InstanceStatus.RUNNING.value)
+            query = sa.select(executions, i.status.label("owner_status")).join(
+                instances, i.id == e.owner
             )
+            query = query.where(e.status == _RUNNING, e.owner.in_(gone.scalar_subquery()))
+            if not self._sqlite:
+                query = query.with_for_update(of=executions)
+            rows = conn.execute(query.order_by(e.id)).mappings().all()
             if not rows:
                 return []
             lost = [
-                execution_from_row(row).model_copy(
+                execution_from_row(
+                    {k: v for k, v in row.items() if k != "owner_status"}
+                ).model_copy(
                     update={
                         "status": ExecutionStatus.LOST,
                         "completed_at": now,
-                        "error_message": lost_message(row["owner"], gone[row["owner"]]),
+                        "error_message": lost_message(row["owner"], row["owner_status"]),
                     }
                 )
                 for row in rows
@@ -573,6 +610,20 @@ class SQLAlchemyStorage(Storage):
             ).mappings()
             by_id = {job.id: job for job in map(job_from_row, job_rows)}
         return [Claimed(x, by_id[x.job_id]) for x in lost if x.job_id in by_id]
+
+    def delete_instances(self, *, last_heartbeat_before: datetime) -> int:
+        instances, e = self.tables.instances, self.tables.executions.c
+        i = instances.c
+        busy = sa.select(e.owner).where(e.status == _RUNNING, e.owner.is_not(None))
+        with self._tx("delete_instances") as conn:
+            result = conn.execute(
+                sa.delete(instances).where(
+                    i.status != InstanceStatus.RUNNING.value,
+                    i.last_heartbeat < last_heartbeat_before,
+                    i.id.not_in(busy.scalar_subquery()),
+                )
+            )
+        return int(result.rowcount)
 
     # -- used by the claim applier ------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from taskmgr._clock import Clock
 from taskmgr._context import ExecutionContext, reset_current, set_current
+from taskmgr._faults import checkpoint
 from taskmgr._planner import new_execution_id
 from taskmgr.schemas import ExecutionStatus, ExecutionTrigger
 from taskmgr.storage.base import Claimed, NewExecution, Outcome
@@ -76,6 +77,7 @@ class ExecutionRun:
             return self.failed(exc)
         finally:
             reset_current(token)
+            checkpoint("after_execute")
         return self.succeeded(result)
 
     async def call_async(self, func: Callable[..., Awaitable[Any]]) -> Outcome:

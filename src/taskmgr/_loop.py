@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 from taskmgr._clock import Clock
+from taskmgr._faults import UNCOORDINATED, UncoordinatedClaims, checkpoint
 from taskmgr.dispatch.base import Dispatcher
 from taskmgr.storage.base import Claimed, Planner, Storage
 
@@ -46,6 +47,9 @@ class SchedulerLoop:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.may_claim = may_claim
+        self._claimer: Storage | UncoordinatedClaims = (
+            UncoordinatedClaims(storage) if UNCOORDINATED else storage
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -57,10 +61,11 @@ class SchedulerLoop:
             limit = min(self.batch_size, self.dispatcher.capacity())
             if limit <= 0 or (self.may_claim is not None and not self.may_claim()):
                 return []
-            claimed = self.storage.claim(
+            claimed = self._claimer.claim(
                 now=self.clock.now(), owner=self.owner, limit=limit, planner=self.planner
             )
             if claimed:
+                checkpoint("after_claim_commit")
                 self.dispatcher.dispatch(claimed)
             return claimed
 

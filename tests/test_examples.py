@@ -1,0 +1,70 @@
+"""Every example in ``examples/`` runs and does what ``examples/README.md`` says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "TASKMGR_DATABASE_URL"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def test_every_example_is_covered() -> None:
+    covered = {"plain_script.py", "test_my_jobs.py"}
+    assert {path.name for path in EXAMPLES.glob("*.py")} == covered
+    readme = (EXAMPLES / "README.md").read_text()
+    for name in covered:
+        assert name in readme
+
+
+@pytest.mark.slow
+def test_plain_script(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "plain_script.py"), "3"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "running for 3s..."
+    heartbeats = [line for line in lines if "example.heartbeat" in line and " success " in line]
+    assert len(heartbeats) >= 2, result.stdout
+    assert "alive at" in heartbeats[0]
+    assert (tmp_path / "plain_script.db").is_file()  # a local file in the working directory
+
+
+def test_my_jobs_example_passes_under_pytest(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(EXAMPLES / "test_my_jobs.py"),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout

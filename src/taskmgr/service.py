@@ -393,7 +393,13 @@ class SchedulerService:
         """Jobs ordered by key; ``after`` is the last key of the previous page."""
         if limit is not None:
             _check_limit(limit)
-        states = (JobState(state),) if state is not None else ()
+        try:
+            states = (JobState(state),) if state is not None else ()
+        except ValueError:
+            allowed = ", ".join(s.value for s in JobState)
+            raise InvalidInputError(
+                f"must be one of {allowed}, got {state!r}", field="state"
+            ) from None
         self._open()
         return self.storage.list_jobs(states=states, after_key=after, limit=limit)
 

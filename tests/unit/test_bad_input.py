@@ -166,3 +166,21 @@ def test_errors_keep_builtin_meanings() -> None:
     assert issubclass(InvalidFunctionError, TypeError)
     assert issubclass(taskmgr.JobNotFoundError, LookupError)
     assert issubclass(taskmgr.ServiceStateError, RuntimeError)
+
+
+def test_query_arguments_are_validated_too() -> None:
+    with make_test_service([target], clock=FakeClock()) as service:
+        with pytest.raises(taskmgr.InvalidInputError, match="state"):
+            service.list_jobs(state="bogus")
+        with pytest.raises(taskmgr.InvalidInputError, match="limit"):
+            service.list_executions(limit=0)
+        with pytest.raises(taskmgr.InvalidInputError, match="status"):
+            service.list_executions(status="nope")
+        with pytest.raises(taskmgr.InvalidInputError, match="cursor"):
+            service.list_executions(cursor="not-a-cursor")
+        with pytest.raises(taskmgr.InvalidDatetimeError):
+            service.list_executions(since=datetime(2026, 1, 1))
+        with pytest.raises(taskmgr.InvalidInputError, match="retention_days"):
+            service.cleanup_history(-1)
+        with pytest.raises(taskmgr.InvalidInputError, match="n"):
+            service.preview("k", 0)

@@ -8,13 +8,15 @@ driver's own transaction handling off, so taskmgr can open write transactions wi
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_engine"]
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_engine", "describe_error"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -36,7 +38,33 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def describe_error(exc: sa.exc.SQLAlchemyError) -> str:
+    """The first line of the driver's message: what went wrong, without SQLAlchemy's
+    statement dump and documentation link."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    # Switching a new database to WAL needs a moment of exclusive access, and SQLite
+    # answers "database is locked" at once instead of using the busy handler: when
+    # several processes open a new file together, retry for as long as the busy
+    # timeout would have waited.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)

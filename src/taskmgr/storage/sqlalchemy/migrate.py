@@ -22,6 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from taskmgr.exceptions import StorageError
+from taskmgr.storage.sqlalchemy.engine import describe_error
 
 __all__ = ["SCRIPT_LOCATION", "current_revision", "head_revision", "upgrade", "version_table"]
 
@@ -137,7 +138,7 @@ def upgrade(engine: Engine, prefix: str = "taskmgr_", schema: str | None = None)
     except StorageError:
         raise
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(f"migrating the taskmgr schema failed: {exc}") from exc
+        raise StorageError(f"migrating the taskmgr schema failed: {describe_error(exc)}") from exc
 
 
 def _known(script: ScriptDirectory, revision: str) -> bool:

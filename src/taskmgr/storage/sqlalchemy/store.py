@@ -58,7 +58,7 @@ from taskmgr.storage.base import (
     Storage,
 )
 from taskmgr.storage.sqlalchemy import migrate
-from taskmgr.storage.sqlalchemy.engine import create_engine
+from taskmgr.storage.sqlalchemy.engine import create_engine, describe_error
 from taskmgr.storage.sqlalchemy.notify import ChangeListener, channel_name, send_notify
 from taskmgr.storage.sqlalchemy.rows import (
     execution_from_row,
@@ -146,7 +146,7 @@ class SQLAlchemyStorage(Storage):
                 engine = self._given_engine or create_engine(self._url)
             except sa.exc.SQLAlchemyError as exc:
                 raise StorageError(
-                    f"cannot use database URL {self._safe_url()!r}: {_describe(exc)}"
+                    f"cannot use database URL {self._safe_url()!r}: {describe_error(exc)}"
                 ) from exc
             try:
                 migrate.upgrade(engine, self._prefix, self._schema)
@@ -182,7 +182,7 @@ class SQLAlchemyStorage(Storage):
         except TaskmgrError:
             raise
         except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(f"{what} failed: {_describe(exc)}") from exc
+            raise StorageError(f"{what} failed: {describe_error(exc)}") from exc
 
     def _lock(self, query: sa.Select[Any], *, skip_locked: bool = False) -> sa.Select[Any]:
         if self._sqlite:
@@ -653,9 +653,3 @@ def _outcome_params(outcome: Outcome) -> dict[str, Any]:
     params["b_id"] = outcome.execution_id
     params["b_owner"] = outcome.owner
     return params
-
-
-def _describe(exc: sa.exc.SQLAlchemyError) -> str:
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

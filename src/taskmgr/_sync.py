@@ -18,7 +18,7 @@ from taskmgr.schemas import Job, JobDefinition, JobSource, JobState
 from taskmgr.storage.base import Storage
 from taskmgr.triggers import Date, Interval, TriggerSpec
 
-__all__ = ["anchor", "first_run", "same_schedule", "sync_code_jobs"]
+__all__ = ["add_new_job", "anchor", "first_run", "same_schedule", "sync_code_jobs"]
 
 logger = logging.getLogger("taskmgr.service")
 
@@ -65,20 +65,34 @@ def sync_code_jobs(
             storage.update_job(job.key, {"state": JobState.ORPHANED}, now=now)
 
 
+def add_new_job(
+    storage: Storage,
+    definition: JobDefinition,
+    *,
+    source: JobSource,
+    fingerprint: str | None,
+    now: datetime,
+) -> Job:
+    """Store a new job: its interval anchored at ``now``, its first slot computed."""
+    trigger = anchor(definition.trigger, now)
+    return storage.add_job(
+        definition.model_copy(update={"trigger": trigger}),
+        source=source,
+        state=JobState.ACTIVE if definition.enabled else JobState.PAUSED,
+        next_run_at=first_run(trigger, now),
+        fingerprint=fingerprint,
+        now=now,
+    )
+
+
 def _sync_one(storage: Storage, definition: JobDefinition, now: datetime) -> None:
     fingerprint = definition.fingerprint()
-    trigger = anchor(definition.trigger, now)
     try:
         job = storage.get_job(definition.key)
     except JobNotFoundError:
         try:
-            storage.add_job(
-                definition.model_copy(update={"trigger": trigger}),
-                source=JobSource.CODE,
-                state=JobState.ACTIVE if definition.enabled else JobState.PAUSED,
-                next_run_at=first_run(trigger, now),
-                fingerprint=fingerprint,
-                now=now,
+            add_new_job(
+                storage, definition, source=JobSource.CODE, fingerprint=fingerprint, now=now
             )
             logger.info("job %r created from code", definition.key)
             return
@@ -96,7 +110,7 @@ def _sync_one(storage: Storage, definition: JobDefinition, now: datetime) -> Non
     if definition.func != job.func:
         changes["func"] = definition.func
     if not same_schedule(job.trigger, definition.trigger):
-        changes["trigger"] = trigger
+        changes["trigger"] = anchor(definition.trigger, now)
     state = JobState.ACTIVE if definition.enabled else JobState.PAUSED
     if state is not job.state:
         changes["state"] = state

@@ -35,7 +35,7 @@ from taskmgr._loop import SchedulerLoop
 from taskmgr._maintenance import Maintenance
 from taskmgr._outcomes import OutcomeWriter
 from taskmgr._planner import Planner, new_execution_id
-from taskmgr._sync import anchor, first_run, sync_code_jobs
+from taskmgr._sync import add_new_job, anchor, first_run, sync_code_jobs
 from taskmgr._validation import ensure_aware, validate_kwargs
 from taskmgr.dispatch.base import DispatchContext, Dispatcher
 from taskmgr.dispatch.inline import InlineDispatcher
@@ -316,15 +316,8 @@ class SchedulerService:
         definition = build_definition(key=key, func=name, trigger=spec, options=options)
         check_kwargs_signature(self.registry.get(name), definition.kwargs)
         self._open()
-        now = self.clock.now()
-        anchored = anchor(definition.trigger, now)
-        job = self.storage.add_job(
-            definition.model_copy(update={"trigger": anchored}),
-            source=JobSource.API,
-            state=JobState.ACTIVE if definition.enabled else JobState.PAUSED,
-            next_run_at=first_run(anchored, now),
-            fingerprint=None,
-            now=now,
+        job = add_new_job(
+            self.storage, definition, source=JobSource.API, fingerprint=None, now=self.clock.now()
         )
         self._wake()
         return job

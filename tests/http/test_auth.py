@@ -1,0 +1,102 @@
+"""Auth: the host's dependencies guard every route and the dashboard; the write
+guard stops read-only principals; the router refuses to exist without auth."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from taskmgr import SchedulerService
+from taskmgr.fastapi import create_router
+from tests.http.conftest import PREFIX, READER, assert_problem, url
+
+DASHBOARD = ["/", "/app.js", "/app.css", "/icon.svg"]
+SAMPLE_PARAMS = {"job_key": "http.sync", "execution_id": "abc-123"}
+WRITE_OPERATIONS = {
+    "taskmgr_create_job",
+    "taskmgr_update_job",
+    "taskmgr_delete_job",
+    "taskmgr_trigger_job",
+    "taskmgr_pause_job",
+    "taskmgr_resume_job",
+    "taskmgr_cleanup_history",
+}
+
+
+def _operations(client: TestClient) -> list[tuple[str, str, str]]:
+    # From the OpenAPI document, never from app.routes (a tree since FastAPI 0.137).
+    spec = client.get("/openapi.json").json()
+    found = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            concrete = path.format(**SAMPLE_PARAMS)
+            found.append((operation["operationId"], method.upper(), concrete))
+    return found
+
+
+def _body(operation_id: str) -> Any:
+    return {
+        "taskmgr_create_job": {"key": "auth.x", "func": "tests.http.jobs.add", "interval": 60},
+        "taskmgr_update_job": {"max_retries": 1},
+        "taskmgr_cleanup_history": {"retention_days": 0},
+    }.get(operation_id)
+
+
+def test_every_route_and_the_dashboard_need_credentials(client: TestClient) -> None:
+    operations = _operations(client)
+    assert len(operations) == 16
+    for operation_id, method, path in operations:
+        response = client.request(
+            method, path, json=_body(operation_id), headers={"Authorization": ""}
+        )
+        body = assert_problem(response, 401, "unauthorized")
+        assert response.headers["www-authenticate"] == "Bearer", operation_id
+        assert body["detail"] == "missing or invalid token"
+    for path in DASHBOARD:
+        response = client.get(url(path), headers={"Authorization": "Bearer wrong"})
+        assert_problem(response, 401, "unauthorized")
+
+
+def test_read_only_principal_reads_but_cannot_write(
+    client: TestClient, service: SchedulerService
+) -> None:
+    before = service.list_jobs()
+    executions_before = service.list_executions().items
+    for operation_id, method, path in _operations(client):
+        response = client.request(method, path, json=_body(operation_id), headers=READER)
+        if operation_id in WRITE_OPERATIONS:
+            assert_problem(response, 403, "forbidden")
+        else:
+            assert response.status_code in (200, 404), (operation_id, response.text)
+    assert service.list_jobs() == before  # nothing was written
+    assert service.list_executions().items == executions_before
+
+
+def test_dashboard_is_served_to_readers(client: TestClient) -> None:
+    for path in DASHBOARD:
+        assert client.get(url(path), headers=READER).status_code == 200
+
+
+def test_router_refuses_to_build_without_auth(service: SchedulerService) -> None:
+    with pytest.raises(ValueError, match=r"auth dependency.*public=True"):
+        create_router(service)
+
+
+def test_public_router_needs_no_credentials(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(dependencies=[], write_dependencies=[], actor=None, public=True)
+    response = client.get(url("/jobs"), headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert (
+        client.post(url("/jobs/http.sync/trigger"), headers={"Authorization": ""}).json()["actor"]
+        is None
+    )
+
+
+def test_the_prefix_is_the_hosts_choice(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    assert client.get(url("/jobs")).status_code == 200
+    assert client.get("/jobs").status_code == 404  # nothing outside the prefix
+    assert PREFIX.startswith("/admin")

@@ -1,0 +1,158 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium``, driven by
+Playwright's Python package; never ``playwright install``), served by a real
+uvicorn server on 127.0.0.1 in front of a started service running the demo jobs.
+
+Skipped with a reason when Chromium or Playwright is missing on a developer's
+machine; a failure when ``CI`` is set (or ``TASKMGR_REQUIRE_SERVICES=1``).
+Set ``TASKMGR_UPDATE_SCREENSHOT=1`` to refresh ``docs/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import Depends
+
+from taskmgr import SchedulerService
+from taskmgr.fastapi import create_app
+from taskmgr.storage.memory import MemoryStorage
+from tests.http.conftest import ADMIN, PREFIX, READER, actor_name, principal, require_writer
+from tests.services import services_required
+
+CHROMIUM = os.environ.get("TASKMGR_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 15_000
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _require_browser() -> Any:
+    reason = None
+    if not Path(CHROMIUM).is_file():
+        reason = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "the playwright Python package is not installed"
+    if reason is not None:
+        if services_required():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return sync_playwright
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """A real uvicorn server on a free loopback port; the app's lifespan starts the
+    service (demo jobs, memory storage) and stops it."""
+    import uvicorn
+
+    from taskmgr import _demo
+
+    service = SchedulerService(MemoryStorage(), jobs=[_demo], poll_interval=0.2)
+    app = create_app(
+        service,
+        prefix=PREFIX,
+        dependencies=[Depends(principal)],
+        write_dependencies=[Depends(require_writer)],
+        actor=actor_name,
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)  # connections wait in the backlog until uvicorn serves them
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}{PREFIX}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        assert not thread.is_alive(), "uvicorn did not stop"
+        assert not service.running
+
+
+def test_dashboard_in_headless_chromium(server: str, tmp_path: Path) -> None:
+    sync_playwright = _require_browser()
+    problems: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            context = browser.new_context(
+                extra_http_headers=ADMIN, viewport={"width": 1400, "height": 900}
+            )
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.on("request", lambda request: requests.append(request.url))
+
+            page.goto(server)
+            page.wait_for_selector("body[data-loaded=true]")
+            rows = page.locator("#jobs tbody tr")
+            page.wait_for_function("document.querySelectorAll('#jobs tbody tr').length >= 4")
+            keys = set(rows.evaluate_all("rows => rows.map(r => r.dataset.key)"))
+            assert {"demo.tick", "demo.every-minute", "demo.flaky", "demo.async-nap"} <= keys
+            minute = page.locator('tr[data-key="demo.every-minute"]')
+            assert minute.locator(".countdown").inner_text().startswith("in ")
+            assert "every minute" in minute.inner_text()
+            # demo.tick runs every 2 s: its sparkline fills and its last status shows
+            page.wait_for_selector('tr[data-key="demo.tick"] .last-run .s-success')
+
+            minute.locator("button.run-now").click()
+            page.wait_for_selector("#toast:not([hidden])")
+            page.goto(server + "#job/demo.every-minute")
+            manual = page.locator("#executions tbody tr", has_text="manual by alice")
+            manual.first.wait_for()
+            page.wait_for_selector("#executions tbody tr .s-success")
+            manual.first.locator("button.rowlink").click()
+            page.wait_for_selector("#drawer:not([hidden])")
+            assert "a new minute" in page.locator("#drawer-body").inner_text()
+            page.locator("#drawer-close").click()
+
+            page.goto(server)
+            page.wait_for_selector('tr[data-key="demo.flaky"] svg.spark')
+            page.wait_for_selector('tr[data-key="demo.tick"] svg.spark rect')
+            if os.environ.get("TASKMGR_UPDATE_SCREENSHOT") == "1":
+                # for the docs: wait until the flaky job has failed once (7 s + retry)
+                page.wait_for_selector('tr[data-key="demo.flaky"] svg.spark path.cross')
+                page.wait_for_timeout(4000)  # a few more runs in the sparklines
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            if os.environ.get("TASKMGR_UPDATE_SCREENSHOT") == "1":
+                shutil.copy(shot, DOCS / "dashboard.png")
+
+            # a read-only principal sees the data but no action buttons
+            reader = browser.new_context(extra_http_headers=READER)
+            reader_page = reader.new_page()
+            reader_page.set_default_timeout(TIMEOUT_MS)
+            reader_page.on(
+                "console", lambda m: problems.append(m.text) if m.type == "error" else None
+            )
+            reader_page.goto(server)
+            reader_page.wait_for_selector('#jobs tbody tr[data-key="demo.tick"]')
+            assert reader_page.locator("button.run-now").count() == 0
+            assert not reader_page.locator("th.write-only").is_visible()
+        finally:
+            browser.close()
+    assert problems == []
+    origin = server.split(PREFIX)[0]
+    assert all(url.startswith(origin) for url in requests), requests

@@ -13,9 +13,10 @@ import threading
 from collections.abc import Callable
 
 from taskmgr._clock import Clock
+from taskmgr._execution import ExecutionRun
 from taskmgr._faults import UNCOORDINATED, UncoordinatedClaims, checkpoint
 from taskmgr.dispatch.base import Dispatcher
-from taskmgr.storage.base import Claimed, Planner, Storage
+from taskmgr.storage.base import Claimed, Outcome, Planner, Storage
 
 __all__ = ["SchedulerLoop"]
 
@@ -38,6 +39,7 @@ class SchedulerLoop:
         batch_size: int,
         poll_interval: float,
         may_claim: Callable[[], bool] | None = None,
+        report: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.storage = storage
         self.dispatcher = dispatcher
@@ -47,6 +49,7 @@ class SchedulerLoop:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.may_claim = may_claim
+        self.report = report
         self._claimer: Storage | UncoordinatedClaims = (
             UncoordinatedClaims(storage) if UNCOORDINATED else storage
         )
@@ -66,8 +69,24 @@ class SchedulerLoop:
             )
             if claimed:
                 checkpoint("after_claim_commit")
+                if self._froze_since_claiming(claimed):
+                    return []
                 self.dispatcher.dispatch(claimed)
             return claimed
+
+    def _froze_since_claiming(self, claimed: list[Claimed]) -> bool:
+        """A process frozen between its claim and the dispatch (longer than its peers
+        wait) may have had these executions marked ``lost`` and retried elsewhere:
+        give them up (``cancelled``, fenced) rather than start them late."""
+        if self.may_claim is None or self.may_claim() or self.report is None:
+            return False
+        for item in claimed:
+            self.report(
+                ExecutionRun(item, self.owner, self.clock).cancelled(
+                    "not started: this instance stopped heartbeating right after claiming it"
+                )
+            )
+        return True
 
     def wake(self) -> None:
         """Run a tick now instead of at the next due time (a local change was made)."""

@@ -10,7 +10,9 @@ alive, the instance claims nothing (:meth:`Maintenance.alive`).
 Reaper: every ``sweep_interval``, executions still ``running`` under an instance whose
 heartbeat is older than ``heartbeat_timeout`` become ``lost``, and jobs with retries
 left get their next attempt. One reaper runs at a time across all instances (the
-storage's lock); rows of instances gone for ``instance_retention`` are deleted.
+storage's lock); rows of instances gone for ``instance_retention`` are deleted. An
+instance sweeps only after a ``heartbeat_timeout`` of unbroken heartbeats of its own,
+so after a database outage nobody is declared dead before it could heartbeat again.
 """
 
 from __future__ import annotations
@@ -56,21 +58,38 @@ class Maintenance:
         self.instance_retention = instance_retention
         self.calibrate = calibrate
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._last_beat = time.monotonic()
+        self._healthy_since: float | None = None
         self._stale_logged = False
 
     def start(self) -> None:
         self._stop.clear()
         self._last_beat = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="taskmgr-maintenance", daemon=True)
-        self._thread.start()
+        # Two threads: a sweep waiting on a peer's locks must never delay this
+        # instance's own heartbeats (or it would stop claiming, or be declared dead).
+        self._threads = [
+            threading.Thread(
+                target=self._every,
+                args=(self.heartbeat_interval, self.heartbeat, "heartbeat"),
+                name="taskmgr-heartbeat",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._every,
+                args=(self.sweep_interval, self.sweep, "sweep"),
+                name="taskmgr-reaper",
+                daemon=True,
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
 
     def alive(self) -> bool:
         """Whether peers surely still see this instance as alive: its last successful
@@ -88,20 +107,34 @@ class Maintenance:
         return fresh
 
     def heartbeat(self) -> None:
-        if self.calibrate is not None:
-            self.calibrate()
-        if not self.storage.heartbeat(self.instance_id, now=self.clock.now()):
-            logger.error(
-                "instance %s was declared dead by its peers (no heartbeat for %ss); "
-                "registering again",
-                self.instance_id,
-                self.heartbeat_timeout,
-            )
-            self.register()
+        try:
+            if self.calibrate is not None:
+                self.calibrate()
+            if not self.storage.heartbeat(self.instance_id, now=self.clock.now()):
+                logger.error(
+                    "instance %s was declared dead by its peers (no heartbeat for %ss); "
+                    "registering again",
+                    self.instance_id,
+                    self.heartbeat_timeout,
+                )
+                self.register()
+        except Exception:
+            self._healthy_since = None
+            raise
         self._last_beat = time.monotonic()
+        if self._healthy_since is None:
+            self._healthy_since = self._last_beat
 
     def sweep(self) -> int:
-        """Mark the executions of dead instances ``lost``; schedule their retries."""
+        """Mark the executions of dead instances ``lost``; schedule their retries.
+
+        Only once this instance has heartbeated without a break for a whole
+        ``heartbeat_timeout``: after it (or the database) was away, its peers get the
+        time to heartbeat again before anyone is judged by their last heartbeat.
+        """
+        healthy = self._healthy_since
+        if healthy is None or time.monotonic() - healthy < self.heartbeat_timeout:
+            return 0
         now = self.clock.now()
         lost = self.storage.reap(
             heartbeat_before=now - timedelta(seconds=self.heartbeat_timeout), now=now
@@ -130,17 +163,11 @@ class Maintenance:
             )
         return len(lost)
 
-    def _run(self) -> None:
-        step = min(self.heartbeat_interval, self.sweep_interval)
-        since_sweep = self.sweep_interval  # sweep once at start
+    def _every(self, interval: float, action: Callable[[], object], what: str) -> None:
         while True:
             try:
-                self.heartbeat()
-                if since_sweep >= self.sweep_interval:
-                    since_sweep = 0.0
-                    self.sweep()
+                action()
             except Exception:
-                logger.exception("maintenance failed; retrying in %.1fs", step)
-            if self._stop.wait(step):
+                logger.exception("%s failed; retrying in %.1fs", what, interval)
+            if self._stop.wait(interval):
                 return
-            since_sweep += step

@@ -1,26 +1,62 @@
 """Run one SchedulerService in its own process until SIGTERM (used by multi-process tests).
 
-Usage: python -m tests.procs.run_service DATABASE_URL
-Prints "ready <instance id>" once started; shuts down cleanly on SIGTERM/SIGINT.
+Usage::
+
+    python -m tests.procs.run_service DATABASE_URL [--poll-interval S]
+        [--heartbeat-interval S] [--heartbeat-timeout S] [--sweep-interval S]
+        [--max-workers N] [--module tests.jobs.anchored ...]
+
+Registers ``tests.jobs.witness`` (``witness``, ``witness_slow``) and every
+``@scheduled_job`` of each ``--module``. Prints "ready <instance id>" once started;
+shuts down cleanly on SIGTERM/SIGINT and prints "stopped". Logs go to stderr at
+WARNING (taskmgr's fault, reaper and fencing messages are warnings or errors).
+The fault-injection switches of ``taskmgr._faults`` are read from the environment.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import logging
 import signal
 import sys
 import threading
 
-from taskmgr import SchedulerService
-from tests.jobs.witness import witness
+from taskmgr import InlineDispatcher, SchedulerService
+from tests.jobs.witness import witness, witness_slow
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="run_service")
+    parser.add_argument("url")
+    parser.add_argument("--poll-interval", type=float, default=0.2)
+    parser.add_argument("--heartbeat-interval", type=float, default=5.0)
+    parser.add_argument("--heartbeat-timeout", type=float, default=15.0)
+    parser.add_argument("--sweep-interval", type=float, default=5.0)
+    parser.add_argument("--max-workers", type=int, default=8)
+    parser.add_argument("--module", action="append", default=[])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s",
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    service = SchedulerService(sys.argv[1], jobs=[witness], poll_interval=0.2)
+    service = SchedulerService(
+        args.url,
+        jobs=[witness, witness_slow, *(importlib.import_module(m) for m in args.module)],
+        dispatcher=InlineDispatcher(max_workers=args.max_workers),
+        poll_interval=args.poll_interval,
+        heartbeat_interval=args.heartbeat_interval,
+        heartbeat_timeout=args.heartbeat_timeout,
+        sweep_interval=args.sweep_interval,
+    )
     with service:
         print("ready", service.instance_id, flush=True)
         stop.wait()

@@ -1,5 +1,7 @@
 """Engines configured the way taskmgr relies on.
 
+PostgreSQL: bounded lock waits and idle-in-transaction sessions (below).
+
 SQLite: WAL (readers never block the writer), a busy timeout (writers wait instead of
 failing), ``synchronous=NORMAL`` (durable at checkpoints, fast commits) and the
 driver's own transaction handling off, so taskmgr can open write transactions with
@@ -16,9 +18,24 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "create_engine", "describe_error"]
+__all__ = [
+    "POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+    "POSTGRES_LOCK_TIMEOUT_MS",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "create_engine",
+    "describe_error",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: PostgreSQL: a session idle inside a transaction this long (its process froze, or
+#: lost the network, in the middle of a claim) is ended by the server, so its row
+#: locks never hold up the reaper or the other instances for long. Well below the
+#: default heartbeat timeout (15 s): a frozen process is fenced out before it is
+#: declared dead.
+POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000
+#: PostgreSQL: no statement waits longer than this for a row lock; the caller (loop,
+#: reaper, outcome writer) logs and retries.
+POSTGRES_LOCK_TIMEOUT_MS = 5_000
 
 
 def create_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
@@ -28,7 +45,18 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _configure_postgres)
     return engine
+
+
+def _configure_postgres(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(
+            f"SET idle_in_transaction_session_timeout = {POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        )
+        cursor.execute(f"SET lock_timeout = {POSTGRES_LOCK_TIMEOUT_MS}")
+    dbapi_connection.commit()
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -88,6 +88,10 @@ def _locked(connection: Connection, prefix: str, schema: str | None) -> Iterator
     dialect = connection.dialect.name
     if dialect == "postgresql":
         key = lock_key(prefix, schema)
+        # Another replica may be migrating: wait for it however long it takes (the
+        # engine's lock_timeout is for claims, not for this).
+        previous = connection.exec_driver_sql("SHOW lock_timeout").scalar_one()
+        connection.exec_driver_sql("SET lock_timeout = 0")
         connection.execute(sa.select(sa.func.pg_advisory_lock(key)))
         connection.commit()
         try:
@@ -95,6 +99,7 @@ def _locked(connection: Connection, prefix: str, schema: str | None) -> Iterator
         finally:
             connection.rollback()
             connection.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+            connection.execute(sa.select(sa.func.set_config("lock_timeout", previous, False)))
             connection.commit()
     elif dialect == "sqlite":
         # Hold SQLite's write lock from the version read to the commit.

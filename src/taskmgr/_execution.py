@@ -48,10 +48,20 @@ def summarize_result(value: Any) -> Any:
 class ExecutionRun:
     """One claimed execution: its context, timing and outcome."""
 
-    def __init__(self, claimed: Claimed, owner: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        claimed: Claimed,
+        owner: str,
+        clock: Clock,
+        *,
+        timeout_errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
         self.claimed = claimed
         self.owner = owner
         self.clock = clock
+        #: Exceptions that mean "the time limit was reached" where something outside
+        #: the job enforces it (Celery's ``SoftTimeLimitExceeded``): recorded as timeout.
+        self.timeout_errors = timeout_errors
         execution = claimed.execution
         self.context = ExecutionContext(
             execution_id=execution.id,
@@ -73,6 +83,8 @@ class ExecutionRun:
         self._start()
         try:
             result = func(**self.claimed.execution.kwargs)
+        except self.timeout_errors:
+            return self.timed_out()
         except (Exception, SystemExit) as exc:  # a job calling sys.exit() has failed
             return self.failed(exc)
         finally:
@@ -89,7 +101,7 @@ class ExecutionRun:
         try:
             coro = func(**self.claimed.execution.kwargs)
             result = await asyncio.wait_for(coro, self.timeout)
-        except TimeoutError:
+        except (TimeoutError, *self.timeout_errors):  # type: ignore[misc]
             return self.timed_out()
         except Exception as exc:
             return self.failed(exc)
@@ -180,6 +192,18 @@ class ExecutionRun:
             error_type="TimeoutError",
             error_message=f"did not finish within its timeout of {self.timeout}s",
         )
+
+    def lost(self, reason: str) -> Outcome:
+        """The process running the execution died (a killed Celery worker child)."""
+        execution = self.claimed.execution
+        logger.warning(
+            "execution %s of %r lost: %s",
+            execution.id,
+            execution.job_key,
+            reason,
+            extra=self._extra(),
+        )
+        return self._ended(ExecutionStatus.LOST, error_type="WorkerLostError", error_message=reason)
 
     def _ended(
         self,

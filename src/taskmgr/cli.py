@@ -138,6 +138,46 @@ def run(app: str) -> None:
     _echo("stopped")
 
 
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.option(
+    "--app",
+    "app",
+    envvar="TASKMGR_APP",
+    required=True,
+    metavar="MODULE:SERVICE",
+    help="Where the host's SchedulerService is, built with "
+    "dispatcher=CeleryDispatcher(celery_app) (env: TASKMGR_APP).",
+)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(app: str, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker for the service's Celery app.
+
+    A thin wrapper around ``celery -A <module> worker``: anything after the options is
+    handed to Celery as it is (e.g. ``taskmgr worker --app proj.jobs:service
+    --concurrency 4 --queues reports``). Without ``--queues``, the worker consumes the
+    dispatcher's queue (or the app's default queue).
+    """
+    from taskmgr._loader import load_service
+
+    service = load_service(app)
+    dispatcher = service.dispatcher
+    celery_app = getattr(dispatcher, "app", None)
+    if celery_app is None or getattr(dispatcher, "task", None) is None:
+        raise click.ClickException(
+            f"{app!r} does not dispatch to Celery: build it with "
+            "SchedulerService(..., dispatcher=CeleryDispatcher(celery_app))"
+        )
+    argv = ["worker", *celery_args]
+    queue = getattr(dispatcher, "queue", None)
+    if queue is not None and not any(
+        arg in ("-Q", "--queues") or arg.startswith("--queues=") for arg in celery_args
+    ):
+        argv += ["--queues", queue]
+    celery_app.worker_main(argv=argv)
+
+
 def _display_url(url: str) -> str:
     import sqlalchemy as sa
 

@@ -150,6 +150,7 @@ class SchedulerService:
         self._outcomes: OutcomeWriter | None = None
         self._written = threading.Condition()
         self._unsubscribe: Callable[[], None] | None = None
+        self.dispatcher.bind(self)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -183,6 +184,7 @@ class SchedulerService:
                     clock=self.clock,
                     resolve=self.registry.get,
                     report=self._outcomes.submit,
+                    storage=self.storage,
                 )
             )
             if self.background:
@@ -206,6 +208,7 @@ class SchedulerService:
                 batch_size=self.batch_size,
                 poll_interval=self.poll_interval,
                 may_claim=self._maintenance.alive if self._maintenance else None,
+                report=self._outcomes.submit,
             )
             if self._maintenance is not None:
                 self._maintenance.start()

@@ -5,10 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskmgr._clock import Clock
-from taskmgr.storage.base import Claimed, Outcome
+from taskmgr.storage.base import Claimed, Outcome, Storage
+
+if TYPE_CHECKING:
+    from taskmgr.service import SchedulerService
 
 __all__ = ["DispatchContext", "Dispatcher"]
 
@@ -24,6 +27,9 @@ class DispatchContext:
     resolve: Callable[[str], Callable[..., Any]]
     #: Report how an execution ended; thread-safe, never blocks on the database.
     report: Callable[[Outcome], None]
+    #: The service's storage, for dispatchers that hand work to other processes (to
+    #: put back work they could not hand over, and to see what was taken over).
+    storage: Storage | None = None
 
 
 class Dispatcher(ABC):
@@ -32,6 +38,12 @@ class Dispatcher(ABC):
     Dispatchers hold no business rules: whether a slot runs, when a retry is due and
     which writes are allowed are decided by the scheduler and the storage fence.
     """
+
+    def bind(self, service: SchedulerService) -> None:
+        """Called once by the service's constructor. A dispatcher whose executions run
+        in other processes (Celery workers) uses it to make the service's registry and
+        storage known there; it must do no I/O. The default does nothing."""
+        return None
 
     @abstractmethod
     def start(self, context: DispatchContext) -> None:

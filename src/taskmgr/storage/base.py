@@ -165,6 +165,8 @@ class ExecutionFilter:
     statuses: Sequence[ExecutionStatus] = ()
     since: datetime | None = None
     until: datetime | None = None
+    #: Only executions whose ``owner`` is this instance id.
+    owner: str | None = None
 
 
 Planner = Callable[[ClaimBatch], ClaimPlan]
@@ -254,6 +256,13 @@ class Storage(ABC):
 
     # -- scheduling ------------------------------------------------------------
 
+    def after_fork(self) -> None:
+        """Make a handle inherited by a forked child process usable in the child (a
+        Celery prefork worker): connections and locks copied from the parent are
+        dropped, never used or closed on the parent's behalf. Data is unaffected. The
+        default does nothing."""
+        return None
+
     def database_now(self) -> datetime:
         """The database's current time (UTC). Liveness and due-ness are judged by it,
         so a host whose clock is skewed neither fires early nor declares a live peer
@@ -321,6 +330,40 @@ class Storage(ABC):
         A rejected outcome changes nothing."""
 
     @abstractmethod
+    def take_over(
+        self,
+        execution_id: str,
+        *,
+        from_owner: str,
+        to_owner: str,
+        attempt: int,
+        now: datetime,
+        celery_task_id: str | None = None,
+    ) -> Claimed | None:
+        """Hand a ``running`` execution from the instance that claimed it to the one
+        that runs it (a Celery worker), in one compare-and-set.
+
+        Applies only while the execution is ``running``, owned by ``from_owner`` and at
+        ``attempt``, and while ``to_owner`` has no instance row or a ``running`` one
+        (a worker declared dead takes nothing over). It then sets ``owner =
+        to_owner``, ``started_at = now`` and ``celery_task_id``, and returns the
+        execution with its job. Otherwise nothing changes and None is returned: the
+        execution already ended, was taken over by another delivery, or was released.
+
+        If the execution's job was deleted meanwhile, nothing could run it: it becomes
+        ``cancelled`` (``completed_at = now``) and None is returned.
+        """
+
+    @abstractmethod
+    def release(self, execution_id: str, *, owner: str, due_at: datetime) -> bool:
+        """Put a ``running`` execution owned by ``owner`` back to ``pending`` (owner,
+        ``dispatched_at`` and ``started_at`` cleared, ``due_at`` set), so that any
+        instance claims it again when due: for work claimed but never handed over
+        (the broker was unreachable, or the instance is stopping). Returns whether it
+        applied; an execution taken over, ended or owned by someone else is left as it
+        is."""
+
+    @abstractmethod
     def get_execution(self, execution_id: str) -> Execution:
         """:raises ExecutionNotFoundError: no execution has this id."""
 
@@ -333,7 +376,8 @@ class Storage(ABC):
         before: tuple[datetime, str] | None = None,
     ) -> list[Execution]:
         """Executions newest first, ordered by ``(created_at, id)`` descending, matching
-        ``filters`` (``since``/``until`` bound ``scheduled_for``, inclusive), strictly
+        ``filters`` (``since``/``until`` bound ``scheduled_for``, inclusive; ``owner``
+        matches exactly), strictly
         after the keyset position ``before`` = ``(created_at, id)`` of the last row seen."""
 
     @abstractmethod

@@ -91,6 +91,11 @@ class MemoryStorage(Storage):
     def close(self) -> None:
         pass
 
+    def after_fork(self) -> None:
+        # the data stays (a copy, private to the child); a lock held by another
+        # thread of the parent at fork time would never be released here
+        self._lock = threading.RLock()
+
     # -- jobs ----------------------------------------------------------------
 
     def add_job(
@@ -356,6 +361,66 @@ class MemoryStorage(Storage):
                 applied.append(True)
             return applied
 
+    def take_over(
+        self,
+        execution_id: str,
+        *,
+        from_owner: str,
+        to_owner: str,
+        attempt: int,
+        now: datetime,
+        celery_task_id: str | None = None,
+    ) -> Claimed | None:
+        with self._lock:
+            st = self._state
+            execution = st.executions.get(execution_id)
+            if (
+                execution is None
+                or execution.status is not ExecutionStatus.RUNNING
+                or execution.owner != from_owner
+                or execution.attempt != attempt
+            ):
+                return None
+            taker = st.instances.get(to_owner)
+            if taker is not None and taker.status is not InstanceStatus.RUNNING:
+                return None
+            job = st.jobs.get(execution.job_id)
+            if job is None:
+                st.executions[execution_id] = execution.model_copy(
+                    update={
+                        "status": ExecutionStatus.CANCELLED,
+                        "completed_at": now,
+                        "error_message": "the job was deleted before a worker started it",
+                    }
+                )
+                return None
+            execution = execution.model_copy(
+                update={"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
+            )
+            st.executions[execution_id] = execution
+            return Claimed(execution, job)
+
+    def release(self, execution_id: str, *, owner: str, due_at: datetime) -> bool:
+        with self._lock:
+            execution = self._state.executions.get(execution_id)
+            if (
+                execution is None
+                or execution.status is not ExecutionStatus.RUNNING
+                or execution.owner != owner
+            ):
+                return False
+            self._state.executions[execution_id] = execution.model_copy(
+                update={
+                    "status": ExecutionStatus.PENDING,
+                    "owner": None,
+                    "dispatched_at": None,
+                    "started_at": None,
+                    "due_at": due_at,
+                }
+            )
+        self._notify()
+        return True
+
     def get_execution(self, execution_id: str) -> Execution:
         with self._lock:
             execution = self._state.executions.get(execution_id)
@@ -380,6 +445,7 @@ class MemoryStorage(Storage):
             and (not statuses or e.status in statuses)
             and (filters.since is None or e.scheduled_for >= filters.since)
             and (filters.until is None or e.scheduled_for <= filters.until)
+            and (filters.owner is None or e.owner == filters.owner)
             and (before is None or (e.created_at, e.id) < before)
         ]
         found.sort(key=lambda e: (e.created_at, e.id), reverse=True)

@@ -166,6 +166,15 @@ class SQLAlchemyStorage(Storage):
             if engine is not None and self._given_engine is None:
                 engine.dispose()
 
+    def after_fork(self) -> None:
+        # A forked child must not use (or close) the parent's pooled connections, and a
+        # lock another thread of the parent held at fork time would never be released.
+        self._open_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._listener = None
+        if self._engine is not None:
+            self._engine.dispose(close=False)
+
     @contextmanager
     def _tx(self, what: str, *, write: bool = True) -> Iterator[Connection]:
         """One transaction; commits when the block ends without an exception."""
@@ -464,6 +473,85 @@ class SQLAlchemyStorage(Storage):
                 except sa.exc.IntegrityError:
                     continue
 
+    def take_over(
+        self,
+        execution_id: str,
+        *,
+        from_owner: str,
+        to_owner: str,
+        attempt: int,
+        now: datetime,
+        celery_task_id: str | None = None,
+    ) -> Claimed | None:
+        executions, jobs, i = self.tables.executions, self.tables.jobs, self.tables.instances.c
+        c = executions.c
+        with self._tx("take_over") as conn:
+            # like claim: a shared lock on the taker's row keeps the reaper from
+            # declaring it dead between this check and the commit
+            mine = sa.select(i.status).where(i.id == to_owner)
+            if not self._sqlite:
+                mine = mine.with_for_update(read=True)
+            status = conn.execute(mine).scalar()
+            if status is not None and status != InstanceStatus.RUNNING.value:
+                return None
+            row = (
+                conn.execute(
+                    self._lock(
+                        sa.select(executions).where(
+                            c.id == execution_id,
+                            c.status == _RUNNING,
+                            c.owner == from_owner,
+                            c.attempt == attempt,
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            job_row = (
+                conn.execute(sa.select(jobs).where(jobs.c.id == row["job_id"])).mappings().first()
+            )
+            changes: dict[str, Any]
+            if job_row is None:
+                changes = {
+                    "status": ExecutionStatus.CANCELLED.value,
+                    "completed_at": now,
+                    "error_message": "the job was deleted before a worker started it",
+                }
+            else:
+                changes = {"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
+            conn.execute(
+                sa.update(executions)
+                .where(c.id == execution_id, c.status == _RUNNING, c.owner == from_owner)
+                .values(changes)
+            )
+            if job_row is None:
+                return None
+            execution = execution_from_row(row).model_copy(
+                update={"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
+            )
+            return Claimed(execution, job_from_row(job_row))
+
+    def release(self, execution_id: str, *, owner: str, due_at: datetime) -> bool:
+        c = self.tables.executions.c
+        with self._tx("release") as conn:
+            result = conn.execute(
+                sa.update(self.tables.executions)
+                .where(c.id == execution_id, c.status == _RUNNING, c.owner == owner)
+                .values(
+                    status=_PENDING,
+                    owner=None,
+                    dispatched_at=None,
+                    started_at=None,
+                    due_at=due_at,
+                )
+            )
+            if result.rowcount == 1:
+                self._changed(conn)
+        return bool(result.rowcount == 1)
+
     def get_execution(self, execution_id: str) -> Execution:
         executions = self.tables.executions
         with self._tx("get_execution", write=False) as conn:
@@ -493,6 +581,8 @@ class SQLAlchemyStorage(Storage):
             query = query.where(c.scheduled_for >= filters.since)
         if filters.until is not None:
             query = query.where(c.scheduled_for <= filters.until)
+        if filters.owner is not None:
+            query = query.where(c.owner == filters.owner)
         if before is not None:
             created_at, execution_id = before
             query = query.where(

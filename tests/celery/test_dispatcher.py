@@ -1,0 +1,154 @@
+"""The dispatcher and the worker wiring without a worker process: what happens when
+the broker is unreachable, inline opt-outs, and the settings taskmgr applies."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from celery import Celery
+from taskmgr import SchedulerService
+from taskmgr.celery import INLINE_QUEUE, TASK_NAME, CeleryDispatcher, install
+from taskmgr.celery._worker import _parse
+from taskmgr.exceptions import ServiceStateError
+from taskmgr.schemas import ExecutionStatus
+from taskmgr.storage import MemoryStorage
+from tests.celery import jobs
+from tests.celery.harness import all_executions, wait_for
+
+#: Nothing listens on port 1: publishing fails at once with "connection refused".
+DOWN = "redis://127.0.0.1:1/0"
+
+
+def make(tmp_path: Any, **options: Any) -> tuple[Celery, SchedulerService]:
+    app = Celery("unit", broker=DOWN, set_as_current=False)
+    app.conf.broker_connection_retry_on_startup = True
+    service = SchedulerService(
+        MemoryStorage(),
+        jobs=[jobs.witness],
+        dispatcher=CeleryDispatcher(app, publish_backoff_max=0.5, **options),
+        poll_interval=0.1,
+    )
+    return app, service
+
+
+@pytest.fixture
+def witness_url(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'witness.db'}"
+    jobs.create_witness_table(url)
+    monkeypatch.setenv("CELERY_WITNESS_URL", url)
+    return url
+
+
+def test_broker_down_keeps_executions_pending(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, service = make(tmp_path)
+    with service:
+        service.create_job("work", jobs.witness, at=datetime.now(UTC))
+        wait_for(
+            lambda: any(r.message.startswith("cannot publish") for r in caplog.records),
+            10,
+            "the publish failure to be logged",
+        )
+        execution = wait_for(
+            lambda: [e for e in all_executions(service) if e.status is ExecutionStatus.PENDING],
+            5,
+            "the execution back to pending",
+        )[0]
+    assert execution.owner is None and execution.dispatched_at is None
+    assert execution.due_at >= execution.created_at
+    assert [e.status for e in all_executions(service)] == [ExecutionStatus.PENDING]
+
+
+def test_fallback_inline_runs_executions_here_when_the_broker_is_down(
+    tmp_path: Any, witness_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "taskmgr")
+    _, service = make(tmp_path, fallback="inline")
+    with service:
+        service.create_job("work", jobs.witness, at=datetime.now(UTC))
+        done = wait_for(
+            lambda: [e for e in all_executions(service) if e.status.is_final], 10, "a run"
+        )
+    assert done[0].status is ExecutionStatus.SUCCESS
+    assert done[0].owner == service.instance_id
+    assert any("running 1 execution(s) inline" in r.message for r in caplog.records)
+    assert len(jobs.read_witness(witness_url)) == 1
+
+
+def test_a_job_on_the_inline_queue_never_goes_to_the_broker(
+    tmp_path: Any, witness_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, service = make(tmp_path)
+    with service:
+        service.create_job("local", jobs.witness, at=datetime.now(UTC), queue=INLINE_QUEUE)
+        done = wait_for(
+            lambda: [e for e in all_executions(service) if e.status.is_final], 10, "a run"
+        )
+    assert done[0].status is ExecutionStatus.SUCCESS
+    assert done[0].owner == service.instance_id
+    assert not [r for r in caplog.records if r.message.startswith("cannot publish")]
+
+
+def test_install_registers_one_task_on_the_hosts_app_only(tmp_path: Any) -> None:
+    app, service = make(tmp_path)
+    other = Celery("other", broker=DOWN, set_as_current=False)
+    task = app.tasks[TASK_NAME]
+    assert install(app, service).name == TASK_NAME  # idempotent for the same service
+    assert TASK_NAME not in other.tasks
+    assert task.acks_late and task.reject_on_worker_lost and task.ignore_result
+    assert task.serializer == "json"
+    assert app.conf.task_acks_late is False  # host settings untouched
+    with pytest.raises(ServiceStateError):
+        install(app, SchedulerService(MemoryStorage()))
+
+
+def test_prefetch_multiplier_defaults_to_one_unless_the_host_chose(tmp_path: Any) -> None:
+    app, _ = make(tmp_path)
+    runtime = app._taskmgr_runtime
+    worker = SimpleNamespace(app=app, prefetch_multiplier=app.conf.worker_prefetch_multiplier)
+    runtime.configure_worker(worker)
+    assert worker.prefetch_multiplier == 1
+
+    chosen, _ = make(tmp_path)
+    chosen.conf.worker_prefetch_multiplier = 8
+    worker = SimpleNamespace(app=chosen, prefetch_multiplier=8)
+    chosen._taskmgr_runtime.configure_worker(worker)
+    assert worker.prefetch_multiplier == 8
+
+    cli, _ = make(tmp_path)  # `celery worker --prefetch-multiplier 3`
+    worker = SimpleNamespace(app=cli, prefetch_multiplier=3)
+    cli._taskmgr_runtime.configure_worker(worker)
+    assert worker.prefetch_multiplier == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"execution_id": "e", "owner": "o"},
+        {"execution_id": "e", "owner": "o", "attempt": "1"},
+        {"execution_id": "e", "owner": "o", "attempt": True},
+        {"execution_id": "e", "owner": "o", "attempt": 1, "func": "os:system"},
+        {"execution_id": "x" * 100, "owner": "o", "attempt": 1},
+        {"execution_id": 1, "owner": "o", "attempt": 1},
+    ],
+)
+def test_messages_taskmgr_did_not_write_are_refused(kwargs: dict[str, Any]) -> None:
+    assert _parse((), kwargs) is None
+
+
+def test_bad_dispatcher_options_are_refused() -> None:
+    app = Celery("bad", broker=DOWN, set_as_current=False)
+    with pytest.raises(ValueError, match="reserved"):
+        CeleryDispatcher(app, queue=INLINE_QUEUE)
+    with pytest.raises(ValueError, match="fallback"):
+        CeleryDispatcher(app, fallback="thread")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dispatch_timeout"):
+        CeleryDispatcher(app, dispatch_timeout=0)
+    with pytest.raises(ServiceStateError, match="not bound"):
+        CeleryDispatcher(app).start(None)  # type: ignore[arg-type]

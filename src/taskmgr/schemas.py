@@ -357,6 +357,8 @@ class Health(_Model):
     running: bool
     #: Instances whose heartbeat is fresh (status ``running``).
     live_instances: int
+    #: The database schema is at this version's head (None: the backend has none).
+    schema_current: bool | None = None
     #: The earliest due time of work not yet claimed, if any is overdue.
     oldest_overdue_at: datetime | None = None
     #: How late that work is, in seconds (0 when nothing is overdue).
@@ -366,4 +368,4 @@ class Health(_Model):
 
     @property
     def ok(self) -> bool:
-        return self.database and self.error is None
+        return self.database and self.error is None and self.schema_current is not False

@@ -70,6 +70,7 @@ logger = logging.getLogger("taskmgr.service")
 
 MAX_PAGE = 500
 MAX_PREVIEW = 1000
+MAX_RETENTION_DAYS = 36_500
 _DELETE_BATCH = 1000
 _SLOT_RETRIES = 16
 
@@ -562,6 +563,7 @@ class SchedulerService:
                 if instance.status is InstanceStatus.RUNNING and instance.last_heartbeat >= cutoff
             )
             due = self.storage.next_due_at()
+            schema_current = self.storage.schema_current()
         except Exception as exc:
             return Health(
                 database=False,
@@ -575,6 +577,7 @@ class SchedulerService:
             database=True,
             running=self._started,
             live_instances=live,
+            schema_current=schema_current,
             oldest_overdue_at=due if overdue else None,
             overdue_seconds=late if overdue else 0.0,
         )
@@ -586,10 +589,11 @@ class SchedulerService:
             isinstance(retention_days, bool)
             or not isinstance(retention_days, int | float)
             or not math.isfinite(retention_days)
-            or retention_days < 0
+            or not 0 <= retention_days <= MAX_RETENTION_DAYS
         ):
             raise InvalidInputError(
-                f"must be a number of days >= 0, got {retention_days!r}", field="retention_days"
+                f"must be a number of days in 0-{MAX_RETENTION_DAYS}, got {retention_days!r}",
+                field="retention_days",
             )
         self._open()
         cutoff = self.clock.now() - timedelta(days=retention_days)

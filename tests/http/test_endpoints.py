@@ -220,7 +220,7 @@ def test_health(client: TestClient) -> None:
     assert health.json() == {
         "ok": True,
         "database": True,
-        "schema_current": True,
+        "schema_current": None,  # memory storage has no schema
         "running": True,
         "live_instances": 1,
         "oldest_overdue_at": None,

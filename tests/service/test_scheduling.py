@@ -347,3 +347,9 @@ def test_health_reports_a_broken_database_instead_of_raising() -> None:
     report = make_test_service(storage=Broken()).health()
     assert not report.ok and not report.database
     assert report.error == "RuntimeError: connection refused"
+
+
+def test_health_reports_whether_the_schema_is_current(storage: Storage, backend: str) -> None:
+    report = make_test_service(storage=storage).health()
+    assert report.schema_current is (None if backend == "memory" else True)
+    assert report.ok

@@ -333,19 +333,9 @@ class HealthOut(_Out):
 
     @classmethod
     def of(cls, health: Health) -> HealthOut:
-        current = getattr(health, "schema_current", None)
-        if current is None and health.database:
-            # Storages migrate (or refuse to open) on open: answering means current.
-            current = True
         # Only the fields this wire format has: Health may grow fields of its own.
         data = {k: v for k, v in health.model_dump().items() if k in cls.model_fields}
-        data.pop("schema_current", None)
-        data.pop("ok", None)
-        return cls(
-            **data,
-            ok=health.ok,
-            schema_current=current if isinstance(current, bool) else None,
-        )
+        return cls(**data, ok=health.ok)
 
 
 class CleanupRequest(_In):

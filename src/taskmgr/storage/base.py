@@ -269,6 +269,11 @@ class Storage(ABC):
         dead. Backends without a server of their own return the host's clock."""
         return datetime.now(UTC)
 
+    def schema_current(self) -> bool | None:
+        """Whether the database schema is the one this version of taskmgr expects;
+        None for backends without a schema."""
+        return None
+
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (from any thread, possibly spuriously) soon after any
         process adds or changes a job or adds a pending execution, so instances act

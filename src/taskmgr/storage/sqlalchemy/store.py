@@ -212,6 +212,12 @@ class SQLAlchemyStorage(Storage):
             listener = self._listener
         return listener.subscribe(callback)
 
+    def schema_current(self) -> bool:
+        return (
+            migrate.current_revision(self.engine, self._prefix, self._schema)
+            == migrate.head_revision()
+        )
+
     def database_now(self) -> datetime:
         if self._sqlite:
             return super().database_now()  # an embedded database: the host's clock

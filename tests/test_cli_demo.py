@@ -161,3 +161,53 @@ def test_the_console_script_is_installed(tmp_path: Path) -> None:
 
     assert result.returncode == 0
     assert taskmgr.__version__ in result.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_the_demo_serves_its_dashboard_and_api_while_it_runs(tmp_path: Path) -> None:
+    import httpx2 as httpx
+
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskmgr", "demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = ""
+        while "press Ctrl-C to stop" not in banner:
+            line = process.stdout.readline()
+            assert line, banner + process.stderr.read() if process.stderr else banner
+            banner += line
+        assert f"dashboard: http://127.0.0.1:{port}/" in banner
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        jobs = httpx.get(f"http://127.0.0.1:{port}/jobs", timeout=10).json()
+        assert "demo.tick" in {job["key"] for job in jobs["items"]}
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    with pytest.raises(httpx.ConnectError):  # the server stopped with the demo
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def test_no_dashboard_means_no_server(tmp_path: Path) -> None:
+    result = _taskmgr("demo", "--duration", "1", "--no-dashboard", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "dashboard:" not in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def test_readme_opens_with_a_two_line_quickstart() -> None:
 
     assert len(lines) == 2
     demo, tests = lines
-    assert demo.startswith("pip install . && taskmgr demo")
+    assert demo.startswith("pip install '.[fastapi]' && taskmgr demo")
     assert tests.startswith("pip install -e '.[dev]' && ")
     for step in ("ruff check .", "ruff format --check .", "mypy", "pytest"):
         assert f"&& {step}" in tests
@@ -49,8 +50,8 @@ def test_ci_runs_the_readme_test_line_verbatim() -> None:
 @pytest.mark.timeout(600)  # a fresh virtualenv installs taskmgr and its dependencies
 def test_the_demo_line_works_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     demo_line = quickstart_lines()[0]
-    assert demo_line.endswith(" --duration 20")
-    short = demo_line.removesuffix(" --duration 20") + " --duration 4"
+    assert demo_line.endswith(" --duration 60")
+    short = demo_line.removesuffix(" --duration 60") + " --duration 4"
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     env = {
@@ -60,6 +61,7 @@ def test_the_demo_line_works_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     env["VIRTUAL_ENV"] = str(venv)
     env["TASKMGR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.db'}"
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["TASKMGR_DEMO_PORT"] = str(free_port())
 
     result = subprocess.run(
         ["bash", "-c", short],
@@ -75,6 +77,13 @@ def test_the_demo_line_works_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     assert (venv / "bin" / "taskmgr").exists()  # the demo ran from the fresh install
     assert re.search(r"demo\.\S+ +\d+ +\w+ +success", result.stdout), result.stdout[-3000:]
     assert (tmp_path / "demo.db").is_file()
+    assert f"dashboard: http://127.0.0.1:{env['TASKMGR_DEMO_PORT']}/" in result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _anchors(markdown: str) -> set[str]:

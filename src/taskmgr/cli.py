@@ -64,21 +64,34 @@ def main() -> None:
     metavar="SECONDS",
     help="Stop after SECONDS (default: run until Ctrl-C or SIGTERM).",
 )
-def demo(database_url: str, duration: float | None) -> None:
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    envvar="TASKMGR_DEMO_PORT",
+    help="Serve the dashboard and the JSON API on 127.0.0.1:PORT (env: TASKMGR_DEMO_PORT).",
+)
+@click.option("--no-dashboard", is_flag=True, help="Do not serve the dashboard.")
+def demo(database_url: str, duration: float | None, port: int, no_dashboard: bool) -> None:
     """Run a few example jobs and print every execution as it ends.
 
     The history is kept in the database: run the demo again and it shows what the
-    previous runs did before it continues.
+    previous runs did before it continues. With the ``fastapi`` extra installed, the
+    dashboard is served on 127.0.0.1 while the demo runs.
     """
     from taskmgr import _demo
 
     service = SchedulerService(database_url)
+    server = None
     try:
         service.register(_demo)
         table = LiveTable(service)
         with _stop_signals() as stop:
             table.show_history(_display_url(database_url))
             service.start()
+            if not no_dashboard:
+                server = _serve_dashboard(service, port)
             until = "" if duration is None else f" for {duration:g}s"
             _echo(
                 f"\nrunning {len(service.registry.definitions())} demo jobs{until}; "
@@ -93,13 +106,35 @@ def demo(database_url: str, duration: float | None) -> None:
                     break
                 time.sleep(POLL_INTERVAL if left is None else min(POLL_INTERVAL, left))
                 table.poll()
+            if server is not None:
+                server.stop()
+                server = None
             # shutdown waits for running executions and records them; print them too
             service.shutdown(wait=True)
             table.poll()
         _echo(f"\nstopped ({stop[0]}): {table.summary()}")
         _echo(f"the history is kept in {_display_url(database_url)}: run the demo again to see it")
     finally:
+        if server is not None:
+            server.stop()
         service.close()
+
+
+def _serve_dashboard(service: SchedulerService, port: int) -> Any:
+    """The dashboard on 127.0.0.1 (the demo's API is open, so never another interface),
+    or a note saying why not; the demo runs either way."""
+    try:
+        from taskmgr.fastapi import BackgroundServer
+    except ImportError:
+        _echo("dashboard: not served (pip install 'taskmgr[fastapi]' to see it)")
+        return None
+    try:
+        server = BackgroundServer(service, "127.0.0.1", port, public=True).start()
+    except OSError as exc:
+        _echo(f"dashboard: not served ({exc}; choose another with --port)")
+        return None
+    _echo(f"dashboard: {server.url}")
+    return server
 
 
 @main.command()

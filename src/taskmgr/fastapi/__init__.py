@@ -26,13 +26,14 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError("taskmgr.fastapi needs FastAPI: pip install 'taskmgr[fastapi]'") from exc
 
-from taskmgr.fastapi._app import create_app, serve
+from taskmgr.fastapi._app import BackgroundServer, create_app, serve
 from taskmgr.fastapi._lifespan import ServiceLifespan, lifespan
 from taskmgr.fastapi._limits import RateLimit
 from taskmgr.fastapi._problems import Problem, ProblemRoute, problem_response
 from taskmgr.fastapi._router import create_router
 
 __all__ = [
+    "BackgroundServer",
     "Problem",
     "ProblemRoute",
     "RateLimit",

@@ -104,6 +104,10 @@ def _anchors(markdown: str) -> set[str]:
         "docs/quickstart.md",
         "docs/guarantees.md",
         "docs/api.md",
+        "docs/deployment.md",
+        "docs/celery.md",
+        "docs/fastapi.md",
+        "docs/dashboard.md",
     ],
 )
 def test_relative_links_resolve(page: str) -> None:

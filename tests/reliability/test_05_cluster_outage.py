@@ -104,4 +104,11 @@ def test_three_instances_back_from_an_outage_catch_up_once(postgres_url, make_cl
         instances_back=len(back),
     )
     assert duplicates == {}
-    assert not [r for r in rows if r.status not in ("success", "missed")]
+    # Nothing failed or was lost. A slot right after a catch-up may find the catch-up
+    # still `running` (its outcome is written a moment after the job returns) and be
+    # `skipped` by the default overlap policy on a loaded machine: that is the policy,
+    # not a fault, and it is never a start.
+    overlap = [r for r in rows if r.status == "skipped"]
+    assert all("max_instances=1" in (r.error_message or "") for r in overlap), overlap
+    assert not [s for s in starts if s.slot in {(r.job_key, r.scheduled_for) for r in overlap}]
+    assert not [r for r in rows if r.status not in ("success", "missed", "skipped")]

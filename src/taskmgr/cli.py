@@ -1,7 +1,9 @@
 """The ``taskmgr`` command (click).
 
 Every command reports a :class:`~taskmgr.exceptions.TaskmgrError` as one line on
-stderr and exits 1; usage errors exit 2 (click's convention). ``taskmgr demo`` runs
+stderr and exits 1; usage errors exit 2 (click's convention). The operator commands
+(``jobs``, ``executions``, ``instances``, ``db``, ``healthcheck``, ``config``) live in
+``_cli_jobs`` and ``_cli_db``; ``docs/cli.md`` describes them all. ``taskmgr demo`` runs
 the jobs of :mod:`taskmgr._demo` in an embedded service and prints each execution
 as it ends, reading them back through the public history API like any host would.
 """
@@ -16,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from taskmgr import __version__
 from taskmgr._table import LiveTable, header
@@ -39,6 +42,10 @@ class _Group(click.Group):
             # one line: driver messages chained into the error may span several
             lines = str(exc).strip().splitlines()
             raise click.ClickException(lines[0] if lines else type(exc).__name__) from exc
+        except ValidationError as exc:  # a TASKMGR_* variable that does not validate
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise click.ClickException(f"setting {where}: {error['msg']}") from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -211,6 +218,17 @@ def worker(app: str, celery_args: tuple[str, ...]) -> None:
     ):
         argv += ["--queues", queue]
     celery_app.worker_main(argv=argv)
+
+
+def _add_operator_commands() -> None:
+    from taskmgr._cli_db import config, db, healthcheck
+    from taskmgr._cli_jobs import executions, instances, jobs
+
+    for command in (jobs, executions, instances, db, healthcheck, config):
+        main.add_command(command)
+
+
+_add_operator_commands()
 
 
 def _display_url(url: str) -> str:

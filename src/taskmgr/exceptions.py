@@ -26,6 +26,9 @@ catches ``ValueError``, ``LookupError`` or ``TypeError`` keeps working::
     │   ├── JobPausedError / JobOrphanedError   the job cannot run in its current state
     │   └── VersionConflictError                optimistic update lost a race
     ├── StorageError                            the database failed; the driver error is chained
+    │   └── SchemaError                         the schema does not match this taskmgr
+    │       ├── SchemaBehindError               older than the code: run `taskmgr db upgrade`
+    │       └── SchemaAheadError                migrated by a newer taskmgr
     └── ServiceStateError (RuntimeError)        e.g. an operation that needs a started service
 """
 
@@ -52,6 +55,9 @@ __all__ = [
     "JobOrphanedError",
     "JobPausedError",
     "NotFoundError",
+    "SchemaAheadError",
+    "SchemaBehindError",
+    "SchemaError",
     "ServiceStateError",
     "StorageError",
     "TaskmgrError",
@@ -199,3 +205,16 @@ class StorageError(TaskmgrError):
 
 class ServiceStateError(TaskmgrError, RuntimeError):
     """The service is not in a state that allows this operation."""
+
+
+class SchemaError(StorageError):
+    """The database schema does not match this version of taskmgr."""
+
+
+class SchemaBehindError(SchemaError):
+    """The database schema is older than this taskmgr: run ``taskmgr db upgrade``
+    (or start with ``auto_migrate=True``)."""
+
+
+class SchemaAheadError(SchemaError):
+    """The database schema was migrated by a newer taskmgr than this one."""

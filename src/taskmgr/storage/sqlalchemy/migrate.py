@@ -1,18 +1,26 @@
-"""Run taskmgr's packaged Alembic migrations from code.
+"""Run taskmgr's packaged Alembic migrations from code (and ``taskmgr db ...``).
 
 The migrations live inside the package (``taskmgr.storage.sqlalchemy:migrations``)
 with their own version table, ``<prefix>alembic_version``, so a host application's
-own Alembic history is never read or written. Several processes may start at once:
+own Alembic history is never read or written. Several processes may upgrade at once:
 on PostgreSQL the upgrade runs under an advisory lock, on SQLite inside one
-``BEGIN IMMEDIATE`` transaction, and the current revision is read under that lock.
+``BEGIN IMMEDIATE`` transaction, and the current revision is re-read under that lock.
+
+On start (:func:`prepare`), an empty database is created at the head revision; a
+database behind the code is refused with the command to run (unless
+``auto_migrate=True``); a database ahead of the code (migrated by a newer taskmgr)
+is always refused. Rows are never deleted or rewritten by a start.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import command
@@ -21,14 +29,30 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from taskmgr.exceptions import StorageError
+from taskmgr.exceptions import SchemaAheadError, SchemaBehindError, StorageError
 from taskmgr.storage.sqlalchemy.engine import describe_error
 
-__all__ = ["SCRIPT_LOCATION", "current_revision", "head_revision", "upgrade", "version_table"]
+__all__ = [
+    "SCRIPT_LOCATION",
+    "Revision",
+    "SchemaStatus",
+    "current_revision",
+    "head_revision",
+    "history",
+    "include_object",
+    "offline_sql",
+    "prepare",
+    "status",
+    "upgrade",
+    "version_table",
+]
 
 logger = logging.getLogger("taskmgr.storage")
 
 SCRIPT_LOCATION = "taskmgr.storage.sqlalchemy:migrations"
+UPGRADE_HINT = "taskmgr db upgrade"
+
+State = Literal["empty", "behind", "current", "ahead"]
 
 
 def version_table(prefix: str) -> str:
@@ -36,14 +60,21 @@ def version_table(prefix: str) -> str:
 
 
 def alembic_config(
-    prefix: str = "taskmgr_", schema: str | None = None, connection: Connection | None = None
+    prefix: str = "taskmgr_",
+    schema: str | None = None,
+    connection: Connection | None = None,
+    *,
+    dialect: str | None = None,
+    output: io.StringIO | None = None,
 ) -> Config:
     """An Alembic ``Config`` for the packaged migrations, built without an ini file."""
-    config = Config()
+    config = Config(output_buffer=output) if output is not None else Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("path_separator", "os")
     config.attributes["taskmgr_table_prefix"] = prefix
     config.attributes["taskmgr_schema"] = schema
+    if dialect is not None:
+        config.attributes["taskmgr_dialect"] = dialect
     if connection is not None:
         config.attributes["connection"] = connection
     return config
@@ -58,6 +89,29 @@ def head_revision() -> str:
     head = _script().get_current_head()
     assert head is not None
     return head
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One packaged migration, oldest first in :func:`history`."""
+
+    revision: str
+    down_revision: str | None
+    description: str
+
+
+def history() -> list[Revision]:
+    """Every packaged revision, oldest first."""
+    revisions = list(_script().walk_revisions("base", "heads"))
+    revisions.reverse()
+    return [
+        Revision(
+            revision=rev.revision,
+            down_revision=rev.down_revision if isinstance(rev.down_revision, str) else None,
+            description=(rev.doc or "").strip(),
+        )
+        for rev in revisions
+    ]
 
 
 def _current(connection: Connection, prefix: str, schema: str | None) -> tuple[str, ...]:
@@ -75,6 +129,47 @@ def current_revision(
     with engine.connect() as connection:
         heads = _current(connection, prefix, schema)
     return heads[0] if heads else None
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where the database's schema is, compared with this version of taskmgr."""
+
+    current: str | None
+    head: str
+    state: State
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "current"
+
+
+def _state(script: ScriptDirectory, current: tuple[str, ...]) -> State:
+    if not current:
+        return "empty"
+    if set(current) == set(script.get_heads()):
+        return "current"
+    if any(not _known(script, rev) for rev in current):
+        return "ahead"
+    return "behind"
+
+
+def status(engine: Engine, prefix: str = "taskmgr_", schema: str | None = None) -> SchemaStatus:
+    """The database's revision and how it compares with the code's head.
+
+    :raises StorageError: the database could not be read.
+    """
+    script = _script()
+    try:
+        with engine.connect() as connection:
+            current = _current(connection, prefix, schema)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(
+            f"reading the taskmgr schema version failed: {describe_error(exc)}"
+        ) from exc
+    head = script.get_current_head()
+    assert head is not None
+    return SchemaStatus(current[0] if current else None, head, _state(script, current))
 
 
 def lock_key(prefix: str, schema: str | None) -> int:
@@ -109,11 +204,24 @@ def _locked(connection: Connection, prefix: str, schema: str | None) -> Iterator
         yield
 
 
-def upgrade(engine: Engine, prefix: str = "taskmgr_", schema: str | None = None) -> bool:
-    """Bring the schema to the newest revision. Returns whether anything was applied.
+def _ahead_error(unknown: list[str], prefix: str, heads: set[str]) -> SchemaAheadError:
+    return SchemaAheadError(
+        f"the database schema is at revision {', '.join(unknown)} "
+        f"(table {version_table(prefix)!r}), which this version of taskmgr does "
+        f"not know (newest known: {', '.join(sorted(heads))}); it was probably "
+        "migrated by a newer taskmgr: upgrade taskmgr, or point it at another database"
+    )
 
-    :raises StorageError: the database is at a revision this taskmgr does not know
-        (written by a newer version), or the upgrade failed.
+
+def upgrade(
+    engine: Engine, prefix: str = "taskmgr_", schema: str | None = None, to: str = "heads"
+) -> bool:
+    """Bring the schema to ``to`` (default: the newest revision). Returns whether
+    anything was applied. Safe to run from several processes at once.
+
+    :raises SchemaAheadError: the database is at a revision this taskmgr does not know
+        (written by a newer version).
+    :raises StorageError: the upgrade failed.
     """
     script = _script()
     heads = set(script.get_heads())
@@ -122,28 +230,97 @@ def upgrade(engine: Engine, prefix: str = "taskmgr_", schema: str | None = None)
             current = _current(connection, prefix, schema)
             unknown = [rev for rev in current if not _known(script, rev)]
             if unknown:
-                raise StorageError(
-                    f"the database schema is at revision {', '.join(unknown)} "
-                    f"(table {version_table(prefix)!r}), which this version of taskmgr does "
-                    f"not know (newest known: {', '.join(sorted(heads))}); it was probably "
-                    "migrated by a newer taskmgr: upgrade taskmgr, or point it at another "
-                    "database"
-                )
-            if set(current) == heads:
+                raise _ahead_error(unknown, prefix, heads)
+            wanted = heads if to == "heads" else {script.get_revision(to).revision}
+            if set(current) == wanted:
                 connection.rollback()
                 return False
             logger.info(
                 "migrating taskmgr schema from %s to %s",
                 ", ".join(current) or "empty",
-                ", ".join(sorted(heads)),
+                ", ".join(sorted(wanted)),
             )
-            command.upgrade(alembic_config(prefix, schema, connection), "heads")
+            command.upgrade(alembic_config(prefix, schema, connection), to)
             connection.commit()
             return True
     except StorageError:
         raise
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(f"migrating the taskmgr schema failed: {describe_error(exc)}") from exc
+    except Exception as exc:  # alembic's own errors: unknown target revision, etc.
+        if type(exc).__module__.startswith("alembic"):
+            raise StorageError(f"migrating the taskmgr schema failed: {exc}") from exc
+        raise
+
+
+def prepare(
+    engine: Engine,
+    prefix: str = "taskmgr_",
+    schema: str | None = None,
+    *,
+    auto_migrate: bool = False,
+) -> None:
+    """The start-up rule: create an empty database at head; refuse one behind the
+    code (unless ``auto_migrate``) or ahead of it.
+
+    :raises SchemaBehindError: the database needs ``taskmgr db upgrade``.
+    :raises SchemaAheadError: the database was migrated by a newer taskmgr.
+    """
+    found = status(engine, prefix, schema)
+    if found.state == "current":
+        return
+    if found.state == "ahead":
+        raise _ahead_error([found.current or "?"], prefix, set(_script().get_heads()))
+    if found.state == "behind" and not auto_migrate:
+        raise SchemaBehindError(
+            f"the database schema is at revision {found.current}, behind this taskmgr "
+            f"({found.head}): run `{UPGRADE_HINT}` (or start with auto_migrate=True)"
+        )
+    upgrade(engine, prefix, schema)
+
+
+def offline_sql(
+    dialect: str,
+    prefix: str = "taskmgr_",
+    schema: str | None = None,
+    *,
+    start: str | None = None,
+    to: str = "heads",
+) -> str:
+    """The SQL that upgrades from ``start`` (default: an empty database) to ``to``,
+    for a DBA to review or run (Alembic's offline ``--sql`` mode)."""
+    output = io.StringIO()
+    config = alembic_config(prefix, schema, dialect=dialect, output=output)
+    target = to if start is None else f"{start}:{to}"
+    try:
+        command.upgrade(config, target, sql=True)
+    except Exception as exc:
+        if type(exc).__module__.startswith("alembic"):
+            raise StorageError(f"cannot render the migration SQL: {exc}") from exc
+        raise
+    return output.getvalue()
+
+
+def include_object(
+    object: Any,
+    name: str | None,
+    type_: str,
+    reflected: bool,
+    compare_to: Any,
+    *,
+    prefix: str = "taskmgr_",
+) -> bool:
+    """For a host's own Alembic ``env.py``: leave taskmgr's tables (and their indexes
+    and constraints) out of the host's autogenerate::
+
+        from taskmgr.storage.sqlalchemy.migrate import include_object
+        context.configure(..., include_object=include_object)
+
+    With another ``table_prefix``, bind it:
+    ``functools.partial(include_object, prefix="myapp_sched_")``.
+    """
+    table = name if type_ == "table" else getattr(getattr(object, "table", None), "name", None)
+    return not (table is not None and table.startswith(prefix))
 
 
 def _known(script: ScriptDirectory, revision: str) -> bool:

@@ -1,7 +1,8 @@
 """Alembic environment for taskmgr's packaged migrations.
 
-Run by :mod:`taskmgr.storage.sqlalchemy.migrate`, which passes an open connection and
-the table prefix/schema through ``config.attributes``; there is no ``alembic.ini``.
+Run by :mod:`taskmgr.storage.sqlalchemy.migrate`, which passes an open connection (or,
+in offline ``--sql`` mode, a dialect name) and the table prefix/schema through
+``config.attributes``; there is no ``alembic.ini``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,24 @@ def run_migrations_online() -> None:
         context.run_migrations()
 
 
+def run_migrations_offline() -> None:
+    """Render the SQL instead of running it (``taskmgr db sql``)."""
+    dialect: str = config.attributes.get("taskmgr_dialect", "postgresql")
+    prefix: str = config.attributes.get("taskmgr_table_prefix", "taskmgr_")
+    schema: str | None = config.attributes.get("taskmgr_schema")
+    context.configure(
+        dialect_name=dialect,
+        version_table=f"{prefix}alembic_version",
+        version_table_schema=schema,
+        render_as_batch=dialect == "sqlite",
+        transactional_ddl=True,
+        literal_binds=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 if context.is_offline_mode():
-    raise RuntimeError("taskmgr migrations do not support offline (--sql) mode yet")
-run_migrations_online()
+    run_migrations_offline()
+else:
+    run_migrations_online()

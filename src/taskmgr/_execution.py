@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from taskmgr import _tracing
 from taskmgr._clock import Clock
 from taskmgr._context import ExecutionContext, reset_current, set_current
 from taskmgr._faults import checkpoint
@@ -72,6 +73,11 @@ class ExecutionRun:
         )
         self.started_at: datetime | None = None
         self._started = 0.0
+        #: Called on the job's thread once it starts (the service's event hub).
+        self.on_start: Callable[[ExecutionRun], None] | None = None
+        #: The dispatcher's name and span context, for the execution's span.
+        self.dispatch = "inline"
+        self.trace_parent: Any = None
 
     @property
     def timeout(self) -> float | None:
@@ -80,39 +86,47 @@ class ExecutionRun:
     def call_sync(self, func: Callable[..., Any]) -> Outcome:
         """Run a sync function on the calling thread and return its outcome."""
         token = set_current(self.context)
-        self._start()
+        span = self._start()
         try:
             result = func(**self.claimed.execution.kwargs)
-        except self.timeout_errors:
-            return self.timed_out()
+        except self.timeout_errors as exc:
+            return self._traced(span, self.timed_out(), exc)
         except (Exception, SystemExit) as exc:  # a job calling sys.exit() has failed
-            return self.failed(exc)
+            return self._traced(span, self.failed(exc), exc)
         finally:
             reset_current(token)
             checkpoint("after_execute")
-        return self.succeeded(result)
+        return self._traced(span, self.succeeded(result))
 
     async def call_async(self, func: Callable[..., Awaitable[Any]]) -> Outcome:
         """Await an ``async def`` job, cancelling it at its timeout."""
         import asyncio
 
         token = set_current(self.context)
-        self._start()
+        span = self._start()
         try:
             coro = func(**self.claimed.execution.kwargs)
             result = await asyncio.wait_for(coro, self.timeout)
-        except (TimeoutError, *self.timeout_errors):  # type: ignore[misc]
-            return self.timed_out()
+        except (TimeoutError, *self.timeout_errors) as exc:  # type: ignore[misc]
+            return self._traced(span, self.timed_out(), exc)
         except Exception as exc:
-            return self.failed(exc)
+            return self._traced(span, self.failed(exc), exc)
         finally:
             reset_current(token)
-        return self.succeeded(result)
+        return self._traced(span, self.succeeded(result))
 
-    def _start(self) -> None:
+    def _start(self) -> tuple[Any, Any] | None:
         self.started_at = self.clock.now()
         self._started = time.monotonic()
         execution = self.claimed.execution
+        if self.on_start is not None:
+            try:
+                self.on_start(self)
+            except Exception:  # a hook must never fail a run
+                logger.exception("execution start hook failed", extra=self._extra())
+        span = None
+        if _tracing.enabled():
+            span = _tracing.start_execution(self.span_attributes(), self.trace_parent)
         logger.debug(
             "execution %s of %r started (slot %s, attempt %d)",
             execution.id,
@@ -121,6 +135,24 @@ class ExecutionRun:
             execution.attempt,
             extra=self._extra(),
         )
+        return span
+
+    def span_attributes(self) -> dict[str, Any]:
+        execution = self.claimed.execution
+        return _tracing.execution_attributes(
+            execution_id=execution.id,
+            job_key=execution.job_key,
+            scheduled_for=execution.scheduled_for,
+            attempt=execution.attempt,
+            dispatch=self.dispatch,
+        )
+
+    @staticmethod
+    def _traced(
+        span: tuple[Any, Any] | None, outcome: Outcome, error: BaseException | None = None
+    ) -> Outcome:
+        _tracing.finish(span, outcome.status.value, error)
+        return outcome
 
     def _duration_ms(self) -> int | None:
         if self.started_at is None:

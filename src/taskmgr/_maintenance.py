@@ -22,12 +22,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from taskmgr._clock import Clock
 from taskmgr._execution import next_attempt
 from taskmgr.exceptions import JobNotFoundError
-from taskmgr.storage.base import Storage
+from taskmgr.storage.base import Claimed, Storage
 
 __all__ = ["Maintenance"]
 
@@ -62,6 +62,8 @@ class Maintenance:
         self._last_beat = time.monotonic()
         self._healthy_since: float | None = None
         self._stale_logged = False
+        #: Told about the executions this reaper marked lost (the service's event hub).
+        self.on_lost: Callable[[list[Claimed], datetime], None] | None = None
 
     def start(self) -> None:
         self._stop.clear()
@@ -141,6 +143,8 @@ class Maintenance:
         )
         if lost is None:
             return 0  # another instance is sweeping right now
+        if lost and self.on_lost is not None:
+            self.on_lost(lost, now)
         for claimed in lost:
             execution = claimed.execution
             logger.warning(
@@ -148,7 +152,12 @@ class Maintenance:
                 execution.id,
                 execution.job_key,
                 execution.owner,
-                extra={"taskmgr_job_key": execution.job_key, "taskmgr_execution_id": execution.id},
+                extra={
+                    "taskmgr_job_key": execution.job_key,
+                    "taskmgr_execution_id": execution.id,
+                    "taskmgr_scheduled_for": execution.scheduled_for.isoformat(),
+                    "taskmgr_attempt": execution.attempt,
+                },
             )
             retry = next_attempt(claimed, now)
             if retry is not None:

@@ -68,6 +68,16 @@ class JobRegistry:
         self._functions[name] = func
         return name
 
+    def register_builtin(self, name: str, func: Callable[..., Any], job: JobDefinition) -> None:
+        """Register one of taskmgr's own jobs (a bound callable under a reserved name,
+        which ``register`` would refuse), replacing any previous one of that name."""
+        self._functions[name] = func
+        self._definitions[job.key] = job
+
+    def unregister_builtin(self, name: str, key: str) -> None:
+        self._functions.pop(name, None)
+        self._definitions.pop(key, None)
+
     def get(self, name: str) -> Callable[..., Any]:
         """:raises FunctionNotRegisteredError: nothing is registered under ``name``."""
         try:

@@ -269,3 +269,61 @@ def test_delete_finished_executions(storage: Storage) -> None:
     assert storage.delete_finished_executions(completed_before=T0 + 1000 * MINUTE, limit=100) == 1
     remaining = {e.id for e in storage.list_executions(ExecutionFilter(), limit=100)}
     assert remaining == set(active)
+
+
+def test_delete_finished_executions_by_status(storage: Storage) -> None:
+    job = add_job(storage, "retention-status")
+    ids: dict[ExecutionStatus, str] = {}
+    for n, status in enumerate(
+        [ExecutionStatus.SUCCESS, ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT]
+    ):
+        new = new_execution(
+            job, scheduled_for=T0 + n * MINUTE, status=status, completed_at=T0 + n * SECOND
+        )
+        ids[status] = storage.add_execution(new).id
+    active = storage.add_execution(running(job, OWNER, scheduled_for=T0 - MINUTE)).id
+    far = T0 + 1000 * MINUTE
+
+    assert storage.delete_finished_executions(completed_before=far, limit=10, statuses=()) == 0
+    # asking for running is ignored: never deleted
+    running_only = [ExecutionStatus.RUNNING, ExecutionStatus.PENDING]
+    assert (
+        storage.delete_finished_executions(completed_before=far, limit=10, statuses=running_only)
+        == 0
+    )
+    kept_failures = [ExecutionStatus.SUCCESS]
+    assert (
+        storage.delete_finished_executions(completed_before=far, limit=10, statuses=kept_failures)
+        == 1
+    )
+    remaining = {e.id for e in storage.list_executions(ExecutionFilter(), limit=100)}
+    assert remaining == {ids[ExecutionStatus.FAILED], ids[ExecutionStatus.TIMEOUT], active}
+    failures = [ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT]
+    assert storage.delete_finished_executions(completed_before=far, limit=1, statuses=failures) == 1
+    remaining = {e.id for e in storage.list_executions(ExecutionFilter(), limit=100)}
+    assert remaining == {ids[ExecutionStatus.TIMEOUT], active}  # oldest first
+
+
+def test_history_summary(storage: Storage) -> None:
+    assert storage.history_summary().counts == {}
+    a, b = add_job(storage, "summary-a"), add_job(storage, "summary-b")
+    rows = [
+        (a, ExecutionStatus.SUCCESS, T0 + SECOND),
+        (a, ExecutionStatus.SUCCESS, T0 + 5 * SECOND),
+        (a, ExecutionStatus.FAILED, T0 + 9 * SECOND),
+        (b, ExecutionStatus.MISSED, T0 + 2 * SECOND),
+    ]
+    for n, (job, status, completed) in enumerate(rows):
+        storage.add_execution(
+            new_execution(job, scheduled_for=T0 + n * MINUTE, status=status, completed_at=completed)
+        )
+    storage.add_execution(running(a, OWNER, scheduled_for=T0 + 10 * MINUTE))
+
+    summary = storage.history_summary()
+    assert dict(summary.counts) == {
+        ("summary-a", ExecutionStatus.SUCCESS): 2,
+        ("summary-a", ExecutionStatus.FAILED): 1,
+        ("summary-a", ExecutionStatus.RUNNING): 1,
+        ("summary-b", ExecutionStatus.MISSED): 1,
+    }
+    assert dict(summary.last_success) == {"summary-a": T0 + 5 * SECOND}

@@ -100,3 +100,13 @@ def test_the_prefix_is_the_hosts_choice(make_client: Callable[..., TestClient]) 
     assert client.get(url("/jobs")).status_code == 200
     assert client.get("/jobs").status_code == 404  # nothing outside the prefix
     assert PREFIX.startswith("/admin")
+
+
+def test_dashboard_write_mode_off_hides_actions_but_not_the_api(
+    make_client: Callable[..., TestClient],
+) -> None:
+    assert make_client().get(url("/session")).json() == {"can_write": True}
+    read_only = make_client(dashboard_write=False)
+    assert read_only.get(url("/session")).json() == {"can_write": False}
+    # the JSON API's writes are governed by the write dependencies alone
+    assert read_only.post(url("/jobs/http.sync/pause")).status_code == 200

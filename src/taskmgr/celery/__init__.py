@@ -11,7 +11,7 @@ same fenced writes as inline execution. See ``docs/celery.md``.
 from __future__ import annotations
 
 try:
-    import celery as _celery  # type: ignore[import-untyped]  # noqa: F401
+    import celery as _celery  # noqa: F401
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
     raise ModuleNotFoundError(
         "taskmgr.celery needs Celery: pip install 'taskmgr[celery]'", name=exc.name

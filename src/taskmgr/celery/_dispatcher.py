@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from taskmgr import _tracing
 from taskmgr.dispatch.base import DispatchContext, Dispatcher
 from taskmgr.dispatch.inline import InlineDispatcher
 from taskmgr.exceptions import JobNotFoundError, ServiceStateError
@@ -149,7 +150,11 @@ class CeleryDispatcher(Dispatcher):
                 deferred.append(item)
             else:
                 try:
-                    self._publish(item.execution, item.job)
+                    if _tracing.enabled():
+                        with _tracing.dispatch_span(_span_attributes(item), producer=True):
+                            self._publish(item.execution, item.job)
+                    else:
+                        self._publish(item.execution, item.job)
                 except Exception as exc:
                     self._publish_failed(exc)
                     deferred.append(item)
@@ -349,3 +354,14 @@ class CeleryDispatcher(Dispatcher):
         storage = self._require_context().storage
         assert storage is not None  # checked in start()
         return storage
+
+
+def _span_attributes(item: Claimed) -> dict[str, Any]:
+    execution = item.execution
+    return _tracing.execution_attributes(
+        execution_id=execution.id,
+        job_key=execution.job_key,
+        scheduled_for=execution.scheduled_for,
+        attempt=execution.attempt,
+        dispatch="celery",
+    )

@@ -32,14 +32,14 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from celery.exceptions import (  # type: ignore[import-untyped]
+from celery.exceptions import (
     SoftTimeLimitExceeded,
     TimeLimitExceeded,
     WorkerLostError,
 )
-from celery.worker.request import Request  # type: ignore[import-untyped]
+from celery.worker.request import Request
 
-from celery import signals  # type: ignore[import-untyped]
+from celery import signals
 from taskmgr._clock import DatabaseClock
 from taskmgr._execution import ExecutionRun
 from taskmgr._maintenance import Maintenance
@@ -287,6 +287,7 @@ class WorkerRuntime:
         run = ExecutionRun(
             claimed, self.instance_id, clock, timeout_errors=(SoftTimeLimitExceeded,)
         )
+        run.dispatch = "celery"
         try:
             func = self.service.registry.get(claimed.job.func)
         except TaskmgrError as exc:  # never imported: only registered functions run
@@ -400,7 +401,7 @@ def json_only_strategy(task: Any, app: Any, consumer: Any, **options: Any) -> An
     """Celery's message handler for taskmgr's task, refusing anything but JSON before
     the body is decoded: even where the host's ``accept_content`` allows pickle for its
     own tasks, a message to taskmgr's task is never unpickled."""
-    from celery.worker.strategy import default  # type: ignore[import-untyped]
+    from celery.worker.strategy import default
     from kombu.exceptions import ContentDisallowed
 
     handle = default(task, app, consumer, **options)

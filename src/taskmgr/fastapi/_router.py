@@ -163,6 +163,7 @@ def create_router(
     actor: Callable[..., str | None] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     trigger_rate_limit: RateLimit | None = None,
+    dashboard_write: bool | None = None,
 ) -> APIRouter:
     """The JSON API (and, with ``dashboard``, the dashboard at ``GET /``) for ``service``.
 
@@ -178,6 +179,10 @@ def create_router(
     :param max_body_bytes: larger request bodies are refused with 413 before parsing.
     :param trigger_rate_limit: at most ``count`` manual runs per ``per_seconds`` per
         job and actor in this process; more get 429 with ``Retry-After``. Default off.
+    :param dashboard_write: whether the dashboard offers actions (run now, pause,
+        resume) to callers the write dependencies let through; default: the
+        service's ``dashboard_write`` setting (``TASKMGR_DASHBOARD_WRITE``). The JSON
+        API's writes are governed by ``write_dependencies`` alone.
     :raises ValueError: no ``dependencies`` and not ``public``.
     """
     if not dependencies and not public:
@@ -360,7 +365,7 @@ def create_router(
         return PreviewOut(job_key=job_key, fire_times=times)
 
     _history_routes(router, service)
-    _system_routes(router, service, writes)
+    _system_routes(router, service, writes, dashboard_write)
     if dashboard:
         add_dashboard_routes(router)
     return router
@@ -445,7 +450,10 @@ def _history_routes(router: APIRouter, service: SchedulerService) -> None:
 
 
 def _system_routes(
-    router: APIRouter, service: SchedulerService, writes: list[DependsParam]
+    router: APIRouter,
+    service: SchedulerService,
+    writes: list[DependsParam],
+    dashboard_write: bool | None,
 ) -> None:
     @router.get("/instances", operation_id="taskmgr_list_instances", responses=_READ)
     def list_instances() -> list[InstanceOut]:
@@ -481,6 +489,15 @@ def _system_routes(
         running ones are never deleted)."""
         return CleanupResult(deleted=service.cleanup_history(body.retention_days))
 
+    write_in_dashboard = (
+        service.settings.dashboard_write if dashboard_write is None else dashboard_write
+    )
+
+    def _session() -> SessionOut:
+        """What the caller may do (``can_write``: the write dependencies let it through
+        and the dashboard's write mode is on)."""
+        return SessionOut(can_write=write_in_dashboard)
+
     router.add_api_route(
         "/session",
         _session,
@@ -491,8 +508,3 @@ def _system_routes(
         response_model=SessionOut,
         route_class_override=type("TaskmgrSessionRoute", (_SessionRoute, router.route_class), {}),
     )
-
-
-def _session() -> SessionOut:
-    """What the caller may do (``can_write``: the write dependencies let it through)."""
-    return SessionOut(can_write=True)

@@ -8,6 +8,7 @@ execution row you can query.
 import logging
 
 from taskmgr._context import ExecutionContext, current_execution
+from taskmgr._events import EventKind, ExecutionEvent
 from taskmgr.decorators import scheduled_job
 from taskmgr.dispatch import Dispatcher, InlineDispatcher
 from taskmgr.exceptions import (
@@ -31,6 +32,9 @@ from taskmgr.exceptions import (
     JobOrphanedError,
     JobPausedError,
     NotFoundError,
+    SchemaAheadError,
+    SchemaBehindError,
+    SchemaError,
     ServiceStateError,
     StorageError,
     TaskmgrError,
@@ -53,6 +57,7 @@ from taskmgr.schemas import (
     RetryBackoff,
 )
 from taskmgr.service import SchedulerService
+from taskmgr.settings import TaskmgrSettings
 from taskmgr.triggers import Cron, Date, Interval
 
 __version__ = "0.1.0"
@@ -62,8 +67,10 @@ __all__ = [
     "Cron",
     "Date",
     "Dispatcher",
+    "EventKind",
     "Execution",
     "ExecutionContext",
+    "ExecutionEvent",
     "ExecutionNotFoundError",
     "ExecutionPage",
     "ExecutionStatus",
@@ -99,9 +106,13 @@ __all__ = [
     "OverlapPolicy",
     "RetryBackoff",
     "SchedulerService",
+    "SchemaAheadError",
+    "SchemaBehindError",
+    "SchemaError",
     "ServiceStateError",
     "StorageError",
     "TaskmgrError",
+    "TaskmgrSettings",
     "VersionConflictError",
     "current_execution",
     "scheduled_job",

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from taskmgr._clock import Clock
+from taskmgr._events import EventHub
 from taskmgr._execution import ExecutionRun
 from taskmgr._faults import UNCOORDINATED, UncoordinatedClaims, checkpoint
 from taskmgr.dispatch.base import Dispatcher
-from taskmgr.storage.base import Claimed, Outcome, Planner, Storage
+from taskmgr.storage.base import ClaimBatch, Claimed, ClaimPlan, Outcome, Planner, Storage
 
 __all__ = ["SchedulerLoop"]
 
@@ -25,6 +27,10 @@ logger = logging.getLogger("taskmgr.scheduler")
 #: Sleep when work is due but nothing could be claimed (another instance holds it).
 _CONTENDED_DELAY = 0.05
 _MAX_BACKOFF = 30.0
+#: Shortest sleep until the next due slot (see _delay).
+_MIN_TICK = 0.01
+#: Sleep while the dispatcher is full.
+_BUSY_DELAY = 0.005
 
 
 class SchedulerLoop:
@@ -57,16 +63,33 @@ class SchedulerLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
+        self._last_limit = batch_size
+        #: Set by the service: told about each claim while someone listens.
+        self.events: EventHub | None = None
 
     def tick(self) -> list[Claimed]:
         """Claim what is due now (at most what the dispatcher can take) and dispatch it."""
         with self._tick_lock:
-            limit = min(self.batch_size, self.dispatcher.capacity())
+            self.storage.take_next_due_hint()  # only one left by this tick's claim may be used
+            limit = self._last_limit = min(self.batch_size, self.dispatcher.capacity())
             if limit <= 0 or (self.may_claim is not None and not self.may_claim()):
                 return []
-            claimed = self._claimer.claim(
-                now=self.clock.now(), owner=self.owner, limit=limit, planner=self.planner
-            )
+            events = self.events
+            if events is None or not events.active:
+                claimed = self._claimer.claim(
+                    now=self.clock.now(), owner=self.owner, limit=limit, planner=self.planner
+                )
+            else:
+                plans: list[ClaimPlan] = []
+
+                def planner(batch: ClaimBatch) -> ClaimPlan:
+                    plans.append(self.planner(batch))
+                    return plans[-1]
+
+                claimed = self._claimer.claim(
+                    now=self.clock.now(), owner=self.owner, limit=limit, planner=planner
+                )
+                events.claimed(claimed, plans[-1] if plans else None)
             if claimed:
                 checkpoint("after_claim_commit")
                 if self._froze_since_claiming(claimed):
@@ -120,14 +143,23 @@ class SchedulerLoop:
             self._wake.clear()
 
     def _delay(self, claimed: int) -> float:
-        if self.dispatcher.capacity() <= 0:
-            return self.poll_interval  # woken when a run finishes
-        if claimed >= self.batch_size:
-            return 0.0  # more is due right now
-        next_due = self.storage.next_due_at()
+        capacity = self.dispatcher.capacity()
+        if capacity <= 0:
+            # Runs free their slot before their outcome is written (which wakes us):
+            # look again soon; checking the capacity costs no query.
+            return min(self.poll_interval, _BUSY_DELAY)
+        if claimed >= min(self.batch_size, self._last_limit):
+            return 0.0  # the claim was full: more may be due right now, no query needed
+        next_due: datetime | None
+        known, next_due = self.storage.take_next_due_hint()
+        if not known:
+            next_due = self.storage.next_due_at()
         if next_due is None:
             return self.poll_interval
         delay = (next_due - self.clock.now()).total_seconds()
         if delay <= 0:
             return 0.0 if claimed else _CONTENDED_DELAY
-        return min(delay, self.poll_interval)
+        # Never wake for less than _MIN_TICK: slots due within it are claimed together
+        # (one transaction for several fires instead of one each, at the cost of at
+        # most _MIN_TICK of lateness). A local change still wakes the loop at once.
+        return min(max(delay, _MIN_TICK), self.poll_interval)

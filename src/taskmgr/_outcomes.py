@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from taskmgr.storage.base import Outcome, Storage
@@ -21,6 +22,8 @@ __all__ = ["OutcomeWriter"]
 logger = logging.getLogger("taskmgr.execution")
 
 MAX_BATCH = 500
+#: How long the writer waits for more outcomes before writing a batch (seconds).
+_LINGER = 0.01
 _STOP = object()
 
 
@@ -67,9 +70,16 @@ class OutcomeWriter:
             else:
                 assert isinstance(first, Outcome)
                 batch.append(first)
+            # Linger a moment for more: outcomes trickling in one by one would each
+            # cost a transaction; _LINGER later they share one.
+            deadline = time.monotonic() + _LINGER
             while len(batch) < MAX_BATCH:
+                remaining = 0.0 if stop else deadline - time.monotonic()
                 try:
-                    item = self._queue.get_nowait()
+                    if remaining > 0:
+                        item = self._queue.get(timeout=remaining)
+                    else:
+                        item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:

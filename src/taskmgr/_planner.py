@@ -226,8 +226,12 @@ def due_slots(job: Job, now: datetime) -> tuple[list[datetime], datetime | None,
     the slot list was cut at :data:`MAX_CATCHUP_SLOTS`."""
     assert job.next_run_at is not None
     slots = [job.next_run_at]
+    # Usually only one slot is due: ask for two fire times first (the cost of a call
+    # grows with n), then more at a time while a backlog is being walked.
+    step = 2
     while len(slots) < MAX_CATCHUP_SLOTS:
-        batch = job.trigger.next_fire_times(slots[-1], min(64, MAX_CATCHUP_SLOTS - len(slots)))
+        batch = job.trigger.next_fire_times(slots[-1], min(step, MAX_CATCHUP_SLOTS - len(slots)))
+        step = min(64, step * 4)
         for fire in batch:
             if fire > now:
                 return slots, fire, False

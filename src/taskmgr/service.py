@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from taskmgr._clock import Clock, DatabaseClock
 from taskmgr._definition import (
     OPTION_NAMES,
@@ -31,10 +33,17 @@ from taskmgr._definition import (
     build_trigger,
     check_kwargs_signature,
 )
+from taskmgr._events import EventHub, EventKind, Listener
 from taskmgr._loop import SchedulerLoop
 from taskmgr._maintenance import Maintenance
 from taskmgr._outcomes import OutcomeWriter
 from taskmgr._planner import Planner, new_execution_id
+from taskmgr._retention import (
+    DEFAULT_RETENTION_CRON,
+    RETENTION_KEY,
+    Retention,
+    RetentionPolicy,
+)
 from taskmgr._sync import add_new_job, anchor, first_run, sync_code_jobs
 from taskmgr._validation import ensure_aware, validate_kwargs
 from taskmgr.dispatch.base import DispatchContext, Dispatcher
@@ -61,6 +70,7 @@ from taskmgr.schemas import (
     JobState,
     OverlapPolicy,
 )
+from taskmgr.settings import TaskmgrSettings
 from taskmgr.storage.base import ExecutionFilter, NewExecution, Outcome, Storage
 from taskmgr.triggers import Cron, TriggerSpec
 
@@ -73,6 +83,34 @@ MAX_PREVIEW = 1000
 MAX_RETENTION_DAYS = 36_500
 _DELETE_BATCH = 1000
 _SLOT_RETRIES = 16
+
+
+def _settings_from_env() -> TaskmgrSettings:
+    try:
+        return TaskmgrSettings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        raise InvalidInputError(
+            f"{error['msg']} (env TASKMGR_{field.upper()})", field=field
+        ) from None
+
+
+def _celery_dispatcher(celery_app: str | None) -> Dispatcher:
+    """``dispatcher=celery`` in the settings: the host's app, named by the host."""
+    import importlib
+
+    if celery_app is None:
+        raise InvalidInputError(
+            "dispatcher 'celery' needs celery_app ('module:attribute')", field="celery_app"
+        )
+    module_name, _, attribute = celery_app.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    from taskmgr.celery import CeleryDispatcher
+
+    return CeleryDispatcher(target)
 
 
 def _positive(name: str, value: float) -> float:
@@ -92,6 +130,12 @@ class SchedulerService:
     in code and starts firing. Job operations work without ``start()`` too (an API
     process that only manages jobs): they open the storage on first use.
 
+    Configuration: an argument given here wins; anything left out comes from
+    ``settings`` (a :class:`~taskmgr.TaskmgrSettings`), or, without one, from the
+    ``TASKMGR_*`` environment, then the defaults (``docs/configuration.md``). A
+    database behind this taskmgr's schema is refused on open with the command to
+    run, unless ``auto_migrate=True``; an empty one is created.
+
     With ``background=False`` nothing fires by itself: call :meth:`run_due` (tests
     and scripts that drive time with an injected ``clock``).
     """
@@ -103,22 +147,35 @@ class SchedulerService:
         jobs: Iterable[Callable[..., Any] | types.ModuleType] = (),
         dispatcher: Dispatcher | None = None,
         clock: Clock | None = None,
-        poll_interval: float = 1.0,
+        poll_interval: float | None = None,
         batch_size: int = 500,
-        heartbeat_interval: float = 5.0,
-        heartbeat_timeout: float = 15.0,
-        sweep_interval: float = 5.0,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+        sweep_interval: float | None = None,
         instance_retention: float = 86400.0,
         background: bool = True,
         mode: str = "embedded",
+        settings: TaskmgrSettings | None = None,
+        auto_migrate: bool | None = None,
     ) -> None:
+        # Explicit arguments win over ``settings``; without ``settings``, the
+        # ``TASKMGR_*`` environment (then the defaults) fills in the rest.
+        self.settings = settings if settings is not None else _settings_from_env()
+        conf = self.settings
         self._owns_storage = not isinstance(storage, Storage)
         if isinstance(storage, Storage):
             self.storage: Storage = storage
         else:
             from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
 
-            self.storage = SQLAlchemyStorage(storage)
+            self.storage = SQLAlchemyStorage(
+                storage if storage is not None else conf.url(),
+                table_prefix=conf.table_prefix,
+                schema=conf.db_schema,
+                auto_migrate=conf.auto_migrate if auto_migrate is None else auto_migrate,
+            )
+        if dispatcher is None and conf.dispatcher == "celery":
+            dispatcher = _celery_dispatcher(conf.celery_app)
         self.dispatcher = dispatcher if dispatcher is not None else InlineDispatcher()
         # Unless a clock is injected, time is the database's (see DatabaseClock).
         self._database_clock = None if clock is not None else DatabaseClock(self._database_now)
@@ -126,15 +183,20 @@ class SchedulerService:
         self.registry = JobRegistry()
         for target in jobs:
             self.registry.register(target)
-        self.poll_interval = _positive("poll_interval", poll_interval)
+
+        def pick(name: str, given: float | None) -> float:
+            value = given if given is not None else getattr(conf, name)
+            return _positive(name, value)
+
+        self.poll_interval = pick("poll_interval", poll_interval)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(
                 f"must be a positive integer, got {batch_size!r}", field="batch_size"
             )
         self.batch_size = batch_size
-        self.heartbeat_interval = _positive("heartbeat_interval", heartbeat_interval)
-        self.heartbeat_timeout = _positive("heartbeat_timeout", heartbeat_timeout)
-        self.sweep_interval = _positive("sweep_interval", sweep_interval)
+        self.heartbeat_interval = pick("heartbeat_interval", heartbeat_interval)
+        self.heartbeat_timeout = pick("heartbeat_timeout", heartbeat_timeout)
+        self.sweep_interval = pick("sweep_interval", sweep_interval)
         self.instance_retention = _positive("instance_retention", instance_retention)
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise InvalidInputError(
@@ -151,6 +213,8 @@ class SchedulerService:
         self._outcomes: OutcomeWriter | None = None
         self._written = threading.Condition()
         self._unsubscribe: Callable[[], None] | None = None
+        if conf.history_retention_days is not None:
+            self.set_retention(conf.history_retention_days)
         self.dispatcher.bind(self)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -175,6 +239,9 @@ class SchedulerService:
                 raise ServiceStateError("the service is already running")
             self._open()
             self._register_instance()
+            events = self._event_hub()
+            events.storage = self.storage
+            events.start()
             sync_code_jobs(self.storage, self.registry, self.clock.now(), orphan_missing=True)
             planner = Planner(self.instance_id, self.registry)
             self._outcomes = OutcomeWriter(self.storage, self._on_outcomes)
@@ -200,6 +267,7 @@ class SchedulerService:
                     instance_retention=self.instance_retention,
                     calibrate=self._database_clock.calibrate if self._database_clock else None,
                 )
+                self._maintenance.on_lost = events.lost
             self._loop = SchedulerLoop(
                 self.storage,
                 self.dispatcher,
@@ -211,6 +279,10 @@ class SchedulerService:
                 may_claim=self._maintenance.alive if self._maintenance else None,
                 report=self._outcomes.submit,
             )
+            self._loop.events = events
+            for dispatcher in (self.dispatcher, getattr(self.dispatcher, "inline", None)):
+                if isinstance(dispatcher, InlineDispatcher):
+                    dispatcher.on_start = events.run_started
             if self._maintenance is not None:
                 self._maintenance.start()
                 self._loop.start()
@@ -238,6 +310,7 @@ class SchedulerService:
                 self._outcomes.stop()
             if self._maintenance is not None:
                 self._maintenance.stop()
+            self._event_hub().stop()
             try:
                 self.storage.set_instance_status(self.instance_id, InstanceStatus.STOPPED)
             except Exception:
@@ -288,10 +361,71 @@ class SchedulerService:
         )
 
     def _on_outcomes(self, outcomes: Sequence[Outcome], applied: Sequence[bool]) -> None:
+        self._event_hub().outcomes(outcomes, applied)
         with self._written:
             self._written.notify_all()
         if self._loop is not None:
             self._loop.wake()  # a run finished: queued work or retries may be due
+
+    # -- listeners and retention --------------------------------------------------------
+
+    def _event_hub(self) -> EventHub:
+        hub: EventHub | None = getattr(self, "_events", None)
+        if hub is None:
+            with self._lock:
+                hub = getattr(self, "_events", None)
+                if hub is None:
+                    hub = self._events = EventHub(self.instance_id)
+        return hub
+
+    def add_listener(
+        self, listener: Listener, kinds: Iterable[EventKind | str] | None = None
+    ) -> None:
+        """Call ``listener(event)`` for each :class:`~taskmgr.ExecutionEvent` of this
+        process (all kinds, or only ``kinds``): started, succeeded, failed, missed,
+        skipped, lost. Listeners run one at a time on a thread of their own, never on
+        the scheduler's or a job's; one that raises is logged and scheduling goes on.
+        A slow listener delays only the other listeners."""
+        self._event_hub().add(listener, kinds)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._event_hub().remove(listener)
+
+    def set_retention(
+        self,
+        days: float | None,
+        *,
+        failed_days: float | None = None,
+        cron: str | None = None,
+        every: float | None = None,
+        batch_size: int = 500,
+        max_seconds: float = 60.0,
+    ) -> None:
+        """Delete finished executions ``days`` after they completed (failed, timed-out
+        and lost ones after ``failed_days``, default ``days``), with the built-in job
+        ``taskmgr.retention`` (hourly unless ``cron=``/``every=`` seconds). ``None``
+        turns it off (the job is then orphaned at the next start). Call it before
+        ``start()`` on every process that may run jobs (Celery workers too)."""
+        if days is None:
+            self.registry.unregister_builtin(RETENTION_KEY, RETENTION_KEY)
+            return
+        policy = RetentionPolicy(
+            days=days,
+            failed_days=failed_days if failed_days is not None else days,
+            batch_size=batch_size,
+            cron=cron if cron is not None or every is not None else DEFAULT_RETENTION_CRON,
+            every=every,
+            max_seconds=max_seconds,
+        )
+        job = Retention(self._opened_storage, self.clock, max_seconds=max_seconds)
+        self.registry.register_builtin(RETENTION_KEY, job, policy.definition())
+        if self._started:
+            sync_code_jobs(self.storage, self.registry, self.clock.now(), orphan_missing=False)
+            self._wake()
+
+    def _opened_storage(self) -> Storage:
+        self._open()
+        return self.storage
 
     # -- job operations ------------------------------------------------------------------
 
@@ -304,19 +438,28 @@ class SchedulerService:
         interval: timedelta | float | None = None,
         at: datetime | None = None,
         trigger: TriggerSpec | Mapping[str, Any] | None = None,
-        timezone: str = "UTC",
+        timezone: str | None = None,
         **options: Any,
     ) -> Job:
         """Create a job at run time for a registered function (or a function object,
-        which is registered). Options are those of ``@scheduled_job``.
+        which is registered). Options are those of ``@scheduled_job``; ``timezone``,
+        ``misfire_grace_time`` and ``max_retries`` default to the service's settings.
 
         :raises JobExistsError: the key is taken (nothing is written).
         :raises InvalidInputError: any invalid argument (nothing is written).
         """
         name = self.registry.resolve(func)
+        conf = self.settings
         spec = build_trigger(
-            cron=cron, interval=interval, at=at, trigger=trigger, timezone=timezone
+            cron=cron,
+            interval=interval,
+            at=at,
+            trigger=trigger,
+            timezone=timezone if timezone is not None else conf.timezone,
         )
+        for option in ("misfire_grace_time", "max_retries"):
+            if option not in options and getattr(conf, option) is not None:
+                options[option] = getattr(conf, option)
         definition = build_definition(key=key, func=name, trigger=spec, options=options)
         check_kwargs_signature(self.registry.get(name), definition.kwargs)
         self._open()

@@ -8,10 +8,12 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from taskmgr import _tracing
 from taskmgr._execution import ExecutionRun
 from taskmgr.dispatch.base import DispatchContext, Dispatcher
 from taskmgr.exceptions import ServiceStateError, TaskmgrError
@@ -20,6 +22,11 @@ from taskmgr.storage.base import Claimed, Outcome
 __all__ = ["InlineDispatcher"]
 
 logger = logging.getLogger("taskmgr.dispatch")
+
+#: How long claimed work may be expected to wait for a free worker (see capacity()).
+_QUEUE_BUDGET = 0.02
+#: Most runs claimed ahead of the workers, however short they are.
+_MAX_QUEUED = 500
 
 
 class InlineDispatcher(Dispatcher):
@@ -44,6 +51,10 @@ class InlineDispatcher(Dispatcher):
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
         self._timers: set[threading.Timer] = set()
+        #: Average wall time of recent sync runs (None until one finished).
+        self._run_seconds: float | None = None
+        #: Called on the job thread as each run starts (set by the service).
+        self.on_start: Callable[[ExecutionRun], None] | None = None
 
     def start(self, context: DispatchContext) -> None:
         self._context = context
@@ -55,25 +66,48 @@ class InlineDispatcher(Dispatcher):
 
     def capacity(self) -> int:
         # Twice the pool: enough queued work to keep every worker busy between ticks,
-        # little enough that claimed work does not wait long for a thread.
+        # little enough that claimed work does not wait long for a thread. When runs
+        # are measured to be short, more: as much as the pool works off within
+        # _QUEUE_BUDGET seconds (so a claim batches many fires, yet none waits longer).
         with self._lock:
-            return max(0, 2 * self.max_workers - self._in_flight)
+            limit = 2 * self.max_workers
+            average = self._run_seconds
+            if average is not None:
+                drained = int(self.max_workers * _QUEUE_BUDGET / max(average, 1e-6))
+                limit = max(limit, min(drained, _MAX_QUEUED))
+            return max(0, limit - self._in_flight)
+
+    def _measured(self, seconds: float) -> None:
+        """Fold one sync run's wall time into the running average (EWMA)."""
+        with self._lock:
+            average = self._run_seconds
+            self._run_seconds = seconds if average is None else average * 0.9 + seconds * 0.1
 
     def dispatch(self, claimed: Sequence[Claimed]) -> None:
         context = self._require_context()
+        traced = _tracing.enabled()
         for item in claimed:
             run = ExecutionRun(item, context.owner, context.clock)
-            try:
-                func = context.resolve(item.job.func)
-            except TaskmgrError as exc:
-                context.report(run.failed(exc))
-                continue
-            with self._lock:
-                self._in_flight += 1
-            if inspect.iscoroutinefunction(func):
-                self._submit_async(run, func)
+            run.on_start = self.on_start
+            if traced:
+                with _tracing.dispatch_span(run.span_attributes()) as parent:
+                    run.trace_parent = parent
+                    self._dispatch_one(run, context)
             else:
-                self._submit_sync(run, func)
+                self._dispatch_one(run, context)
+
+    def _dispatch_one(self, run: ExecutionRun, context: DispatchContext) -> None:
+        try:
+            func = context.resolve(run.claimed.job.func)
+        except TaskmgrError as exc:
+            context.report(run.failed(exc))
+            return
+        with self._lock:
+            self._in_flight += 1
+        if inspect.iscoroutinefunction(func):
+            self._submit_async(run, func)
+        else:
+            self._submit_sync(run, func)
 
     # -- sync jobs -----------------------------------------------------------------
 
@@ -99,7 +133,11 @@ class InlineDispatcher(Dispatcher):
         def work() -> Outcome:
             if timer is not None:
                 timer.start()
-            return run.call_sync(func)
+            began = time.monotonic()
+            try:
+                return run.call_sync(func)
+            finally:
+                self._measured(time.monotonic() - began)
 
         def done(future: Future[Outcome]) -> None:
             if timer is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "ClaimPlan",
     "Claimed",
     "ExecutionFilter",
+    "HistorySummary",
     "JobAdvance",
     "NewExecution",
     "Outcome",
@@ -167,6 +168,16 @@ class ExecutionFilter:
     until: datetime | None = None
     #: Only executions whose ``owner`` is this instance id.
     owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySummary:
+    """What the stored history holds, aggregated (see ``Storage.history_summary``)."""
+
+    #: Number of executions per ``(job_key, status)``; absent pairs have none.
+    counts: Mapping[tuple[str, ExecutionStatus], int] = field(default_factory=dict)
+    #: The latest ``completed_at`` of a successful execution, per job key.
+    last_success: Mapping[str, datetime] = field(default_factory=dict)
 
 
 Planner = Callable[[ClaimBatch], ClaimPlan]
@@ -306,6 +317,13 @@ class Storage(ABC):
         returns; a conflicting insert makes its advance lose as a whole.
         """
 
+    def take_next_due_hint(self) -> tuple[bool, datetime | None]:
+        """``(True, next_due_at())`` as read inside this thread's last :meth:`claim`
+        transaction, handed out once, so the scheduler need not open another
+        transaction to learn how long to sleep; ``(False, None)`` when no such value
+        is waiting. Backends that do not record one keep this default."""
+        return False, None
+
     @abstractmethod
     def next_due_at(self) -> datetime | None:
         """The earliest ``next_run_at`` of an active job or ``due_at`` of a pending,
@@ -386,9 +404,25 @@ class Storage(ABC):
         after the keyset position ``before`` = ``(created_at, id)`` of the last row seen."""
 
     @abstractmethod
-    def delete_finished_executions(self, *, completed_before: datetime, limit: int) -> int:
+    def delete_finished_executions(
+        self,
+        *,
+        completed_before: datetime,
+        limit: int,
+        statuses: Sequence[ExecutionStatus] | None = None,
+    ) -> int:
         """Delete at most ``limit`` executions in a final status completed before the
-        cutoff, oldest first, in one short transaction. Returns how many were deleted."""
+        cutoff, oldest first, in one short transaction. Returns how many were deleted.
+
+        With ``statuses``, only executions in one of those statuses are deleted (final
+        statuses only: pending and running executions are never deleted, whatever is
+        asked); an empty sequence deletes nothing."""
+
+    @abstractmethod
+    def history_summary(self) -> HistorySummary:
+        """Counts of the stored executions by job key and status, and each job's latest
+        ``completed_at`` of a ``success``, read in one statement each (for metrics at
+        scrape time: the same answer from every process)."""
 
     # -- instances -----------------------------------------------------------------
 

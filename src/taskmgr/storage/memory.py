@@ -43,6 +43,7 @@ from taskmgr.storage.base import (
     ClaimBatch,
     Claimed,
     ExecutionFilter,
+    HistorySummary,
     NewExecution,
     Outcome,
     Planner,
@@ -451,7 +452,14 @@ class MemoryStorage(Storage):
         found.sort(key=lambda e: (e.created_at, e.id), reverse=True)
         return found[:limit]
 
-    def delete_finished_executions(self, *, completed_before: datetime, limit: int) -> int:
+    def delete_finished_executions(
+        self,
+        *,
+        completed_before: datetime,
+        limit: int,
+        statuses: Sequence[ExecutionStatus] | None = None,
+    ) -> int:
+        wanted = set(statuses) if statuses is not None else None
         with self._lock:
             st = self._state
             old = sorted(
@@ -459,6 +467,7 @@ class MemoryStorage(Storage):
                     e
                     for e in st.executions.values()
                     if e.status.is_final
+                    and (wanted is None or e.status in wanted)
                     and e.completed_at is not None
                     and e.completed_at < completed_before
                 ),
@@ -468,6 +477,19 @@ class MemoryStorage(Storage):
                 del st.executions[execution.id]
                 st.slots.discard(_slot(execution))
             return len(old)
+
+    def history_summary(self) -> HistorySummary:
+        counts: dict[tuple[str, ExecutionStatus], int] = {}
+        last_success: dict[str, datetime] = {}
+        with self._lock:
+            for e in self._state.executions.values():
+                pair = (e.job_key, e.status)
+                counts[pair] = counts.get(pair, 0) + 1
+                if e.status is ExecutionStatus.SUCCESS and e.completed_at is not None:
+                    seen = last_success.get(e.job_key)
+                    if seen is None or e.completed_at > seen:
+                        last_success[e.job_key] = e.completed_at
+        return HistorySummary(counts=counts, last_success=last_success)
 
     # -- instances -----------------------------------------------------------------
 

@@ -52,12 +52,14 @@ from taskmgr.storage._common import (
 from taskmgr.storage.base import (
     Claimed,
     ExecutionFilter,
+    HistorySummary,
     NewExecution,
     Outcome,
     Planner,
     Storage,
 )
 from taskmgr.storage.sqlalchemy import migrate
+from taskmgr.storage.sqlalchemy.claim import OUTCOME_COLUMNS, Statements, statements
 from taskmgr.storage.sqlalchemy.engine import create_engine, describe_error
 from taskmgr.storage.sqlalchemy.notify import ChangeListener, channel_name, send_notify
 from taskmgr.storage.sqlalchemy.rows import (
@@ -87,6 +89,10 @@ class SQLAlchemyStorage(Storage):
         the settings taskmgr relies on (SQLite WAL and busy timeout).
     :param table_prefix: lowercase, starts with a letter, at most 20 characters.
     :param schema: a PostgreSQL schema for the tables (it must exist).
+    :param auto_migrate: on :meth:`open`, upgrade a schema that is behind this taskmgr
+        instead of raising :class:`~taskmgr.exceptions.SchemaBehindError`. An empty
+        database is always created at the newest revision; one migrated by a newer
+        taskmgr is always refused (:class:`~taskmgr.exceptions.SchemaAheadError`).
     """
 
     def __init__(
@@ -96,6 +102,7 @@ class SQLAlchemyStorage(Storage):
         engine: Engine | None = None,
         table_prefix: str = "taskmgr_",
         schema: str | None = None,
+        auto_migrate: bool = False,
     ) -> None:
         if url is not None and engine is not None:
             raise ValueError("pass either url or engine, not both")
@@ -109,12 +116,15 @@ class SQLAlchemyStorage(Storage):
         self._engine: Engine | None = None
         self._prefix = table_prefix
         self._schema = schema
+        self.auto_migrate = auto_migrate
         self.tables: Tables = build_tables(table_prefix, schema)
         self._sqlite = False
         self._open_lock = threading.Lock()
         # SQLite has one writer at a time; queueing this process's writers here is
         # cheaper than letting them spin in SQLite's busy handler.
         self._write_lock = threading.Lock()
+        # per thread: the next due time read at the end of that thread's last claim
+        self._next_due_hints = threading.local()
         self._channel = channel_name(table_prefix, schema)
         self._listener: ChangeListener | None = None
 
@@ -149,7 +159,7 @@ class SQLAlchemyStorage(Storage):
                     f"cannot use database URL {self._safe_url()!r}: {describe_error(exc)}"
                 ) from exc
             try:
-                migrate.upgrade(engine, self._prefix, self._schema)
+                migrate.prepare(engine, self._prefix, self._schema, auto_migrate=self.auto_migrate)
             except BaseException:
                 if self._given_engine is None:
                     engine.dispose()
@@ -291,8 +301,8 @@ class SQLAlchemyStorage(Storage):
         if limit is not None:
             query = query.limit(limit)
         with self._tx("list_jobs", write=False) as conn:
-            rows = conn.execute(query).mappings().all()
-        return [job_from_row(row) for row in rows]
+            # converted while fetching: never all rows and all models in memory at once
+            return [job_from_row(row) for row in conn.execute(query).mappings()]
 
     def update_job(
         self,
@@ -348,32 +358,38 @@ class SQLAlchemyStorage(Storage):
     def claim(self, *, now: datetime, owner: str, limit: int, planner: Planner) -> list[Claimed]:
         from taskmgr.storage.sqlalchemy.claim import ClaimApplier
 
-        i = self.tables.instances.c
+        sql = self._statements()
+        self._hint().__dict__.pop("next_due", None)
         with self._tx("claim") as conn:
             # A shared lock on our own row: the reaper cannot declare us dead between
             # this check and our commit.
-            mine = sa.select(i.status).where(i.id == owner)
-            if not self._sqlite:
-                mine = mine.with_for_update(read=True)
-            status = conn.execute(mine).scalar()
+            status = conn.execute(sql.instance_status, {"b_owner": owner}).scalar()
             if status is not None and status != InstanceStatus.RUNNING.value:
                 return []
-            return ClaimApplier(self, conn, now=now, owner=owner).run(limit, planner)
+            claimed = ClaimApplier(self, conn, now=now, owner=owner).run(limit, planner)
+            if len(claimed) < limit:
+                # what next_due_at() would read right after this claim, read in its
+                # transaction instead of a new one (see take_next_due_hint)
+                self._hint().next_due = self._read_next_due(conn)
+        return claimed
+
+    def _hint(self) -> threading.local:
+        return self._next_due_hints
+
+    def take_next_due_hint(self) -> tuple[bool, datetime | None]:
+        hints = self._hint()
+        value = getattr(hints, "next_due", _NOBODY)
+        if value is _NOBODY:
+            return False, None
+        del hints.next_due
+        return True, value  # type: ignore[return-value]
 
     def next_due_at(self) -> datetime | None:
-        jobs, executions = self.tables.jobs, self.tables.executions
-        next_job = (
-            sa.select(sa.func.min(jobs.c.next_run_at))
-            .where(jobs.c.state == JobState.ACTIVE.value)
-            .scalar_subquery()
-        )
-        next_pending = (
-            sa.select(sa.func.min(executions.c.due_at))
-            .where(executions.c.status == _PENDING, executions.c.queued.is_(False))
-            .scalar_subquery()
-        )
         with self._tx("next_due_at", write=False) as conn:
-            first_job, first_pending = conn.execute(sa.select(next_job, next_pending)).one()
+            return self._read_next_due(conn)
+
+    def _read_next_due(self, conn: Connection) -> datetime | None:
+        first_job, first_pending = conn.execute(self._statements().next_due).one()
         times = [t for t in (first_job, first_pending) if t is not None]
         return min(times, default=None)
 
@@ -383,16 +399,7 @@ class SQLAlchemyStorage(Storage):
         """Executions counted against ``max_instances``, per job id."""
         if not job_ids:
             return {}
-        executions = self.tables.executions
-        c = executions.c
-        rows = conn.execute(
-            sa.select(c.job_id, sa.func.count())
-            .where(
-                c.job_id.in_(job_ids),
-                sa.or_(c.status == _RUNNING, sa.and_(c.status == _PENDING, c.queued.is_(False))),
-            )
-            .group_by(c.job_id)
-        )
+        rows = conn.execute(self._statements().active_counts, {"b_ids": list(job_ids)})
         counts = dict.fromkeys(job_ids, 0)
         counts.update({job_id: count for job_id, count in rows})  # noqa: C416
         return counts
@@ -425,16 +432,11 @@ class SQLAlchemyStorage(Storage):
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []
-        executions = self.tables.executions
-        c = executions.c
+        sql = self._statements()
         ids = sorted({outcome.execution_id for outcome in outcomes})
         with self._tx("record_outcomes") as conn:
             # Lock in id order so concurrent writers (reap) cannot deadlock with us.
-            rows = conn.execute(
-                self._lock(
-                    sa.select(c.id, c.owner).where(c.id.in_(ids), c.status == _RUNNING)
-                ).order_by(c.id)
-            )
+            rows = conn.execute(sql.outcome_owners, {"b_ids": ids})
             owners: dict[str, str | None] = {row.id: row.owner for row in rows}
             applied: list[bool] = []
             updates: list[dict[str, Any]] = []
@@ -449,16 +451,7 @@ class SQLAlchemyStorage(Storage):
                 if outcome.retry is not None:
                     retries.append(outcome.retry)
             if updates:
-                conn.execute(
-                    sa.update(executions)
-                    .where(
-                        c.id == sa.bindparam("b_id"),
-                        c.owner == sa.bindparam("b_owner"),
-                        c.status == _RUNNING,
-                    )
-                    .values({name: sa.bindparam(f"b_{name}") for name in _OUTCOME_COLUMNS}),
-                    updates,
-                )
+                conn.execute(sql.outcome_update, updates)
             if retries:
                 self.insert_executions(conn, [execution_from_new(r) for r in retries])
         return applied
@@ -601,15 +594,22 @@ class SQLAlchemyStorage(Storage):
             rows = conn.execute(query.limit(limit)).mappings().all()
         return [execution_from_row(row) for row in rows]
 
-    def delete_finished_executions(self, *, completed_before: datetime, limit: int) -> int:
-        if limit <= 0:
+    def delete_finished_executions(
+        self,
+        *,
+        completed_before: datetime,
+        limit: int,
+        statuses: Sequence[ExecutionStatus] | None = None,
+    ) -> int:
+        wanted = [s for s in FINAL_STATUSES if statuses is None or s in statuses]
+        if limit <= 0 or not wanted:
             return 0
         executions = self.tables.executions
         c = executions.c
         oldest = (
             sa.select(c.id)
             .where(
-                c.status.in_([s.value for s in FINAL_STATUSES]),
+                c.status.in_([s.value for s in wanted]),
                 c.completed_at < completed_before,
             )
             .order_by(c.completed_at)
@@ -618,6 +618,22 @@ class SQLAlchemyStorage(Storage):
         with self._tx("delete_finished_executions") as conn:
             result = conn.execute(sa.delete(executions).where(c.id.in_(oldest.scalar_subquery())))
         return int(result.rowcount)
+
+    def history_summary(self) -> HistorySummary:
+        c = self.tables.executions.c
+        counts_query = sa.select(c.job_key, c.status, sa.func.count()).group_by(c.job_key, c.status)
+        success_query = (
+            sa.select(c.job_key, sa.func.max(c.completed_at, type_=c.completed_at.type))
+            .where(c.status == ExecutionStatus.SUCCESS.value)
+            .group_by(c.job_key)
+        )
+        with self._tx("history_summary", write=False) as conn:
+            counts = conn.execute(counts_query).all()
+            successes = conn.execute(success_query).all()
+        return HistorySummary(
+            counts={(key, ExecutionStatus(status)): int(n) for key, status, n in counts},
+            last_success={key: when for key, when in successes if when is not None},
+        )
 
     # -- instances -----------------------------------------------------------------
 
@@ -723,6 +739,10 @@ class SQLAlchemyStorage(Storage):
 
     # -- used by the claim applier ------------------------------------------------
 
+    def _statements(self) -> Statements:
+        """The hot path's statements, built once for these tables and this dialect."""
+        return statements(self.tables, sqlite=self._sqlite)
+
     @property
     def sqlite(self) -> bool:
         return self._sqlite
@@ -731,16 +751,7 @@ class SQLAlchemyStorage(Storage):
         return self._lock(query, skip_locked=skip_locked)
 
 
-_OUTCOME_COLUMNS = (
-    "status",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-    "error_type",
-    "error_message",
-    "traceback",
-    "result_summary",
-)
+_OUTCOME_COLUMNS = OUTCOME_COLUMNS
 
 
 def _outcome_params(outcome: Outcome) -> dict[str, Any]:

@@ -38,17 +38,22 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()} given; taskmgr stores UTC")
-        value = value.astimezone(UTC)
+        tzinfo = value.tzinfo
+        if tzinfo is not UTC:  # the common case (taskmgr's own values) skips conversion
+            if tzinfo is None or value.utcoffset() is None:
+                raise ValueError(f"naive datetime {value.isoformat()} given; taskmgr stores UTC")
+            value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         assert isinstance(value, datetime)
-        if value.tzinfo is None:
+        tzinfo = value.tzinfo
+        if tzinfo is None:
             return value.replace(tzinfo=UTC)
+        if tzinfo is UTC:
+            return value
         return value.astimezone(UTC)
 
 

@@ -108,6 +108,10 @@ def _anchors(markdown: str) -> set[str]:
         "docs/celery.md",
         "docs/fastapi.md",
         "docs/dashboard.md",
+        "docs/cli.md",
+        "docs/configuration.md",
+        "docs/operations.md",
+        "docs/benchmarks.md",
     ],
 )
 def test_relative_links_resolve(page: str) -> None:

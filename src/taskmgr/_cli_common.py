@@ -12,11 +12,10 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import click
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from taskmgr.exceptions import InvalidInputError
 from taskmgr.service import SchedulerService
-from taskmgr.settings import TaskmgrSettings
+from taskmgr.settings import TaskmgrSettings, load_settings
 
 __all__ = [
     "Target",
@@ -81,16 +80,9 @@ def target_options(*, app: bool = True) -> Callable[[F], F]:
 
 def settings_for(target: Target) -> TaskmgrSettings:
     """The environment's settings, with ``--database-url`` over them."""
-    try:
-        if target.database_url is not None:
-            return TaskmgrSettings(database_url=target.database_url)
-        return TaskmgrSettings()
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
-        raise InvalidInputError(
-            f"{error['msg']} (env TASKMGR_{field.upper()})", field=field
-        ) from None
+    if target.database_url is not None:
+        return load_settings(database_url=target.database_url)
+    return load_settings()
 
 
 @contextmanager

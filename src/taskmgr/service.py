@@ -8,9 +8,6 @@ dispatcher; all of them share the storage, which is the source of truth.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import math
 import os
@@ -23,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
+from taskmgr._arguments import check_limit, decode_cursor, encode_cursor, positive
+from taskmgr._arguments import status as status_of
 from taskmgr._clock import Clock, DatabaseClock
 from taskmgr._definition import (
     OPTION_NAMES,
@@ -70,7 +67,7 @@ from taskmgr.schemas import (
     JobState,
     OverlapPolicy,
 )
-from taskmgr.settings import TaskmgrSettings
+from taskmgr.settings import TaskmgrSettings, load_settings
 from taskmgr.storage.base import ExecutionFilter, NewExecution, Outcome, Storage
 from taskmgr.triggers import Cron, TriggerSpec
 
@@ -78,47 +75,22 @@ __all__ = ["SchedulerService"]
 
 logger = logging.getLogger("taskmgr.service")
 
-MAX_PAGE = 500
 MAX_PREVIEW = 1000
 MAX_RETENTION_DAYS = 36_500
 _DELETE_BATCH = 1000
 _SLOT_RETRIES = 16
 
 
-def _settings_from_env() -> TaskmgrSettings:
-    try:
-        return TaskmgrSettings()
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
-        raise InvalidInputError(
-            f"{error['msg']} (env TASKMGR_{field.upper()})", field=field
-        ) from None
-
-
 def _celery_dispatcher(celery_app: str | None) -> Dispatcher:
     """``dispatcher=celery`` in the settings: the host's app, named by the host."""
-    import importlib
-
     if celery_app is None:
         raise InvalidInputError(
             "dispatcher 'celery' needs celery_app ('module:attribute')", field="celery_app"
         )
-    module_name, _, attribute = celery_app.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
+    from taskmgr._loader import import_object
     from taskmgr.celery import CeleryDispatcher
 
-    return CeleryDispatcher(target)
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
-    if value <= 0:
-        raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
-    return float(value)
+    return CeleryDispatcher(import_object(celery_app, field="celery_app"))
 
 
 class SchedulerService:
@@ -160,7 +132,7 @@ class SchedulerService:
     ) -> None:
         # Explicit arguments win over ``settings``; without ``settings``, the
         # ``TASKMGR_*`` environment (then the defaults) fills in the rest.
-        self.settings = settings if settings is not None else _settings_from_env()
+        self.settings = settings if settings is not None else load_settings()
         conf = self.settings
         self._owns_storage = not isinstance(storage, Storage)
         if isinstance(storage, Storage):
@@ -186,7 +158,7 @@ class SchedulerService:
 
         def pick(name: str, given: float | None) -> float:
             value = given if given is not None else getattr(conf, name)
-            return _positive(name, value)
+            return positive(name, value)
 
         self.poll_interval = pick("poll_interval", poll_interval)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -197,7 +169,7 @@ class SchedulerService:
         self.heartbeat_interval = pick("heartbeat_interval", heartbeat_interval)
         self.heartbeat_timeout = pick("heartbeat_timeout", heartbeat_timeout)
         self.sweep_interval = pick("sweep_interval", sweep_interval)
-        self.instance_retention = _positive("instance_retention", instance_retention)
+        self.instance_retention = positive("instance_retention", instance_retention)
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise InvalidInputError(
                 "must be longer than heartbeat_interval", field="heartbeat_timeout"
@@ -532,7 +504,7 @@ class SchedulerService:
     ) -> list[Job]:
         """Jobs ordered by key; ``after`` is the last key of the previous page."""
         if limit is not None:
-            _check_limit(limit)
+            check_limit(limit)
         try:
             states = (JobState(state),) if state is not None else ()
         except ValueError:
@@ -658,26 +630,26 @@ class SchedulerService:
     ) -> ExecutionPage:
         """Executions newest first. ``since``/``until`` bound the scheduled time;
         ``cursor`` is the ``next_cursor`` of the previous page."""
-        _check_limit(limit)
+        check_limit(limit)
         if status is None:
             statuses: tuple[ExecutionStatus, ...] = ()
         elif isinstance(status, str):
-            statuses = (_status(status),)
+            statuses = (status_of(status),)
         else:
-            statuses = tuple(_status(s) for s in status)
+            statuses = tuple(status_of(s) for s in status)
         filters = ExecutionFilter(
             job_key=job_key,
             statuses=statuses,
             since=ensure_aware(since, "since") if since is not None else None,
             until=ensure_aware(until, "until") if until is not None else None,
         )
-        before = _decode_cursor(cursor) if cursor is not None else None
+        before = decode_cursor(cursor) if cursor is not None else None
         self._open()
         items = self.storage.list_executions(filters, limit=limit + 1, before=before)
         next_cursor = None
         if len(items) > limit:
             items = items[:limit]
-            next_cursor = _encode_cursor(items[-1])
+            next_cursor = encode_cursor(items[-1])
         return ExecutionPage(items=items, next_cursor=next_cursor)
 
     def get_execution(self, execution_id: str) -> Execution:
@@ -777,37 +749,3 @@ class SchedulerService:
     def _wake(self) -> None:
         if self._loop is not None:
             self._loop.wake()
-
-
-def _check_limit(limit: int) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise InvalidInputError(f"must be an integer in 1-{MAX_PAGE}, got {limit!r}", field="limit")
-
-
-def _status(value: ExecutionStatus | str) -> ExecutionStatus:
-    try:
-        return ExecutionStatus(value)
-    except ValueError:
-        allowed = ", ".join(s.value for s in ExecutionStatus)
-        raise InvalidInputError(
-            f"must be one of {allowed}, got {value!r}", field="status"
-        ) from None
-
-
-def _encode_cursor(execution: Execution) -> str:
-    raw = json.dumps([execution.created_at.isoformat(), execution.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, execution_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        created_at = datetime.fromisoformat(created)
-        if created_at.tzinfo is None or not isinstance(execution_id, str):
-            raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInputError(
-            "is not a cursor returned by list_executions", field="cursor"
-        ) from None
-    return created_at, execution_id

@@ -15,10 +15,18 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ENV_PREFIX", "TaskmgrSettings", "redact_url", "settings_table"]
+from taskmgr.exceptions import InvalidInputError
+
+__all__ = [
+    "ENV_PREFIX",
+    "TaskmgrSettings",
+    "load_settings",
+    "redact_url",
+    "settings_table",
+]
 
 ENV_PREFIX = "TASKMGR_"
 
@@ -148,6 +156,19 @@ class TaskmgrSettings(BaseSettings):
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
             yield name, (redact_url(self.url()) if name == "database_url" else value)
+
+
+def load_settings(**values: Any) -> TaskmgrSettings:
+    """``TaskmgrSettings(**values)`` (the environment fills in the rest), with a bad
+    value reported as an :class:`~taskmgr.exceptions.InvalidInputError` naming it."""
+    try:
+        return TaskmgrSettings(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        raise InvalidInputError(
+            f"{error['msg']} (env {ENV_PREFIX}{field.upper()})", field=field
+        ) from None
 
 
 def _kind(annotation: Any) -> str:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException
 
+from taskmgr._arguments import MAX_PAGE
 from taskmgr.exceptions import VersionConflictError
 from taskmgr.fastapi._dashboard import add_dashboard_routes
 from taskmgr.fastapi._errors import FieldError, HTTPProblem
@@ -44,7 +45,7 @@ from taskmgr.fastapi._schemas import (
     TriggerRequest,
 )
 from taskmgr.schemas import ExecutionStatus, Job, JobState
-from taskmgr.service import MAX_PAGE, SchedulerService
+from taskmgr.service import SchedulerService
 
 __all__ = ["create_router"]
 

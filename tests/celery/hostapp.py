@@ -63,3 +63,12 @@ if "TASKMGR_CELERY_TEST_BROKER" in os.environ:
         os.environ["TASKMGR_CELERY_TEST_QUEUE"],
         accept_pickle=os.environ.get("TASKMGR_CELERY_TEST_PICKLE") == "1",
     )
+    if "TASKMGR_CELERY_TEST_EVENTS" in os.environ:
+        # a host's listener: it must hear of the runs this worker process executes
+        events_file = os.environ["TASKMGR_CELERY_TEST_EVENTS"]
+
+        def note(event: Any) -> None:
+            with open(events_file, "a") as out:
+                out.write(f"{event.kind.value} {event.execution_id}\n")
+
+        service.add_listener(note)

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 EXECUTIONS = 200
 
 
-def run_200(setup: Setup) -> None:
+def run_200(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    events_file = setup.logs / "events.txt"
+    monkeypatch.setenv("TASKMGR_CELERY_TEST_EVENTS", str(events_file))  # the worker's env
     _, service = build(setup.broker, setup.database, setup.queue)
     at = datetime.now(UTC) + timedelta(seconds=1)
     for i in range(EXECUTIONS):
@@ -61,10 +63,19 @@ def run_200(setup: Setup) -> None:
     assert {row.execution_id for row in starts} == {e.id for e in executions}
     assert len({row.pid for row in starts}) <= 2  # the two pool processes
 
+    # the host's listeners ran in the worker's pool processes, once per run
+    ids = {e.id for e in executions}
+    lines = [line.split() for line in events_file.read_text().splitlines()]
+    assert {execution_id for _, execution_id in lines} == ids
+    assert collections.Counter(kind for kind, _ in lines) == {
+        "started": EXECUTIONS,
+        "succeeded": EXECUTIONS,
+    }
 
-def test_200_executions_over_redis(redis_setup: Setup) -> None:
-    run_200(redis_setup)
+
+def test_200_executions_over_redis(redis_setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_200(redis_setup, monkeypatch)
 
 
-def test_200_executions_over_rabbitmq(amqp_setup: Setup) -> None:
-    run_200(amqp_setup)
+def test_200_executions_over_rabbitmq(amqp_setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_200(amqp_setup, monkeypatch)

@@ -288,6 +288,11 @@ class WorkerRuntime:
             claimed, self.instance_id, clock, timeout_errors=(SoftTimeLimitExceeded,)
         )
         run.dispatch = "celery"
+        # the host's listeners, registered on the same service in this process too
+        events = self.service._event_hub()
+        if events.active:
+            events.start()  # idempotent; a fresh thread in each pool process
+            run.on_start = events.run_started
         try:
             func = self.service.registry.get(claimed.job.func)
         except TaskmgrError as exc:  # never imported: only registered functions run
@@ -300,7 +305,9 @@ class WorkerRuntime:
                     outcome = run.timed_out()
             else:
                 outcome = run.call_sync(func)
-        self._record(outcome)
+        applied = self._record(outcome)
+        if events.active:
+            events.outcomes([outcome], [applied])
 
     def _ignored(self, execution_id: str, task_id: str) -> None:
         try:
@@ -319,7 +326,7 @@ class WorkerRuntime:
             extra={"taskmgr_execution_id": execution_id},
         )
 
-    def _record(self, outcome: Outcome) -> None:
+    def _record(self, outcome: Outcome) -> bool:
         applied = _retrying(
             "record an execution outcome",
             lambda: self.service.storage.record_outcomes([outcome]),
@@ -333,6 +340,7 @@ class WorkerRuntime:
                 outcome.execution_id,
                 extra={"taskmgr_execution_id": outcome.execution_id},
             )
+        return bool(applied[0])
 
     # -- a pool process ended without finishing (the worker's main process) ----------
 

@@ -18,6 +18,26 @@ from taskmgr.testing import FakeClock, make_test_service
 from tests.http import jobs
 
 PREFIX = "/admin/jobs"
+#: Every operation of the router, by its stable operationId.
+OPERATIONS = [
+    "taskmgr_list_jobs",
+    "taskmgr_create_job",
+    "taskmgr_get_job",
+    "taskmgr_update_job",
+    "taskmgr_delete_job",
+    "taskmgr_trigger_job",
+    "taskmgr_pause_job",
+    "taskmgr_resume_job",
+    "taskmgr_preview_job",
+    "taskmgr_list_job_executions",
+    "taskmgr_list_executions",
+    "taskmgr_get_execution",
+    "taskmgr_list_instances",
+    "taskmgr_get_health",
+    "taskmgr_cleanup_history",
+    "taskmgr_get_session",
+]
+
 ADMIN = {"Authorization": "Bearer admin-token"}
 READER = {"Authorization": "Bearer reader-token"}
 

@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from taskmgr import SchedulerService
 from taskmgr.testing import FakeClock
-from tests.http.conftest import ADMIN, PREFIX, assert_problem, url
+from tests.http.conftest import ADMIN, OPERATIONS, PREFIX, assert_problem, url
 
 
 def _create(client: TestClient, **body: object) -> dict[str, object]:
@@ -271,24 +271,7 @@ def test_openapi_is_complete_enough_to_generate_a_client(client: TestClient) -> 
         for path, item in spec["paths"].items()
         for method, op in item.items()
     }
-    assert set(operations) == {
-        "taskmgr_list_jobs",
-        "taskmgr_create_job",
-        "taskmgr_get_job",
-        "taskmgr_update_job",
-        "taskmgr_delete_job",
-        "taskmgr_trigger_job",
-        "taskmgr_pause_job",
-        "taskmgr_resume_job",
-        "taskmgr_preview_job",
-        "taskmgr_list_job_executions",
-        "taskmgr_list_executions",
-        "taskmgr_get_execution",
-        "taskmgr_list_instances",
-        "taskmgr_get_health",
-        "taskmgr_cleanup_history",
-        "taskmgr_get_session",
-    }
+    assert set(operations) == set(OPERATIONS)
     trigger = spec["paths"][f"{PREFIX}/jobs/{{job_key}}/trigger"]["post"]
     assert {"202", "404", "409", "413", "415", "422", "429", "503"} <= set(trigger["responses"])
     problem = trigger["responses"]["409"]["content"]["application/problem+json"]["schema"]

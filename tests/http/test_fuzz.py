@@ -26,27 +26,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from taskmgr.testing import make_test_service
-from tests.http.conftest import ADMIN, build_app, register_all
+from tests.http.conftest import ADMIN, OPERATIONS, build_app, register_all
 
 MAX_EXAMPLES = 20
-OPERATIONS = [
-    "taskmgr_list_jobs",
-    "taskmgr_create_job",
-    "taskmgr_get_job",
-    "taskmgr_update_job",
-    "taskmgr_delete_job",
-    "taskmgr_trigger_job",
-    "taskmgr_pause_job",
-    "taskmgr_resume_job",
-    "taskmgr_preview_job",
-    "taskmgr_list_job_executions",
-    "taskmgr_list_executions",
-    "taskmgr_get_execution",
-    "taskmgr_list_instances",
-    "taskmgr_get_health",
-    "taskmgr_cleanup_history",
-    "taskmgr_get_session",
-]
 NO_INPUT = {"taskmgr_list_instances", "taskmgr_get_health", "taskmgr_get_session"}
 CHECKS = [
     not_a_server_error,

@@ -82,6 +82,16 @@ class _Spec(BaseModel):
         """
         raise NotImplementedError
 
+    def _construct(self, kind: str, field: str, value: object, data: dict[str, Any]) -> None:
+        """``Spec(value, **data)``: the positional argument becomes ``field``, and a
+        failure raises our own error (never pydantic's) with fields under ``kind``."""
+        if value is not None:
+            data[field] = value
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            reraise_validation(exc, error_class=InvalidTriggerError, prefix=kind)
+
 
 class Cron(_Spec):
     """A crontab(5) expression evaluated in an IANA time zone (see ``docs/cron.md``)."""
@@ -91,12 +101,7 @@ class Cron(_Spec):
     timezone: str = "UTC"
 
     def __init__(self, expression: str | None = None, /, **data: Any) -> None:
-        if expression is not None:
-            data["expression"] = expression
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            reraise_validation(exc, error_class=InvalidTriggerError, prefix="cron")
+        self._construct("cron", "expression", expression, data)
 
     @field_validator("expression", mode="before")
     @classmethod
@@ -125,12 +130,7 @@ class Interval(_Spec):
     start: datetime | None = None
 
     def __init__(self, every: timedelta | float | None = None, /, **data: Any) -> None:
-        if every is not None:
-            data["every"] = every
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            reraise_validation(exc, error_class=InvalidTriggerError, prefix="interval")
+        self._construct("interval", "every", every, data)
 
     @field_validator("every", mode="before")
     @classmethod
@@ -194,12 +194,7 @@ class Date(_Spec):
     at: datetime
 
     def __init__(self, at: datetime | None = None, /, **data: Any) -> None:
-        if at is not None:
-            data["at"] = at
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            reraise_validation(exc, error_class=InvalidTriggerError, prefix="date")
+        self._construct("date", "at", at, data)
 
     @field_validator("at", mode="wrap")
     @classmethod

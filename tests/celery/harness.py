@@ -55,6 +55,22 @@ def all_executions(service: SchedulerService) -> list[Execution]:
         page = service.list_executions(limit=500, cursor=page.next_cursor)
 
 
+def wait_for_ended(
+    service: SchedulerService, count: int, timeout: float, what: str, every: float = 0.1
+) -> list[Execution]:
+    """Wait until the service's history holds ``count`` executions, all ended."""
+    return wait_for(
+        lambda: (
+            len(done := all_executions(service)) == count
+            and all(e.status.is_final for e in done)
+            and done
+        ),
+        timeout,
+        what,
+        every=every,
+    )
+
+
 @dataclass
 class Setup:
     """One test's broker, queue and databases, and the environment workers get."""

@@ -11,7 +11,7 @@ import pytest
 
 from taskmgr.schemas import ExecutionStatus
 from tests.celery import jobs
-from tests.celery.harness import Setup, Worker, all_executions, wait_for, workers
+from tests.celery.harness import Setup, Worker, all_executions, wait_for_ended, workers
 from tests.celery.hostapp import build
 
 pytestmark = pytest.mark.slow
@@ -34,15 +34,7 @@ def run_200(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
         worker_id = worker.wait_ready(service)
         service.start()
         try:
-            wait_for(
-                lambda: (
-                    len(done := all_executions(service)) == EXECUTIONS
-                    and all(e.status.is_final for e in done)
-                ),
-                60,
-                "every execution to end",
-                every=0.25,
-            )
+            wait_for_ended(service, EXECUTIONS, 60, "every execution to end", every=0.25)
         finally:
             service.shutdown()
         executions = all_executions(service)

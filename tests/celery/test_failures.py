@@ -12,7 +12,7 @@ import pytest
 
 from taskmgr.schemas import ExecutionStatus, ExecutionTrigger
 from tests.celery import jobs
-from tests.celery.harness import Setup, Worker, all_executions, wait_for, workers
+from tests.celery.harness import Setup, Worker, all_executions, wait_for, wait_for_ended, workers
 from tests.celery.hostapp import build
 
 pytestmark = pytest.mark.slow
@@ -35,14 +35,7 @@ def test_a_failing_job_is_retried_with_growing_delays_then_fails(redis_setup: Se
         started.append(worker := Worker(redis_setup))
         worker_id = worker.wait_ready(service)
         with service:
-            wait_for(
-                lambda: (
-                    len(done := all_executions(service)) == 3
-                    and all(e.status.is_final for e in done)
-                ),
-                30,
-                "three failed attempts",
-            )
+            wait_for_ended(service, 3, 30, "three failed attempts")
         executions = sorted(all_executions(service), key=lambda e: e.attempt)
         service.close()
 
@@ -79,14 +72,7 @@ def test_time_limits_soft_first_then_hard(redis_setup: Setup) -> None:
         started.append(worker := Worker(redis_setup, pool="prefork", concurrency=2))
         worker.wait_ready(service)
         with service:
-            wait_for(
-                lambda: (
-                    len(done := all_executions(service)) == 3
-                    and all(e.status.is_final for e in done)
-                ),
-                30,
-                "the executions to end",
-            )
+            wait_for_ended(service, 3, 30, "the executions to end")
         by_key = {e.job_key: e for e in all_executions(service)}
         service.close()
         log = worker.output()
@@ -128,14 +114,7 @@ def test_sigkill_of_the_pool_process_mid_task(redis_setup: Setup) -> None:
             first = wait_for(lambda: jobs.read_witness(redis_setup.witness), 20, "the first start")
             assert first[0].pid != worker.pid  # a pool process, not the main one
             os.kill(first[0].pid, signal.SIGKILL)
-            wait_for(
-                lambda: (
-                    len(done := all_executions(service)) == 2
-                    and all(e.status.is_final for e in done)
-                ),
-                30,
-                "the lost attempt and its retry to end",
-            )
+            wait_for_ended(service, 2, 30, "the lost attempt and its retry to end")
         executions = sorted(all_executions(service), key=lambda e: e.attempt)
         service.close()
         # Celery 5.7 keeps the requeued message of the killed process reserved without
@@ -166,15 +145,7 @@ def test_sigkill_of_the_whole_worker_then_a_new_one(redis_setup: Setup) -> None:
             first.kill()
             started.append(second := Worker(redis_setup, pool="prefork", concurrency=2))
             second_id = second.wait_ready(service)
-            wait_for(
-                lambda: (
-                    len(done := all_executions(service)) == 6
-                    and all(e.status.is_final for e in done)
-                ),
-                40,
-                "every execution to end",
-                every=0.25,
-            )
+            wait_for_ended(service, 6, 40, "every execution to end", every=0.25)
         executions = all_executions(service)
         service.close()
 

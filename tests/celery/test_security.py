@@ -16,7 +16,7 @@ from kombu import Connection, Exchange, Queue
 from taskmgr.celery import TASK_NAME
 from taskmgr.schemas import ExecutionStatus
 from tests.celery import jobs
-from tests.celery.harness import Setup, Worker, all_executions, wait_for, workers
+from tests.celery.harness import Setup, Worker, all_executions, wait_for_ended, workers
 from tests.celery.hostapp import build
 
 pytestmark = pytest.mark.slow
@@ -83,14 +83,7 @@ def test_pickle_foreign_messages_and_unregistered_functions_run_nothing(
         service.create_job("canary", jobs.canary, at=at, kwargs={"path": str(job_canary)})
         service.create_job("healthy", jobs.witness, at=at + timedelta(seconds=0.5))
         with service:
-            wait_for(
-                lambda: (
-                    len(done := all_executions(service)) == 2
-                    and all(e.status.is_final for e in done)
-                ),
-                30,
-                "both executions to end",
-            )
+            wait_for_ended(service, 2, 30, "both executions to end")
         by_key = {e.job_key: e for e in all_executions(service)}
         service.close()
         log = worker.output()

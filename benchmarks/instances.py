@@ -23,7 +23,7 @@ def run_instances(
     count: int, rate: int, duration: float, kind: str = "postgres", *, warmup: float = 3.0
 ) -> dict[str, object]:
     from benchmarks import instance_proc
-    from taskmgr.registry import JobRegistry
+    from taskmgr.core.registry import JobRegistry
 
     with temp_database(kind) as db:
         storage = db.storage()

@@ -7,9 +7,25 @@ execution row you can query.
 
 import logging
 
-from taskmgr._context import ExecutionContext, current_execution
-from taskmgr._events import EventKind, ExecutionEvent
-from taskmgr.decorators import scheduled_job
+from taskmgr.core.context import ExecutionContext, current_execution
+from taskmgr.core.decorators import scheduled_job
+from taskmgr.core.models import (
+    Execution,
+    ExecutionPage,
+    ExecutionStatus,
+    ExecutionTrigger,
+    Health,
+    Instance,
+    InstanceStatus,
+    Job,
+    JobDefinition,
+    JobSource,
+    JobState,
+    OverlapPolicy,
+    RetryBackoff,
+)
+from taskmgr.core.registry import JobRegistry
+from taskmgr.core.triggers import Cron, Date, Interval
 from taskmgr.dispatch import Dispatcher, InlineDispatcher
 from taskmgr.exceptions import (
     ConflictError,
@@ -40,25 +56,9 @@ from taskmgr.exceptions import (
     TaskmgrError,
     VersionConflictError,
 )
-from taskmgr.registry import JobRegistry
-from taskmgr.schemas import (
-    Execution,
-    ExecutionPage,
-    ExecutionStatus,
-    ExecutionTrigger,
-    Health,
-    Instance,
-    InstanceStatus,
-    Job,
-    JobDefinition,
-    JobSource,
-    JobState,
-    OverlapPolicy,
-    RetryBackoff,
-)
+from taskmgr.execution.events import EventKind, ExecutionEvent
 from taskmgr.service import SchedulerService
 from taskmgr.settings import TaskmgrSettings
-from taskmgr.triggers import Cron, Date, Interval
 
 __version__ = "0.1.0"
 

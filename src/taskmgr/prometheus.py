@@ -45,8 +45,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "taskmgr.prometheus needs prometheus-client: pip install 'taskmgr[prometheus]'"
     ) from exc
 
-from taskmgr._events import EventKind, ExecutionEvent
-from taskmgr.schemas import InstanceStatus, JobState
+from taskmgr.core.models import InstanceStatus, JobState
+from taskmgr.execution.events import EventKind, ExecutionEvent
 
 if TYPE_CHECKING:
     from taskmgr.service import SchedulerService

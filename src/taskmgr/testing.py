@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from taskmgr._validation import ensure_aware
+from taskmgr.core.validation import ensure_aware
 from taskmgr.service import SchedulerService
 from taskmgr.storage.base import Storage
 from taskmgr.storage.memory import MemoryStorage

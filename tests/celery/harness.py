@@ -21,7 +21,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from taskmgr import SchedulerService
-from taskmgr.schemas import Execution, InstanceStatus
+from taskmgr.core.models import Execution, InstanceStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from taskmgr import Interval
-from taskmgr.schemas import ExecutionStatus
+from taskmgr.core.models import ExecutionStatus
 from tests.celery import jobs
 from tests.celery.harness import Setup, Worker, all_executions, wait_for, workers
 from tests.celery.hostapp import build

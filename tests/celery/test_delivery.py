@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from taskmgr.schemas import ExecutionStatus
+from taskmgr.core.models import ExecutionStatus
 from tests.celery import jobs
 from tests.celery.harness import Setup, Worker, all_executions, wait_for_ended, workers
 from tests.celery.hostapp import build

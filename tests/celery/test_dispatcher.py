@@ -13,9 +13,9 @@ import pytest
 from celery import Celery
 from taskmgr import SchedulerService
 from taskmgr.celery import INLINE_QUEUE, TASK_NAME, CeleryDispatcher, install
-from taskmgr.celery._worker import _parse
+from taskmgr.celery.worker import _parse
+from taskmgr.core.models import ExecutionStatus
 from taskmgr.exceptions import ServiceStateError
-from taskmgr.schemas import ExecutionStatus
 from taskmgr.storage import MemoryStorage
 from tests.celery import jobs
 from tests.celery.harness import all_executions, wait_for

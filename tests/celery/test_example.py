@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from taskmgr import SchedulerService
-from taskmgr.schemas import ExecutionStatus
+from taskmgr.core.models import ExecutionStatus
 from tests.celery.harness import ROOT, redis_db_url, wait_for
 from tests.services import require_redis
 

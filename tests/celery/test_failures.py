@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from taskmgr.schemas import ExecutionStatus, ExecutionTrigger
+from taskmgr.core.models import ExecutionStatus, ExecutionTrigger
 from tests.celery import jobs
 from tests.celery.harness import Setup, Worker, all_executions, wait_for, wait_for_ended, workers
 from tests.celery.hostapp import build

@@ -14,7 +14,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 from taskmgr.celery import TASK_NAME
-from taskmgr.schemas import ExecutionStatus
+from taskmgr.core.models import ExecutionStatus
 from tests.celery import jobs
 from tests.celery.harness import Setup, Worker, all_executions, wait_for_ended, workers
 from tests.celery.hostapp import build

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskmgr._loader import load_service
+from taskmgr.cli.loader import load_service
 from tests.cli.conftest import Cli
 
 

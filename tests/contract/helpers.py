@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from taskmgr.schemas import (
+from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
     ExecutionTrigger,
@@ -18,6 +18,7 @@ from taskmgr.schemas import (
     JobSource,
     JobState,
 )
+from taskmgr.core.triggers import Interval
 from taskmgr.storage.base import (
     ClaimBatch,
     ClaimPlan,
@@ -27,7 +28,6 @@ from taskmgr.storage.base import (
     PendingDecision,
     Storage,
 )
-from taskmgr.triggers import Interval
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from taskmgr.schemas import ExecutionStatus, JobState
+from taskmgr.core.models import ExecutionStatus, JobState
 from taskmgr.storage.base import ClaimPlan, ExecutionFilter, PendingDecision, Storage
 from tests.conftest import OpenStorage
 

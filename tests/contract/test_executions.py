@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from taskmgr.core.models import ExecutionStatus, ExecutionTrigger
 from taskmgr.exceptions import ExecutionNotFoundError, JobBusyError, JobNotFoundError
-from taskmgr.schemas import ExecutionStatus, ExecutionTrigger
 from taskmgr.storage.base import ExecutionFilter, Storage
 
 from .helpers import MINUTE, T0, add_job, new_execution, outcome, running

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from taskmgr.schemas import ExecutionStatus, InstanceStatus
+from taskmgr.core.models import ExecutionStatus, InstanceStatus
 from taskmgr.storage.base import ExecutionFilter, Storage
 
 from .helpers import T0, add_job, instance, outcome, running

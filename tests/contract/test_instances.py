@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from taskmgr.schemas import ExecutionStatus, InstanceStatus
+from taskmgr.core.models import ExecutionStatus, InstanceStatus
 from taskmgr.storage.base import Storage
 
 from .helpers import MINUTE, T0, add_job, instance, new_execution, running

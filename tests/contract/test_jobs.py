@@ -6,21 +6,21 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from taskmgr.exceptions import (
-    InvalidInputError,
-    JobExistsError,
-    JobNotFoundError,
-    VersionConflictError,
-)
-from taskmgr.schemas import (
+from taskmgr.core.models import (
     ExecutionStatus,
     JobSource,
     JobState,
     OverlapPolicy,
     RetryBackoff,
 )
+from taskmgr.core.triggers import Cron, Date, Interval
+from taskmgr.exceptions import (
+    InvalidInputError,
+    JobExistsError,
+    JobNotFoundError,
+    VersionConflictError,
+)
 from taskmgr.storage.base import ExecutionFilter, Storage
-from taskmgr.triggers import Cron, Date, Interval
 
 from .helpers import MINUTE, T0, add_job, definition, new_execution, running
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from taskmgr.schemas import ExecutionStatus, InstanceStatus
+from taskmgr.core.models import ExecutionStatus, InstanceStatus
 from taskmgr.storage.base import Storage
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
 from taskmgr.storage.sqlalchemy.migrate import lock_key

@@ -61,7 +61,7 @@ def server() -> Iterator[str]:
     service (demo jobs, memory storage) and stops it."""
     import uvicorn
 
-    from taskmgr import _demo
+    from taskmgr.cli import demo as _demo
 
     service = SchedulerService(MemoryStorage(), jobs=[_demo], poll_interval=0.2)
     app = create_app(

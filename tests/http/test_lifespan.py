@@ -115,7 +115,7 @@ def test_serve_runs_uvicorn_until_sigterm(tmp_path: Path) -> None:
     code = f"""
         from taskmgr import SchedulerService
         from taskmgr.fastapi import serve
-        import taskmgr._demo as demo
+        import taskmgr.cli.demo as demo
         service = SchedulerService("sqlite:///{tmp_path}/serve.db", jobs=[demo])
         serve(service, port={port}, public=True)
     """

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from taskmgr import SchedulerService
 from taskmgr.fastapi import RateLimit
-from taskmgr.fastapi._limits import TriggerLimiter, check_json
+from taskmgr.fastapi.limits import TriggerLimiter, check_json
 from taskmgr.storage.memory import MemoryStorage
 from taskmgr.testing import FakeClock, make_test_service
 from tests.http.conftest import ADMIN, assert_problem, build_app, register_all, url

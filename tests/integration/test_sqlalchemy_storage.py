@@ -16,8 +16,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import taskmgr.storage
+from taskmgr.core.models import ExecutionStatus
 from taskmgr.exceptions import ServiceStateError, StorageError
-from taskmgr.schemas import ExecutionStatus
 from taskmgr.storage.base import ExecutionFilter
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, build_metadata, create_engine, migrate
 from tests.contract.helpers import T0, add_job, fire_all, new_execution, outcome, running

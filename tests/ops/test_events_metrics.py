@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from taskmgr import ExecutionStatus, SchedulerService
-from taskmgr._events import EventKind, ExecutionEvent
+from taskmgr.execution.events import EventKind, ExecutionEvent
 from taskmgr.prometheus import TaskmgrCollector
 from taskmgr.testing import FakeClock, make_test_service
 from tests.ops import jobs
@@ -187,7 +187,7 @@ def test_spans_with_attributes(
 
 
 def test_no_spans_without_an_sdk(service: SchedulerService, clock: FakeClock) -> None:
-    from taskmgr import _tracing
+    from taskmgr.core import tracing as _tracing
 
     assert not _tracing.enabled()
     service.start()

@@ -10,8 +10,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from taskmgr import ExecutionStatus, SchedulerService
-from taskmgr._retention import RETENTION_KEY
 from taskmgr.prometheus import TaskmgrCollector
+from taskmgr.scheduling.retention import RETENTION_KEY
 from taskmgr.storage.base import ExecutionFilter, NewExecution
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
 from tests.contract.helpers import add_job, new_execution

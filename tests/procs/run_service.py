@@ -10,7 +10,7 @@ Registers ``tests.jobs.witness`` (``witness``, ``witness_slow``) and every
 ``@scheduled_job`` of each ``--module``. Prints "ready <instance id>" once started;
 shuts down cleanly on SIGTERM/SIGINT and prints "stopped". Logs go to stderr at
 WARNING (taskmgr's fault, reaper and fencing messages are warnings or errors).
-The fault-injection switches of ``taskmgr._faults`` are read from the environment.
+The fault-injection switches of ``taskmgr.scheduling.faults`` are read from the environment.
 """
 
 from __future__ import annotations

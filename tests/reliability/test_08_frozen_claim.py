@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from taskmgr import Instance, InstanceStatus, Interval, SchedulerService
-from taskmgr._planner import Planner
+from taskmgr.scheduling.planner import Planner
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
 from tests.jobs.witness import witness
 from tests.services import require_postgres

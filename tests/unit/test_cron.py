@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from taskmgr._cron import MACROS, parse_cron
+from taskmgr.core.cron import MACROS, parse_cron
+from taskmgr.core.triggers import Cron, parse_trigger
 from taskmgr.exceptions import InvalidCronError
-from taskmgr.triggers import Cron, parse_trigger
 
 START = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskmgr._cron import CronExpr, parse_cron
-from taskmgr.triggers import Cron
+from taskmgr.core.cron import CronExpr, parse_cron
+from taskmgr.core.triggers import Cron
 
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"

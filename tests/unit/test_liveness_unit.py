@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from taskmgr._clock import DatabaseClock
-from taskmgr._maintenance import Maintenance
+from taskmgr.core.clock import DatabaseClock
+from taskmgr.scheduling.maintenance import Maintenance
 from taskmgr.storage.memory import MemoryStorage
 from taskmgr.testing import FakeClock
 
@@ -43,7 +43,7 @@ def test_an_instance_whose_heartbeat_is_stale_stops_claiming(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr("taskmgr._maintenance.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("taskmgr.scheduling.maintenance.time.monotonic", lambda: now[0])
     m = maintenance()
     m.heartbeat()
     assert m.alive()
@@ -59,7 +59,7 @@ def test_no_sweep_until_heartbeats_have_been_healthy_for_a_whole_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr("taskmgr._maintenance.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("taskmgr.scheduling.maintenance.time.monotonic", lambda: now[0])
     m = maintenance()
     swept: list[int] = []
     monkeypatch.setattr(m.storage, "reap", lambda **_: swept.append(1) or [])
@@ -75,7 +75,7 @@ def test_no_sweep_until_heartbeats_have_been_healthy_for_a_whole_timeout(
     with pytest.raises(ZeroDivisionError):
         m.heartbeat()  # the database went away
     monkeypatch.undo()
-    monkeypatch.setattr("taskmgr._maintenance.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("taskmgr.scheduling.maintenance.time.monotonic", lambda: now[0])
     monkeypatch.setattr(m.storage, "reap", lambda **_: swept.append(2) or [])
     m.heartbeat()
     m.sweep()
@@ -84,16 +84,16 @@ def test_no_sweep_until_heartbeats_have_been_healthy_for_a_whole_timeout(
 
 def test_executions_claimed_just_before_a_freeze_are_given_up_not_started() -> None:
     from taskmgr import ExecutionStatus
-    from taskmgr._loop import SchedulerLoop
-    from taskmgr._planner import Planner
     from taskmgr.dispatch.base import Dispatcher
+    from taskmgr.scheduling.loop import SchedulerLoop
+    from taskmgr.scheduling.planner import Planner
     from taskmgr.storage.base import Outcome
 
     clock = FakeClock()
     storage = MemoryStorage()
-    from taskmgr._sync import add_new_job
-    from taskmgr.schemas import JobDefinition, JobSource
-    from taskmgr.triggers import Interval
+    from taskmgr.core.models import JobDefinition, JobSource
+    from taskmgr.core.triggers import Interval
+    from taskmgr.scheduling.sync import add_new_job
 
     add_new_job(
         storage,

@@ -7,7 +7,7 @@ import sys
 import types
 
 import taskmgr
-import taskmgr.decorators
+import taskmgr.core.decorators
 from taskmgr import SchedulerService
 from taskmgr.testing import FakeClock, make_test_service
 
@@ -61,6 +61,6 @@ def test_register_a_module_registers_its_declared_jobs() -> None:
 
 
 def test_decorator_registers_nothing_globally() -> None:
-    assert taskmgr.decorators.get_definition(job_module.one) is not None
+    assert taskmgr.core.decorators.get_definition(job_module.one) is not None
     with make_test_service(clock=FakeClock()) as service:
         assert service.list_jobs() == []

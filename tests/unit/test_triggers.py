@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import pydantic
 import pytest
 
-from taskmgr import _engine
+from taskmgr.core import engine as _engine
+from taskmgr.core.triggers import Cron, Date, Interval, TriggerSpec, parse_trigger
 from taskmgr.exceptions import (
     InvalidCronError,
     InvalidDatetimeError,
@@ -21,7 +22,6 @@ from taskmgr.exceptions import (
     InvalidTriggerError,
     TaskmgrError,
 )
-from taskmgr.triggers import Cron, Date, Interval, TriggerSpec, parse_trigger
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")

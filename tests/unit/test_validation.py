@@ -11,7 +11,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from taskmgr._validation import (
+from taskmgr.core.validation import (
     JOB_KEY_PATTERN,
     KWARGS_MAX_BYTES,
     KWARGS_MAX_DEPTH,

@@ -17,7 +17,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
         "taskmgr.celery needs Celery: pip install 'taskmgr[celery]'", name=exc.name
     ) from exc
 
-from taskmgr.celery._dispatcher import INLINE_QUEUE, CeleryDispatcher
-from taskmgr.celery._worker import TASK_NAME, install
+from taskmgr.celery.dispatcher import INLINE_QUEUE, CeleryDispatcher
+from taskmgr.celery.worker import TASK_NAME, install
 
 __all__ = ["INLINE_QUEUE", "TASK_NAME", "CeleryDispatcher", "install"]

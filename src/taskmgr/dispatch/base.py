@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from taskmgr._clock import Clock
+from taskmgr.core.clock import Clock
 from taskmgr.storage.base import Claimed, Outcome, Storage
 
 if TYPE_CHECKING:

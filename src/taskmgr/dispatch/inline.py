@@ -13,10 +13,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from taskmgr import _tracing
-from taskmgr._execution import ExecutionRun
+from taskmgr.core import tracing as _tracing
 from taskmgr.dispatch.base import DispatchContext, Dispatcher
 from taskmgr.exceptions import ServiceStateError, TaskmgrError
+from taskmgr.execution.run import ExecutionRun
 from taskmgr.storage.base import Claimed, Outcome
 
 __all__ = ["InlineDispatcher"]

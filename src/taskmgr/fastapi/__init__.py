@@ -26,11 +26,11 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError("taskmgr.fastapi needs FastAPI: pip install 'taskmgr[fastapi]'") from exc
 
-from taskmgr.fastapi._app import BackgroundServer, create_app, serve
-from taskmgr.fastapi._lifespan import ServiceLifespan, lifespan
-from taskmgr.fastapi._limits import RateLimit
-from taskmgr.fastapi._problems import Problem, ProblemRoute, problem_response
-from taskmgr.fastapi._router import create_router
+from taskmgr.fastapi.app import BackgroundServer, create_app, serve
+from taskmgr.fastapi.lifespan import ServiceLifespan, lifespan
+from taskmgr.fastapi.limits import RateLimit
+from taskmgr.fastapi.problems import Problem, ProblemRoute, problem_response
+from taskmgr.fastapi.router import create_router
 
 __all__ = [
     "BackgroundServer",

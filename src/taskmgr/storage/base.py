@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from taskmgr.schemas import (
+from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
     ExecutionTrigger,

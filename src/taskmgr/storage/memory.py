@@ -14,15 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from taskmgr.exceptions import (
-    ConflictError,
-    ExecutionNotFoundError,
-    JobBusyError,
-    JobExistsError,
-    JobNotFoundError,
-    VersionConflictError,
-)
-from taskmgr.schemas import (
+from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
     Instance,
@@ -32,12 +24,13 @@ from taskmgr.schemas import (
     JobSource,
     JobState,
 )
-from taskmgr.storage._common import (
-    apply_job_changes,
-    execution_from_new,
-    for_owner,
-    job_from_definition,
-    lost_message,
+from taskmgr.exceptions import (
+    ConflictError,
+    ExecutionNotFoundError,
+    JobBusyError,
+    JobExistsError,
+    JobNotFoundError,
+    VersionConflictError,
 )
 from taskmgr.storage.base import (
     ClaimBatch,
@@ -48,6 +41,13 @@ from taskmgr.storage.base import (
     Outcome,
     Planner,
     Storage,
+)
+from taskmgr.storage.common import (
+    apply_job_changes,
+    execution_from_new,
+    for_owner,
+    job_from_definition,
+    lost_message,
 )
 
 __all__ = ["MemoryStorage"]

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from taskmgr.core.models import Execution, ExecutionStatus, ExecutionTrigger, Job, JobState
 from taskmgr.exceptions import StorageError
-from taskmgr.schemas import Execution, ExecutionStatus, ExecutionTrigger, Job, JobState
 from taskmgr.storage.base import (
     ClaimBatch,
     Claimed,

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from taskmgr.schemas import (
+from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
     ExecutionTrigger,
@@ -19,7 +19,7 @@ from taskmgr.schemas import (
     OverlapPolicy,
     RetryBackoff,
 )
-from taskmgr.triggers import (
+from taskmgr.core.triggers import (
     MAX_DATETIME,
     MAX_INTERVAL,
     MIN_DATETIME,

@@ -21,6 +21,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from taskmgr.core.models import (
+    Execution,
+    ExecutionStatus,
+    Instance,
+    InstanceStatus,
+    Job,
+    JobDefinition,
+    JobSource,
+    JobState,
+)
 from taskmgr.exceptions import (
     ConflictError,
     ExecutionNotFoundError,
@@ -32,23 +42,6 @@ from taskmgr.exceptions import (
     TaskmgrError,
     VersionConflictError,
 )
-from taskmgr.schemas import (
-    Execution,
-    ExecutionStatus,
-    Instance,
-    InstanceStatus,
-    Job,
-    JobDefinition,
-    JobSource,
-    JobState,
-)
-from taskmgr.storage._common import (
-    FINAL_STATUSES,
-    apply_job_changes,
-    execution_from_new,
-    job_from_definition,
-    lost_message,
-)
 from taskmgr.storage.base import (
     Claimed,
     ExecutionFilter,
@@ -57,6 +50,13 @@ from taskmgr.storage.base import (
     Outcome,
     Planner,
     Storage,
+)
+from taskmgr.storage.common import (
+    FINAL_STATUSES,
+    apply_job_changes,
+    execution_from_new,
+    job_from_definition,
+    lost_message,
 )
 from taskmgr.storage.sqlalchemy import migrate
 from taskmgr.storage.sqlalchemy.claim import OUTCOME_COLUMNS, Statements, statements

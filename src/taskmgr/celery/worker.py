@@ -1,0 +1,476 @@
+"""The worker side: taskmgr's task on the host's Celery app, and what a worker process
+needs around it (its ``instances`` row, heartbeats, fenced writes).
+
+Ownership: the scheduler claims an execution (``running`` under its instance id) and
+publishes it. The worker node (the ``celery worker`` main process) registers an
+instance of mode ``worker`` and heartbeats like a scheduler does; a task takes the
+execution over from the scheduler in one compare-and-set (``Storage.take_over``) and
+records its outcome fenced by the worker's instance id. Hence:
+
+* a redelivered message for an execution that ended, or that another delivery took
+  over, changes nothing and is acknowledged;
+* a worker child killed mid-run (or killed at its hard time limit) is noticed by the
+  worker's main process, which records ``lost`` (or ``timeout``) with the job's retry
+  rules;
+* a whole worker that dies stops heartbeating, and the reaper marks its executions
+  ``lost`` like a dead scheduler's (G3).
+
+Nothing named in a message is ever imported: the message holds an execution id, and
+the function comes from the service's registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from celery.exceptions import (
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
+from celery.worker.request import Request
+
+from celery import signals
+from taskmgr.core.clock import DatabaseClock
+from taskmgr.core.models import ExecutionStatus, Instance, InstanceStatus, Job
+from taskmgr.exceptions import (
+    ExecutionNotFoundError,
+    JobNotFoundError,
+    ServiceStateError,
+    TaskmgrError,
+)
+from taskmgr.execution.run import ExecutionRun
+from taskmgr.scheduling.maintenance import Maintenance
+from taskmgr.service import SchedulerService
+from taskmgr.storage.base import Claimed, Outcome
+
+__all__ = ["TASK_NAME", "ExecutionRequest", "WorkerRuntime", "install"]
+
+logger = logging.getLogger("taskmgr.celery")
+
+#: The name of taskmgr's task on the host's app.
+TASK_NAME = "taskmgr.execute"
+JSON = "application/json"
+_RUNTIME = "_taskmgr_runtime"
+_MAX_ID = 64
+
+
+def install(celery_app: Any, service: SchedulerService) -> Any:
+    """Register taskmgr's task on ``celery_app`` for ``service`` and return it.
+
+    ``SchedulerService(dispatcher=CeleryDispatcher(app))`` calls this for you. The task
+    is registered on this app only (never a global ``shared_task``), and its options
+    are set on the task, not on the app: JSON only, ``acks_late``,
+    ``reject_on_worker_lost``, results ignored. Worker-wide settings are left as the
+    host set them; only ``worker_prefetch_multiplier`` defaults to 1 when the host did
+    not set it (see ``docs/celery.md``). Idempotent for the same service.
+    """
+    runtime: WorkerRuntime | None = getattr(celery_app, _RUNTIME, None)
+    if runtime is not None:
+        if runtime.service is not service:
+            raise ServiceStateError(
+                "another SchedulerService is already installed on this Celery app"
+            )
+        return runtime.task
+    runtime = WorkerRuntime(celery_app, service)
+    runtime.task = celery_app.task(
+        name=TASK_NAME,
+        bind=True,
+        shared=False,
+        typing=False,  # the arguments are checked by the task itself, with a clear log
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        serializer="json",
+        Request=f"{__name__}:ExecutionRequest",
+        Strategy=f"{__name__}:json_only_strategy",
+    )(_execute)
+    setattr(celery_app, _RUNTIME, runtime)
+    runtime.connect_signals()
+    return runtime.task
+
+
+def _execute(task: Any, *args: Any, **kwargs: Any) -> None:
+    runtime: WorkerRuntime = getattr(task.app, _RUNTIME)
+    runtime.execute(task.request.id, args, kwargs)
+
+
+def _parse(args: Any, kwargs: Any) -> tuple[str, str, int] | None:
+    """The fence a message carries, or None when it is not a message taskmgr sent."""
+    if args or not isinstance(kwargs, dict) or set(kwargs) != {"execution_id", "owner", "attempt"}:
+        return None
+    execution_id, owner, attempt = kwargs["execution_id"], kwargs["owner"], kwargs["attempt"]
+    if not (
+        isinstance(execution_id, str)
+        and 0 < len(execution_id) <= _MAX_ID
+        and isinstance(owner, str)
+        and 0 < len(owner) <= 255
+        and isinstance(attempt, int)
+        and not isinstance(attempt, bool)
+        and attempt >= 1
+    ):
+        return None
+    return execution_id, owner, attempt
+
+
+def _host_set(conf: Any, key: str) -> bool:
+    """Whether the host configured ``key`` itself (any layer but Celery's defaults)."""
+    maps = list(getattr(conf, "maps", []))
+    return any(key in layer for layer in maps[:-1]) if maps else key in conf
+
+
+class WorkerRuntime:
+    """What one worker node (and its pool processes) needs to run executions."""
+
+    def __init__(self, app: Any, service: SchedulerService) -> None:
+        self.app = app
+        self.service = service
+        self.task: Any = None
+        self.instance_id: str | None = None
+        self._maintenance: Maintenance | None = None
+        self._node_pid: int | None = None
+        self._lock = threading.Lock()
+
+    # -- signals -------------------------------------------------------------------
+
+    def connect_signals(self) -> None:
+        app = self.app
+
+        def ours(worker: Any) -> bool:
+            return getattr(worker, "app", None) is app
+
+        def on_worker_init(sender: Any = None, **_: Any) -> None:
+            if ours(sender):
+                self.configure_worker(sender)
+                self.start_node()
+
+        def on_process_init(**_: Any) -> None:
+            self.after_fork()
+
+        def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+            if ours(sender):
+                self.stop_node()
+
+        signals.worker_init.connect(on_worker_init, weak=False)
+        signals.worker_process_init.connect(on_process_init, weak=False)
+        signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
+
+    def configure_worker(self, worker: Any) -> None:
+        """Worker-wide defaults taskmgr relies on, only where the host set nothing
+        (called with the worker before its consumer is built)."""
+        worker.app.finalize(auto=True)  # the host's configuration, loaded in layers
+        conf = worker.app.conf
+        key = "worker_prefetch_multiplier"
+        if not _host_set(conf, key) and worker.prefetch_multiplier == conf[key]:
+            # Neither the app nor the command line chose one (the CLI hands over the
+            # configured value by default). One message reserved per free process: a
+            # long job does not hold others back, and a dying worker holds few
+            # unacknowledged messages.
+            worker.prefetch_multiplier = 1
+            conf[key] = 1
+        accepted = {str(c) for c in conf.accept_content or ()}
+        if accepted - {"json", JSON}:
+            logger.warning(
+                "this worker accepts %s for the host's tasks; taskmgr's task refuses "
+                "anything but JSON, but an accepted pickle message runs code when it is "
+                "decoded: prefer accept_content=['json']",
+                sorted(accepted),
+            )
+
+    # -- node lifecycle (the worker's main process) -------------------------------------
+
+    def start_node(self) -> None:
+        with self._lock:
+            if self._node_pid == os.getpid():
+                return
+            service = self.service
+            service._open()
+            self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:worker"
+            self._register()
+            clock = service.clock
+            self._maintenance = Maintenance(
+                service.storage,
+                clock,
+                instance_id=self.instance_id,
+                register=self._register,
+                heartbeat_interval=service.heartbeat_interval,
+                heartbeat_timeout=service.heartbeat_timeout,
+                sweep_interval=service.sweep_interval,
+                instance_retention=service.instance_retention,
+                calibrate=clock.calibrate if isinstance(clock, DatabaseClock) else None,
+            )
+            self._maintenance.start()
+            self._node_pid = os.getpid()
+        logger.info(
+            "taskmgr worker instance %s ready with %d registered function(s)",
+            self.instance_id,
+            len(service.registry),
+        )
+
+    def _register(self) -> None:
+        assert self.instance_id is not None
+        now = self.service.clock.now()
+        self.service.storage.register_instance(
+            Instance(
+                id=self.instance_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                mode="worker",
+                status=InstanceStatus.RUNNING,
+                started_at=now,
+                last_heartbeat=now,
+            )
+        )
+
+    def after_fork(self) -> None:
+        """In a pool process: drop what was inherited from the main process."""
+        if self._node_pid is not None and self._node_pid != os.getpid():
+            self._lock = threading.Lock()
+            self.service.storage.after_fork()
+
+    def stop_node(self) -> None:
+        """The pool has stopped (running tasks ended): mark this instance stopped."""
+        if self._node_pid != os.getpid():
+            return
+        if self._maintenance is not None:
+            self._maintenance.stop()
+            self._maintenance = None
+        assert self.instance_id is not None
+        try:
+            self.service.storage.set_instance_status(self.instance_id, InstanceStatus.STOPPED)
+        except Exception:
+            logger.exception("could not mark worker instance %s stopped", self.instance_id)
+        self.service.close()
+        self._node_pid = None
+        logger.info("taskmgr worker instance %s stopped", self.instance_id)
+
+    # -- running one execution (a pool process, or the main process with -P solo) ------
+
+    def execute(self, task_id: str, args: Any, kwargs: Any) -> None:
+        fence = _parse(args, kwargs)
+        if fence is None:
+            logger.error(
+                "refused a %s message %s that taskmgr did not send: nothing was run",
+                TASK_NAME,
+                task_id,
+            )
+            return
+        if self.instance_id is None:  # no worker_init (an embedded worker): start here
+            self.start_node()
+        assert self.instance_id is not None
+        execution_id, owner, attempt = fence
+        storage, clock = self.service.storage, self.service.clock
+        claimed = _retrying(
+            "take over an execution",
+            lambda: storage.take_over(
+                execution_id,
+                from_owner=owner,
+                to_owner=self.instance_id or "",
+                attempt=attempt,
+                now=clock.now(),
+                celery_task_id=task_id,
+            ),
+            deadline=30.0,
+        )
+        if claimed is None:
+            self._ignored(execution_id, task_id)
+            return
+        run = ExecutionRun(
+            claimed, self.instance_id, clock, timeout_errors=(SoftTimeLimitExceeded,)
+        )
+        run.dispatch = "celery"
+        # the host's listeners, registered on the same service in this process too
+        events = self.service._event_hub()
+        if events.active:
+            events.start()  # idempotent; a fresh thread in each pool process
+            run.on_start = events.run_started
+        try:
+            func = self.service.registry.get(claimed.job.func)
+        except TaskmgrError as exc:  # never imported: only registered functions run
+            outcome = run.failed(exc)
+        else:
+            if inspect.iscoroutinefunction(func):
+                try:
+                    outcome = asyncio.run(run.call_async(func))
+                except SoftTimeLimitExceeded:
+                    outcome = run.timed_out()
+            else:
+                outcome = run.call_sync(func)
+        applied = self._record(outcome)
+        if events.active:
+            events.outcomes([outcome], [applied])
+
+    def _ignored(self, execution_id: str, task_id: str) -> None:
+        try:
+            execution = self.service.storage.get_execution(execution_id)
+        except ExecutionNotFoundError:
+            logger.warning("message %s names no known execution %s", task_id, execution_id)
+            return
+        except Exception:
+            return
+        logger.info(
+            "message %s for execution %s ignored: it is %s (owner %s), not waiting for a worker",
+            task_id,
+            execution_id,
+            execution.status.value,
+            execution.owner,
+            extra={"taskmgr_execution_id": execution_id},
+        )
+
+    def _record(self, outcome: Outcome) -> bool:
+        applied = _retrying(
+            "record an execution outcome",
+            lambda: self.service.storage.record_outcomes([outcome]),
+            deadline=3600.0,
+        )
+        if not applied[0]:
+            logger.warning(
+                "outcome %s of execution %s rejected: this worker no longer owns it "
+                "(it was marked lost or cancelled meanwhile)",
+                outcome.status.value,
+                outcome.execution_id,
+                extra={"taskmgr_execution_id": outcome.execution_id},
+            )
+        return bool(applied[0])
+
+    # -- a pool process ended without finishing (the worker's main process) ----------
+
+    def child_ended(self, task_id: str, kwargs: Any, status: ExecutionStatus, reason: str) -> None:
+        """The pool process running ``task_id`` died or hit its hard time limit. If it
+        had taken the execution over, nobody else will finish it: record it now."""
+        fence = _parse((), kwargs)
+        if fence is None or self.instance_id is None:
+            return
+        storage = self.service.storage
+        try:
+            execution = storage.get_execution(fence[0])
+            if not (
+                execution.status is ExecutionStatus.RUNNING
+                and execution.owner == self.instance_id
+                and execution.celery_task_id == task_id
+            ):
+                return  # never taken over by this delivery: the message is redelivered
+            job: Job | None
+            try:
+                job = storage.get_job(execution.job_key)
+            except JobNotFoundError:
+                job = None
+            if job is None or job.id != execution.job_id:
+                outcome = Outcome(
+                    execution_id=execution.id,
+                    owner=self.instance_id,
+                    status=status,
+                    started_at=execution.started_at,
+                    completed_at=self.service.clock.now(),
+                    error_message=reason,
+                )
+            else:
+                run = ExecutionRun(Claimed(execution, job), self.instance_id, self.service.clock)
+                if status is ExecutionStatus.TIMEOUT:
+                    ended = run.timed_out()
+                    ended = replace(ended, error_message=f"{ended.error_message}; {reason}")
+                else:
+                    ended = run.lost(reason)
+                duration = None
+                if execution.started_at is not None:
+                    elapsed = ended.completed_at - execution.started_at
+                    duration = max(0, int(elapsed.total_seconds() * 1000))
+                outcome = replace(ended, started_at=execution.started_at, duration_ms=duration)
+            self._record(outcome)
+        except Exception:
+            logger.exception("could not record the end of execution %s", fence[0])
+
+
+def _retrying(what: str, call: Any, *, deadline: float) -> Any:
+    """``call()``, retried with backoff while the database is unreachable."""
+    give_up = time.monotonic() + deadline
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except TaskmgrError as exc:
+            if time.monotonic() + delay > give_up:
+                raise
+            logger.warning("could not %s (%s); retrying in %.1fs", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def json_only_strategy(task: Any, app: Any, consumer: Any, **options: Any) -> Any:
+    """Celery's message handler for taskmgr's task, refusing anything but JSON before
+    the body is decoded: even where the host's ``accept_content`` allows pickle for its
+    own tasks, a message to taskmgr's task is never unpickled."""
+    from celery.worker.strategy import default
+    from kombu.exceptions import ContentDisallowed
+
+    handle = default(task, app, consumer, **options)
+
+    def task_message_handler(message: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
+        if message.content_type != JSON:
+            logger.error(
+                "refused a %s message with content type %r: taskmgr accepts JSON only",
+                TASK_NAME,
+                message.content_type,
+            )
+            # the consumer logs it and discards the message
+            raise ContentDisallowed(f"taskmgr accepts JSON only, not {message.content_type!r}")
+        return handle(message, body, *args, **kwargs)
+
+    return task_message_handler
+
+
+class ExecutionRequest(Request):  # type: ignore[misc]
+    """Celery's request for taskmgr's task, in the worker's main process: notices pool
+    processes that end without finishing (killed, or at their hard time limit)."""
+
+    def _runtime(self) -> WorkerRuntime | None:
+        return getattr(self._app, _RUNTIME, None)
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        super().on_timeout(soft, timeout)
+        runtime = self._runtime()
+        if not soft and runtime is not None:
+            runtime.child_ended(
+                self.id,
+                self.kwargs,
+                ExecutionStatus.TIMEOUT,
+                f"killed at its hard time limit of {timeout}s",
+            )
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        result = super().on_failure(
+            exc_info, send_failed_event=send_failed_event, return_ok=return_ok
+        )
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", exc)  # ExceptionWithTraceback
+        runtime = self._runtime()
+        if runtime is None:
+            return result
+        if isinstance(exc, TimeLimitExceeded):
+            runtime.child_ended(
+                self.id,
+                self.kwargs,
+                ExecutionStatus.TIMEOUT,
+                f"killed at its hard time limit: {exc}",
+            )
+        elif isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt) or (
+            type(exc).__name__ == "Terminated"
+        ):
+            runtime.child_ended(
+                self.id,
+                self.kwargs,
+                ExecutionStatus.LOST,
+                f"the worker process running it ended: {type(exc).__name__}: {exc}",
+            )
+        return result

@@ -1,0 +1,210 @@
+"""``taskmgr jobs|executions|instances``: read and steer what is in the database."""
+
+from __future__ import annotations
+
+import click
+
+from taskmgr.cli.common import Target, emit, open_service, pairs, table, target_options, when
+from taskmgr.core.models import Execution, ExecutionStatus, Job, JobState
+from taskmgr.core.triggers import Cron, Interval
+
+__all__ = ["executions", "instances", "jobs"]
+
+
+def _schedule(job: Job) -> str:
+    spec = job.trigger
+    if isinstance(spec, Cron):
+        return f"cron {spec.expression} ({spec.timezone})"
+    if isinstance(spec, Interval):
+        return f"every {spec.every.total_seconds():g}s"
+    return f"at {when(spec.at)}"
+
+
+@click.group()
+def jobs() -> None:
+    """List, inspect, trigger, pause and resume jobs."""
+
+
+@jobs.command("list")
+@target_options()
+@click.option(
+    "--state", type=click.Choice([s.value for s in JobState]), help="Only jobs in this state."
+)
+def jobs_list(target: Target, state: str | None) -> None:
+    """Every job, ordered by key."""
+    with open_service(target) as service:
+        found = service.list_jobs(state=state)
+    emit(
+        target,
+        found,
+        lambda: table(
+            ["key", "state", "schedule", "next run", "last run"],
+            [
+                [j.key, j.state.value, _schedule(j), when(j.next_run_at), when(j.last_run_at)]
+                for j in found
+            ],
+        ),
+    )
+
+
+def _show_job(job: Job) -> None:
+    pairs(
+        [
+            ("key", job.key),
+            ("function", job.func),
+            ("state", job.state.value),
+            ("source", job.source.value),
+            ("schedule", _schedule(job)),
+            ("next run", when(job.next_run_at)),
+            ("last run", when(job.last_run_at)),
+            ("overlap", f"{job.overlap_policy.value} (max {job.max_instances})"),
+            ("misfire grace", job.misfire_grace_time),
+            ("retries", job.max_retries),
+            ("timeout", job.timeout),
+            ("queue", job.queue),
+            ("version", job.version),
+        ]
+    )
+
+
+@jobs.command("show")
+@target_options()
+@click.argument("job_key")
+def jobs_show(target: Target, job_key: str) -> None:
+    """One job in full."""
+    with open_service(target) as service:
+        job = service.get_job(job_key)
+    emit(target, job, lambda: _show_job(job))
+
+
+@jobs.command("trigger")
+@target_options()
+@click.argument("job_key")
+@click.option("--force", is_flag=True, help="Run even if paused or busy.")
+@click.option("--actor", default="cli", show_default=True, help="Recorded as who ran it.")
+def jobs_trigger(target: Target, job_key: str, force: bool, actor: str) -> None:
+    """Queue one manual run now (needs --app: only registered functions run).
+
+    A running service (``taskmgr run`` or the host's app) picks it up."""
+    with open_service(target, need_app=True) as service:
+        execution = service.trigger_job(job_key, actor=actor, force=force)
+    emit(target, execution, lambda: click.echo(f"queued execution {execution.id} of {job_key}"))
+
+
+@jobs.command("pause")
+@target_options()
+@click.argument("job_key")
+def jobs_pause(target: Target, job_key: str) -> None:
+    """Stop firing a job until it is resumed."""
+    with open_service(target) as service:
+        job = service.pause_job(job_key)
+    emit(target, job, lambda: click.echo(f"paused {job.key}"))
+
+
+@jobs.command("resume")
+@target_options()
+@click.argument("job_key")
+def jobs_resume(target: Target, job_key: str) -> None:
+    """Fire a paused job again, from its next slot (needs --app: its function must be
+    registered)."""
+    with open_service(target, need_app=True) as service:
+        job = service.resume_job(job_key)
+    emit(target, job, lambda: click.echo(f"resumed {job.key}: next run {when(job.next_run_at)}"))
+
+
+@click.group()
+def executions() -> None:
+    """The execution history."""
+
+
+@executions.command("list")
+@target_options()
+@click.option("--job", "job_key", metavar="KEY", help="Only this job's executions.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in ExecutionStatus]),
+    help="Only executions in this status (repeatable).",
+)
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+def executions_list(
+    target: Target, job_key: str | None, statuses: tuple[str, ...], limit: int
+) -> None:
+    """Executions, newest first."""
+    with open_service(target) as service:
+        page = service.list_executions(job_key, status=list(statuses) or None, limit=limit)
+    emit(
+        target,
+        page.items,
+        lambda: table(
+            ["id", "job", "scheduled for", "attempt", "status", "ms", "error"],
+            [
+                [
+                    e.id,
+                    e.job_key,
+                    when(e.scheduled_for),
+                    e.attempt,
+                    e.status.value,
+                    "-" if e.duration_ms is None else e.duration_ms,
+                    (e.error_message or "")[:60],
+                ]
+                for e in page.items
+            ],
+        ),
+    )
+
+
+def _show_execution(e: Execution) -> None:
+    pairs(
+        [
+            ("id", e.id),
+            ("job", e.job_key),
+            ("status", e.status.value),
+            ("trigger", e.trigger.value),
+            ("scheduled for", when(e.scheduled_for)),
+            ("attempt", e.attempt),
+            ("owner", e.owner),
+            ("actor", e.actor),
+            ("started", when(e.started_at)),
+            ("completed", when(e.completed_at)),
+            ("duration ms", e.duration_ms),
+            ("error", f"{e.error_type}: {e.error_message}" if e.error_type else None),
+        ]
+    )
+    if e.traceback:
+        click.echo(e.traceback.rstrip())
+
+
+@executions.command("show")
+@target_options()
+@click.argument("execution_id")
+def executions_show(target: Target, execution_id: str) -> None:
+    """One execution in full, its traceback included."""
+    with open_service(target) as service:
+        execution = service.get_execution(execution_id)
+    emit(target, execution, lambda: _show_execution(execution))
+
+
+@click.group()
+def instances() -> None:
+    """The service instances sharing the database."""
+
+
+@instances.command("list")
+@target_options()
+def instances_list(target: Target) -> None:
+    """Every known instance and its last heartbeat."""
+    with open_service(target) as service:
+        found = service.list_instances()
+    emit(
+        target,
+        found,
+        lambda: table(
+            ["id", "mode", "status", "started", "last heartbeat"],
+            [
+                [i.id, i.mode, i.status.value, when(i.started_at), when(i.last_heartbeat)]
+                for i in found
+            ],
+        ),
+    )

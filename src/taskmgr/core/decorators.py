@@ -1,0 +1,108 @@
+"""``@scheduled_job``: validate a job declaration and attach it to the function.
+
+The decorator only annotates: it registers nothing globally and starts nothing. The
+host hands decorated functions (or their modules) to a ``SchedulerService``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from taskmgr.core.definition import (
+    build_definition,
+    build_trigger,
+    check_function,
+    check_kwargs_signature,
+    function_name,
+)
+from taskmgr.core.models import (
+    DEFAULT_MISFIRE_GRACE_TIME,
+    JobDefinition,
+    OverlapPolicy,
+    RetryBackoff,
+)
+from taskmgr.core.triggers import TriggerSpec
+from taskmgr.exceptions import InvalidFunctionError
+
+__all__ = ["get_definition", "scheduled_job"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ATTRIBUTE = "__taskmgr_job__"
+
+
+def scheduled_job(
+    key: str | None = None,
+    *,
+    cron: str | None = None,
+    interval: timedelta | float | None = None,
+    at: datetime | None = None,
+    trigger: TriggerSpec | Mapping[str, Any] | None = None,
+    timezone: str = "UTC",
+    names: Mapping[str, str] | None = None,
+    description: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    max_instances: int = 1,
+    overlap_policy: OverlapPolicy | str = OverlapPolicy.SKIP,
+    misfire_grace_time: float | None = DEFAULT_MISFIRE_GRACE_TIME,
+    coalesce: bool = True,
+    max_retries: int = 0,
+    retry_backoff: RetryBackoff | tuple[float, ...] | Mapping[str, float] | None = None,
+    timeout: float | None = None,
+    queue: str | None = None,
+    enabled: bool = True,
+) -> Callable[[F], F]:
+    """Declare a function as a scheduled job.
+
+    Exactly one of ``cron=`` (5-field crontab, read in ``timezone``), ``interval=``
+    (seconds or a timedelta), ``at=`` (one aware datetime) or ``trigger=`` (a spec).
+    ``key`` defaults to the function's module-qualified name. Everything is validated
+    here, so a bad declaration fails at import, not at 3 a.m.::
+
+        @scheduled_job(cron="0 9 * * MON-FRI", timezone="Europe/Berlin", max_retries=3)
+        def send_report() -> None: ...
+    """
+    if callable(key):
+        raise InvalidFunctionError(
+            "@scheduled_job needs arguments: write @scheduled_job(cron=...) or "
+            "@scheduled_job(interval=...)"
+        )
+    spec = build_trigger(cron=cron, interval=interval, at=at, trigger=trigger, timezone=timezone)
+    options: dict[str, Any] = {
+        "names": names,
+        "description": description,
+        "kwargs": kwargs,
+        "max_instances": max_instances,
+        "overlap_policy": overlap_policy,
+        "misfire_grace_time": misfire_grace_time,
+        "coalesce": coalesce,
+        "max_retries": max_retries,
+        "retry_backoff": retry_backoff,
+        "timeout": timeout,
+        "queue": queue,
+        "enabled": enabled,
+    }
+
+    def decorate(func: F) -> F:
+        check_function(func)
+        if hasattr(func, _ATTRIBUTE):
+            raise InvalidFunctionError(
+                f"{function_name(func)} is already a scheduled job: apply @scheduled_job once"
+            )
+        name = function_name(func)
+        definition = build_definition(
+            key=key if key is not None else name, func=name, trigger=spec, options=options
+        )
+        check_kwargs_signature(func, definition.kwargs)
+        setattr(func, _ATTRIBUTE, definition)
+        return func
+
+    return decorate
+
+
+def get_definition(func: object) -> JobDefinition | None:
+    """The job declared on ``func`` by ``@scheduled_job``, if any."""
+    definition = getattr(func, _ATTRIBUTE, None)
+    return definition if isinstance(definition, JobDefinition) else None

@@ -1,0 +1,124 @@
+"""Turn what a user writes (decorator arguments, ``create_job``/``update_job`` arguments)
+into a validated :class:`~taskmgr.core.models.JobDefinition`. One path for every entry point."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskmgr.core.models import JobDefinition, RetryBackoff
+from taskmgr.core.triggers import Cron, Date, Interval, TriggerSpec, parse_trigger
+from taskmgr.exceptions import InvalidFunctionError, InvalidKwargsError, InvalidTriggerError
+
+__all__ = ["build_definition", "build_trigger", "check_function", "function_name"]
+
+#: Options of a job besides its trigger, with their defaults (``JobDefinition``'s).
+OPTION_NAMES = (
+    "names",
+    "description",
+    "kwargs",
+    "max_instances",
+    "overlap_policy",
+    "misfire_grace_time",
+    "coalesce",
+    "max_retries",
+    "retry_backoff",
+    "timeout",
+    "queue",
+    "enabled",
+)
+TRIGGER_ARGS = ("cron", "interval", "at", "trigger")
+
+
+def check_function(func: object) -> Callable[..., Any]:
+    """Refuse what cannot be found again by name: lambdas, closures, methods, partials."""
+    if isinstance(func, functools.partial):
+        raise InvalidFunctionError("functools.partial objects cannot be scheduled; pass kwargs=")
+    if inspect.ismethod(func):
+        raise InvalidFunctionError(
+            f"bound method {func.__qualname__} cannot be scheduled: use a module-level function"
+        )
+    if not inspect.isfunction(func):
+        raise InvalidFunctionError(
+            f"only module-level functions can be scheduled, got {type(func).__name__}"
+        )
+    if func.__name__ == "<lambda>":
+        raise InvalidFunctionError("lambdas cannot be scheduled: use a module-level function")
+    if "<locals>" in func.__qualname__:
+        raise InvalidFunctionError(
+            f"{func.__qualname__} is defined inside a function (a closure) and cannot be "
+            "scheduled: define it at module level"
+        )
+    return func
+
+
+def function_name(func: Callable[..., Any]) -> str:
+    """The registered name of a function: ``module.qualname`` (``qualname`` in ``__main__``)."""
+    module = getattr(func, "__module__", None) or ""
+    qualname: str = getattr(func, "__qualname__", "")
+    return qualname if module in ("", "__main__") else f"{module}.{qualname}"
+
+
+def check_kwargs_signature(func: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    """Refuse kwargs the function cannot accept (unknown or missing parameters)."""
+    try:
+        inspect.signature(func).bind(**kwargs)
+    except TypeError as exc:
+        raise InvalidKwargsError(
+            f"do not match the signature of {function_name(func)}: {exc}", field="kwargs"
+        ) from None
+
+
+def build_trigger(
+    *,
+    cron: str | None = None,
+    interval: timedelta | float | None = None,
+    at: datetime | None = None,
+    trigger: TriggerSpec | Mapping[str, Any] | None = None,
+    timezone: str = "UTC",
+) -> TriggerSpec:
+    given = [
+        name
+        for name, value in zip(TRIGGER_ARGS, (cron, interval, at, trigger), strict=True)
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise InvalidTriggerError(
+            "exactly one of cron=, interval=, at= or trigger= must be given"
+            + (f" (got {', '.join(given)})" if given else ""),
+            field="trigger",
+        )
+    if cron is not None:
+        return Cron(cron, timezone=timezone)
+    if interval is not None:
+        return Interval(interval)
+    if at is not None:
+        return Date(at)
+    if isinstance(trigger, Cron | Interval | Date):
+        return trigger
+    return parse_trigger(trigger)
+
+
+def build_definition(
+    *,
+    key: str,
+    func: str,
+    trigger: TriggerSpec,
+    options: Mapping[str, Any],
+) -> JobDefinition:
+    unknown = set(options) - set(OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"unexpected job options: {', '.join(sorted(unknown))}")
+    data = dict(options)
+    backoff = data.get("retry_backoff")
+    if backoff is None:
+        data.pop("retry_backoff", None)
+    elif isinstance(backoff, tuple | list):
+        # (base, max, jitter), shorter tuples keep the remaining defaults
+        data["retry_backoff"] = dict(zip(("base", "max", "jitter"), backoff, strict=False))
+    elif isinstance(backoff, RetryBackoff):
+        data["retry_backoff"] = backoff.model_dump()
+    return JobDefinition(key=key, func=func, trigger=trigger, **data)

@@ -1,0 +1,371 @@
+"""Public data models: job definitions, stored jobs, executions, instances and their enums.
+
+Models are frozen pydantic models so they can be handed across threads and
+serialised to JSON as they are. Storage backends return them; nothing outside
+the storage layer ever sees a database row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from taskmgr.core.triggers import TriggerSpec
+from taskmgr.core.validation import reraise_validation, validate_job_key, validate_kwargs
+from taskmgr.exceptions import InvalidPolicyError
+
+__all__ = [
+    "Execution",
+    "ExecutionPage",
+    "ExecutionStatus",
+    "ExecutionTrigger",
+    "Health",
+    "Instance",
+    "InstanceStatus",
+    "Job",
+    "JobDefinition",
+    "JobSource",
+    "JobState",
+    "OverlapPolicy",
+    "RetryBackoff",
+]
+
+#: Seconds a slot may start late before it is recorded as ``missed`` (None: no limit).
+DEFAULT_MISFIRE_GRACE_TIME = 60.0
+#: Largest ``max_retries`` / ``max_instances`` accepted.
+MAX_RETRIES = 100
+MAX_INSTANCES = 1000
+#: Longest ``timeout`` / ``misfire_grace_time`` accepted (seconds): one year.
+MAX_SECONDS = 366 * 86400.0
+
+
+class OverlapPolicy(StrEnum):
+    """What happens when a slot is due while ``max_instances`` runs are active."""
+
+    #: Record the new slot as ``skipped``.
+    SKIP = "skip"
+    #: Keep it ``pending`` and start it as soon as a run finishes.
+    QUEUE = "queue"
+    #: Start it anyway (``max_instances`` is ignored).
+    ALLOW = "allow"
+
+
+class JobState(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    #: The job's function is no longer registered in code; kept, visible, never fired.
+    ORPHANED = "orphaned"
+
+
+class JobSource(StrEnum):
+    #: Declared with ``@scheduled_job`` and synced at start.
+    CODE = "code"
+    #: Created at run time through ``create_job`` (Python, HTTP or CLI).
+    API = "api"
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    #: The slot was later than the misfire grace time (or coalesced into a later run).
+    MISSED = "missed"
+    #: The overlap policy refused the slot.
+    SKIPPED = "skipped"
+    #: Its owner died while it ran.
+    LOST = "lost"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+
+
+class ExecutionTrigger(StrEnum):
+    """Why an execution exists."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+    #: A slot run late because several were due at once (after an outage).
+    CATCHUP = "catchup"
+
+
+class InstanceStatus(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    DEAD = "dead"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RetryBackoff(_Model):
+    """Delay before retry ``n`` (1-based): ``min(max, base * 2**(n-1))``, then reduced by a
+    random fraction of at most ``jitter``. With ``jitter <= 0.5`` delays never shrink."""
+
+    base: float = 1.0
+    max: float = 300.0
+    jitter: float = 0.5
+
+    @field_validator("base", "max")
+    @classmethod
+    def _seconds(cls, value: float) -> float:
+        if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+            raise InvalidPolicyError(
+                f"must be a number of seconds in (0, {MAX_SECONDS:g}], got {value!r}",
+                field="retry_backoff",
+            )
+        return float(value)
+
+    @field_validator("jitter")
+    @classmethod
+    def _jitter(cls, value: float) -> float:
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise InvalidPolicyError(
+                f"jitter must be a fraction in [0, 1], got {value!r}", field="retry_backoff.jitter"
+            )
+        return float(value)
+
+    def delay(self, retry_number: int, rand: float) -> float:
+        """The delay before retry ``retry_number`` given a random ``rand`` in [0, 1)."""
+        raw = min(self.max, self.base * 2.0 ** min(retry_number - 1, 64))
+        return raw * (1.0 - self.jitter * rand)
+
+
+def _seconds_or_none(value: Any, field: str, *, minimum: float = 0.0) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPolicyError(f"must be a number of seconds, got {value!r}", field=field)
+    if not (math.isfinite(value) and minimum < value <= MAX_SECONDS):
+        raise InvalidPolicyError(
+            f"must be in ({minimum:g}, {MAX_SECONDS:g}] seconds, got {value!r}", field=field
+        )
+    return float(value)
+
+
+class JobDefinition(_Model):
+    """Everything a job is, before it is stored: what ``@scheduled_job`` and
+    ``create_job`` validate. ``func`` is the registered name of the function to run."""
+
+    key: str
+    func: str
+    trigger: TriggerSpec
+    names: dict[str, str] = Field(default_factory=dict)
+    description: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    max_instances: int = 1
+    overlap_policy: OverlapPolicy = OverlapPolicy.SKIP
+    misfire_grace_time: float | None = DEFAULT_MISFIRE_GRACE_TIME
+    coalesce: bool = True
+    max_retries: int = 0
+    retry_backoff: RetryBackoff = Field(default_factory=RetryBackoff)
+    timeout: float | None = None
+    queue: str | None = None
+    enabled: bool = True
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            reraise_validation(exc)
+
+    @field_validator("key", "func", mode="before")
+    @classmethod
+    def _key(cls, value: Any) -> str:
+        return validate_job_key(value)
+
+    @field_validator("kwargs", mode="before")
+    @classmethod
+    def _kwargs(cls, value: Any) -> dict[str, Any]:
+        return validate_kwargs({} if value is None else value)
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 16 and len(v) <= 200
+            for k, v in value.items()
+        ):
+            raise InvalidPolicyError(
+                "must map language codes (1-16 chars) to names of at most 200 characters",
+                field="names",
+            )
+        if any("\x00" in k or "\x00" in v for k, v in value.items()):
+            raise InvalidPolicyError("must not contain NUL characters", field="names")
+        return dict(value)
+
+    @field_validator("description", "queue", mode="before")
+    @classmethod
+    def _text(cls, value: Any, info: Any) -> str | None:
+        limit = 2000 if info.field_name == "description" else 200
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+            raise InvalidPolicyError(
+                f"must be a string of at most {limit} characters without NUL",
+                field=info.field_name,
+            )
+        return value
+
+    @field_validator("max_instances", mode="before")
+    @classmethod
+    def _max_instances(cls, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INSTANCES:
+            raise InvalidPolicyError(
+                f"must be an integer in 1-{MAX_INSTANCES}, got {value!r}", field="max_instances"
+            )
+        return value
+
+    @field_validator("max_retries", mode="before")
+    @classmethod
+    def _max_retries(cls, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+            raise InvalidPolicyError(
+                f"must be an integer in 0-{MAX_RETRIES}, got {value!r}", field="max_retries"
+            )
+        return value
+
+    @field_validator("overlap_policy", mode="before")
+    @classmethod
+    def _overlap(cls, value: Any) -> OverlapPolicy:
+        try:
+            return OverlapPolicy(value)
+        except ValueError:
+            allowed = ", ".join(p.value for p in OverlapPolicy)
+            raise InvalidPolicyError(
+                f"must be one of {allowed}, got {value!r}", field="overlap_policy"
+            ) from None
+
+    @field_validator("misfire_grace_time", mode="before")
+    @classmethod
+    def _grace(cls, value: Any) -> float | None:
+        return _seconds_or_none(value, "misfire_grace_time", minimum=-1e-9)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float | None:
+        return _seconds_or_none(value, "timeout")
+
+    @field_validator("coalesce", "enabled", mode="before")
+    @classmethod
+    def _bool(cls, value: Any, info: Any) -> bool:
+        if not isinstance(value, bool):
+            raise InvalidPolicyError(f"must be true or false, got {value!r}", field=info.field_name)
+        return value
+
+    def fingerprint(self) -> str:
+        """A stable hash of the definition, to tell whether code changed it since last sync."""
+        data = self.model_dump(mode="json")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class Job(_Model):
+    """A stored job."""
+
+    id: int
+    key: str
+    func: str
+    trigger: TriggerSpec
+    names: dict[str, str]
+    description: str | None
+    kwargs: dict[str, Any]
+    max_instances: int
+    overlap_policy: OverlapPolicy
+    misfire_grace_time: float | None
+    coalesce: bool
+    max_retries: int
+    retry_backoff: RetryBackoff
+    timeout: float | None
+    queue: str | None
+    state: JobState
+    source: JobSource
+    fingerprint: str | None
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Execution(_Model):
+    """One attempt to run one slot of a job."""
+
+    id: str
+    job_id: int
+    job_key: str
+    scheduled_for: datetime
+    attempt: int
+    trigger: ExecutionTrigger
+    status: ExecutionStatus
+    #: When a ``pending`` execution may start (retries: after their backoff).
+    due_at: datetime
+    #: A pending execution that waits until the job has fewer than ``max_instances`` runs.
+    queued: bool = False
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    owner: str | None = None
+    actor: str | None = None
+    created_at: datetime
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    result_summary: Any = None
+    celery_task_id: str | None = None
+
+
+class Instance(_Model):
+    """One running ``SchedulerService``."""
+
+    id: str
+    hostname: str
+    pid: int
+    mode: str
+    status: InstanceStatus
+    started_at: datetime
+    last_heartbeat: datetime
+
+
+class ExecutionPage(_Model):
+    """One page of executions, newest first; pass ``next_cursor`` to get the next."""
+
+    items: list[Execution]
+    next_cursor: str | None = None
+
+
+class Health(_Model):
+    """What a readiness probe or an operator needs to know at a glance."""
+
+    #: The database answered.
+    database: bool
+    #: This process runs a started service (it fires jobs).
+    running: bool
+    #: Instances whose heartbeat is fresh (status ``running``).
+    live_instances: int
+    #: The database schema is at this version's head (None: the backend has none).
+    schema_current: bool | None = None
+    #: The earliest due time of work not yet claimed, if any is overdue.
+    oldest_overdue_at: datetime | None = None
+    #: How late that work is, in seconds (0 when nothing is overdue).
+    overdue_seconds: float = 0.0
+    #: Why the database is not healthy, when it is not.
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.database and self.error is None and self.schema_current is not False

@@ -1,0 +1,182 @@
+"""Keep this instance's row alive and clean up after dead ones.
+
+Heartbeat: refresh ``last_heartbeat`` every ``heartbeat_interval`` (and re-measure
+the offset to the database's clock). If the instance was declared dead meanwhile (it
+froze longer than ``heartbeat_timeout``), it registers again; its executions were
+already marked ``lost`` and their late outcomes are rejected by the storage fence.
+While its last successful heartbeat is too old to be sure it is still considered
+alive, the instance claims nothing (:meth:`Maintenance.alive`).
+
+Reaper: every ``sweep_interval``, executions still ``running`` under an instance whose
+heartbeat is older than ``heartbeat_timeout`` become ``lost``, and jobs with retries
+left get their next attempt. One reaper runs at a time across all instances (the
+storage's lock); rows of instances gone for ``instance_retention`` are deleted. An
+instance sweeps only after a ``heartbeat_timeout`` of unbroken heartbeats of its own,
+so after a database outage nobody is declared dead before it could heartbeat again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from taskmgr.core.clock import Clock
+from taskmgr.exceptions import JobNotFoundError
+from taskmgr.execution.run import next_attempt
+from taskmgr.storage.base import Claimed, Storage
+
+__all__ = ["Maintenance"]
+
+logger = logging.getLogger("taskmgr.maintenance")
+
+
+class Maintenance:
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Clock,
+        *,
+        instance_id: str,
+        register: Callable[[], None],
+        heartbeat_interval: float,
+        heartbeat_timeout: float,
+        sweep_interval: float,
+        instance_retention: float,
+        calibrate: Callable[[], object] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.instance_id = instance_id
+        self.register = register
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.sweep_interval = sweep_interval
+        self.instance_retention = instance_retention
+        self.calibrate = calibrate
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_beat = time.monotonic()
+        self._healthy_since: float | None = None
+        self._stale_logged = False
+        #: Told about the executions this reaper marked lost (the service's event hub).
+        self.on_lost: Callable[[list[Claimed], datetime], None] | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._last_beat = time.monotonic()
+        # Two threads: a sweep waiting on a peer's locks must never delay this
+        # instance's own heartbeats (or it would stop claiming, or be declared dead).
+        self._threads = [
+            threading.Thread(
+                target=self._every,
+                args=(self.heartbeat_interval, self.heartbeat, "heartbeat"),
+                name="taskmgr-heartbeat",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._every,
+                args=(self.sweep_interval, self.sweep, "sweep"),
+                name="taskmgr-reaper",
+                daemon=True,
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def alive(self) -> bool:
+        """Whether peers surely still see this instance as alive: its last successful
+        heartbeat is younger than the timeout minus one interval (the margin covers a
+        heartbeat in flight). A frozen or cut-off instance stops claiming by itself."""
+        age = time.monotonic() - self._last_beat
+        fresh = age < self.heartbeat_timeout - self.heartbeat_interval
+        if not fresh and not self._stale_logged:
+            logger.error(
+                "instance %s has not heartbeated for %.1fs: not claiming until it does",
+                self.instance_id,
+                age,
+            )
+        self._stale_logged = not fresh
+        return fresh
+
+    def heartbeat(self) -> None:
+        try:
+            if self.calibrate is not None:
+                self.calibrate()
+            if not self.storage.heartbeat(self.instance_id, now=self.clock.now()):
+                logger.error(
+                    "instance %s was declared dead by its peers (no heartbeat for %ss); "
+                    "registering again",
+                    self.instance_id,
+                    self.heartbeat_timeout,
+                )
+                self.register()
+        except Exception:
+            self._healthy_since = None
+            raise
+        self._last_beat = time.monotonic()
+        if self._healthy_since is None:
+            self._healthy_since = self._last_beat
+
+    def sweep(self) -> int:
+        """Mark the executions of dead instances ``lost``; schedule their retries.
+
+        Only once this instance has heartbeated without a break for a whole
+        ``heartbeat_timeout``: after it (or the database) was away, its peers get the
+        time to heartbeat again before anyone is judged by their last heartbeat.
+        """
+        healthy = self._healthy_since
+        if healthy is None or time.monotonic() - healthy < self.heartbeat_timeout:
+            return 0
+        now = self.clock.now()
+        lost = self.storage.reap(
+            heartbeat_before=now - timedelta(seconds=self.heartbeat_timeout), now=now
+        )
+        if lost is None:
+            return 0  # another instance is sweeping right now
+        if lost and self.on_lost is not None:
+            self.on_lost(lost, now)
+        for claimed in lost:
+            execution = claimed.execution
+            logger.warning(
+                "execution %s of %r lost: its owner %s stopped heartbeating",
+                execution.id,
+                execution.job_key,
+                execution.owner,
+                extra={
+                    "taskmgr_job_key": execution.job_key,
+                    "taskmgr_execution_id": execution.id,
+                    "taskmgr_scheduled_for": execution.scheduled_for.isoformat(),
+                    "taskmgr_attempt": execution.attempt,
+                },
+            )
+            retry = next_attempt(claimed, now)
+            if retry is not None:
+                with contextlib.suppress(JobNotFoundError):  # deleted meanwhile
+                    self.storage.add_execution(retry)
+        removed = self.storage.delete_instances(
+            last_heartbeat_before=now - timedelta(seconds=self.instance_retention)
+        )
+        if removed:
+            logger.info(
+                "removed %d instance row(s) gone for over %ss", removed, self.instance_retention
+            )
+        return len(lost)
+
+    def _every(self, interval: float, action: Callable[[], object], what: str) -> None:
+        while True:
+            try:
+                action()
+            except Exception:
+                logger.exception("%s failed; retrying in %.1fs", what, interval)
+            if self._stop.wait(interval):
+                return

@@ -1,0 +1,246 @@
+"""The business rules of a claim: which due slots run, which are missed or skipped,
+which pending executions start. Pure functions over a :class:`ClaimBatch`; the
+storage backend applies the resulting plan atomically."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Container
+from dataclasses import replace
+from datetime import datetime
+
+from taskmgr.core.models import (
+    Execution,
+    ExecutionStatus,
+    ExecutionTrigger,
+    Job,
+    JobState,
+    OverlapPolicy,
+)
+from taskmgr.storage.base import ClaimBatch, ClaimPlan, JobAdvance, NewExecution, PendingDecision
+
+__all__ = ["MAX_CATCHUP_SLOTS", "Planner"]
+
+logger = logging.getLogger("taskmgr.scheduler")
+
+#: Most slots of one job examined in one claim after an outage. Slots past this are
+#: summarised on the last ``missed`` row instead of one row each.
+MAX_CATCHUP_SLOTS = 1000
+
+
+def new_execution_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Planner:
+    """Plans claims for one owner, given which function names this process can run."""
+
+    def __init__(
+        self,
+        owner: str,
+        functions: Container[str],
+        *,
+        new_id: Callable[[], str] = new_execution_id,
+    ) -> None:
+        self.owner = owner
+        self.functions = functions
+        self.new_id = new_id
+
+    def __call__(self, batch: ClaimBatch) -> ClaimPlan:
+        active = dict(batch.active)
+        orphans: set[int] = set()
+        pending = [
+            decision
+            for execution in batch.due_pending
+            if (decision := self._pending(execution, batch, active, orphans)) is not None
+        ]
+        advances = []
+        for job in batch.due_jobs:
+            if job.func not in self.functions:
+                orphans.add(job.id)
+                logger.error(
+                    "job %r is orphaned: function %r is not registered here",
+                    job.key,
+                    job.func,
+                    extra={"taskmgr_job_key": job.key},
+                )
+                continue
+            advances.append(self._advance(job, batch.now, active))
+        return ClaimPlan(advances=advances, pending=pending, orphan_job_ids=sorted(orphans))
+
+    # -- pending executions (manual runs, retries, queued overlaps) ----------------
+
+    def _pending(
+        self,
+        execution: Execution,
+        batch: ClaimBatch,
+        active: dict[int, int],
+        orphans: set[int],
+    ) -> PendingDecision | None:
+        job = batch.jobs.get(execution.job_id)
+        if job is None:
+            return self._cancel(execution, "the job was deleted")
+        if job.func not in self.functions:
+            orphans.add(job.id)
+            return self._cancel(execution, f"function {job.func!r} is not registered")
+        if job.state is JobState.ORPHANED:
+            return self._cancel(execution, "the job is orphaned")
+        if job.state is JobState.PAUSED and execution.trigger is not ExecutionTrigger.MANUAL:
+            return self._cancel(execution, "the job is paused")
+        if execution.queued:
+            if active.get(job.id, 0) >= job.max_instances:
+                return None  # keeps waiting for a free run
+            active[job.id] = active.get(job.id, 0) + 1
+        return PendingDecision(execution.id, ExecutionStatus.RUNNING)
+
+    @staticmethod
+    def _cancel(execution: Execution, reason: str) -> PendingDecision:
+        return PendingDecision(execution.id, ExecutionStatus.CANCELLED, error_message=reason)
+
+    # -- due slots -----------------------------------------------------------------
+
+    def _advance(self, job: Job, now: datetime, active: dict[int, int]) -> JobAdvance:
+        assert job.next_run_at is not None  # due jobs have one
+        slots, next_run_at, truncated = due_slots(job, now)
+        runs = self._runs(job, slots, now)
+        trigger = ExecutionTrigger.SCHEDULE if len(slots) == 1 else ExecutionTrigger.CATCHUP
+        rows: list[NewExecution] = []
+        last_run_at = None
+        for slot in slots:
+            reason = runs.get(slot)
+            if reason is not None:
+                rows.append(self._final(job, slot, now, ExecutionStatus.MISSED, reason))
+                continue
+            used = active.get(job.id, 0)
+            if job.overlap_policy is OverlapPolicy.ALLOW or used < job.max_instances:
+                active[job.id] = used + 1
+                last_run_at = slot
+                rows.append(self._row(job, slot, now, trigger, ExecutionStatus.RUNNING))
+            elif job.overlap_policy is OverlapPolicy.QUEUE or trigger is ExecutionTrigger.CATCHUP:
+                # a backlog of catch-up slots runs one after another, like the slots
+                # would have, rather than being skipped for overlapping each other
+                rows.append(
+                    self._row(job, slot, now, trigger, ExecutionStatus.PENDING, queued=True)
+                )
+            else:
+                rows.append(
+                    self._final(
+                        job,
+                        slot,
+                        now,
+                        ExecutionStatus.SKIPPED,
+                        f"{used} run(s) still active (max_instances={job.max_instances})",
+                    )
+                )
+        if truncated and rows:
+            last = rows[-1]
+            note = (
+                f"; more than {MAX_CATCHUP_SLOTS} slots were due: "
+                f"slots after {last.scheduled_for.isoformat()} up to {now.isoformat()} "
+                "were missed without a row each"
+            )
+            rows[-1] = _with_message(last, (last.error_message or "missed") + note)
+            logger.warning(
+                "job %r: more than %d slots were due at once",
+                job.key,
+                MAX_CATCHUP_SLOTS,
+                extra={"taskmgr_job_key": job.key},
+            )
+        return JobAdvance(
+            job_id=job.id,
+            expected_next_run_at=job.next_run_at,
+            next_run_at=next_run_at,
+            last_run_at=last_run_at,
+            executions=rows,
+        )
+
+    @staticmethod
+    def _runs(job: Job, slots: list[datetime], now: datetime) -> dict[datetime, str]:
+        """Slots that must NOT run, with the reason (misfire grace and coalescing)."""
+        grace = job.misfire_grace_time
+        late = {
+            slot: (
+                f"started {(now - slot).total_seconds():.3f}s late, beyond the misfire "
+                f"grace time of {grace:g}s"
+            )
+            for slot in slots
+            if grace is not None and (now - slot).total_seconds() > grace
+        }
+        if job.coalesce:
+            in_grace = [slot for slot in slots if slot not in late]
+            if in_grace:
+                kept = in_grace[-1]
+                for slot in in_grace[:-1]:
+                    late[slot] = f"coalesced into the run of {kept.isoformat()}"
+        return late
+
+    def _row(
+        self,
+        job: Job,
+        slot: datetime,
+        now: datetime,
+        trigger: ExecutionTrigger,
+        status: ExecutionStatus,
+        *,
+        queued: bool = False,
+    ) -> NewExecution:
+        running = status is ExecutionStatus.RUNNING
+        return NewExecution(
+            id=self.new_id(),
+            job_id=job.id,
+            job_key=job.key,
+            scheduled_for=slot,
+            attempt=1,
+            trigger=trigger,
+            status=status,
+            due_at=slot,
+            created_at=now,
+            kwargs=job.kwargs,
+            queued=queued,
+            owner=self.owner if running else None,
+            dispatched_at=now if running else None,
+        )
+
+    def _final(
+        self, job: Job, slot: datetime, now: datetime, status: ExecutionStatus, message: str
+    ) -> NewExecution:
+        return NewExecution(
+            id=self.new_id(),
+            job_id=job.id,
+            job_key=job.key,
+            scheduled_for=slot,
+            attempt=1,
+            trigger=ExecutionTrigger.SCHEDULE,
+            status=status,
+            due_at=slot,
+            created_at=now,
+            kwargs=job.kwargs,
+            completed_at=now,
+            error_message=message,
+        )
+
+
+def due_slots(job: Job, now: datetime) -> tuple[list[datetime], datetime | None, bool]:
+    """The job's slots in ``[next_run_at, now]``, its next run after ``now``, and whether
+    the slot list was cut at :data:`MAX_CATCHUP_SLOTS`."""
+    assert job.next_run_at is not None
+    slots = [job.next_run_at]
+    # Usually only one slot is due: ask for two fire times first (the cost of a call
+    # grows with n), then more at a time while a backlog is being walked.
+    step = 2
+    while len(slots) < MAX_CATCHUP_SLOTS:
+        batch = job.trigger.next_fire_times(slots[-1], min(step, MAX_CATCHUP_SLOTS - len(slots)))
+        step = min(64, step * 4)
+        for fire in batch:
+            if fire > now:
+                return slots, fire, False
+            slots.append(fire)
+        if not batch:
+            return slots, None, False
+    following = job.trigger.next_fire_times(now, 1)
+    return slots, following[0] if following else None, True
+
+
+def _with_message(row: NewExecution, message: str) -> NewExecution:
+    return replace(row, error_message=message)

@@ -1,0 +1,59 @@
+"""Checks of the service's own arguments (page sizes, statuses, cursors, timings),
+raising :class:`~taskmgr.exceptions.InvalidInputError` naming the argument."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from datetime import datetime
+
+from taskmgr.core.models import Execution, ExecutionStatus
+from taskmgr.exceptions import InvalidInputError
+
+__all__ = ["MAX_PAGE", "check_limit", "decode_cursor", "encode_cursor", "positive", "status"]
+
+MAX_PAGE = 500
+
+
+def positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
+    if value <= 0:
+        raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
+    return float(value)
+
+
+def check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInputError(f"must be an integer in 1-{MAX_PAGE}, got {limit!r}", field="limit")
+
+
+def status(value: ExecutionStatus | str) -> ExecutionStatus:
+    try:
+        return ExecutionStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in ExecutionStatus)
+        raise InvalidInputError(
+            f"must be one of {allowed}, got {value!r}", field="status"
+        ) from None
+
+
+def encode_cursor(execution: Execution) -> str:
+    raw = json.dumps([execution.created_at.isoformat(), execution.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, execution_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None or not isinstance(execution_id, str):
+            raise ValueError(cursor)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInputError(
+            "is not a cursor returned by list_executions", field="cursor"
+        ) from None
+    return created_at, execution_id

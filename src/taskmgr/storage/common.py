@@ -1,0 +1,139 @@
+"""Row-shaping helpers shared by the storage backends.
+
+They turn the contract's inputs (a :class:`JobDefinition`, a change set, a
+:class:`NewExecution`) into the stored models, so every backend interprets them the
+same way. No I/O and no business rules here.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from taskmgr.core.models import (
+    Execution,
+    ExecutionStatus,
+    InstanceStatus,
+    Job,
+    JobDefinition,
+    JobSource,
+    JobState,
+    RetryBackoff,
+)
+from taskmgr.core.triggers import parse_trigger
+from taskmgr.core.validation import reraise_validation
+from taskmgr.exceptions import InvalidInputError
+from taskmgr.storage.base import UPDATABLE_JOB_FIELDS, NewExecution
+
+#: Statuses an execution never leaves.
+FINAL_STATUSES = tuple(status for status in ExecutionStatus if status.is_final)
+
+
+def job_from_definition(
+    definition: JobDefinition,
+    *,
+    job_id: int,
+    source: JobSource,
+    state: JobState,
+    next_run_at: datetime | None,
+    fingerprint: str | None,
+    now: datetime,
+) -> Job:
+    """The job ``add_job`` stores (``version`` 1)."""
+    return Job(
+        id=job_id,
+        key=definition.key,
+        func=definition.func,
+        trigger=definition.trigger,
+        names=dict(definition.names),
+        description=definition.description,
+        # Deep copies: stored models must not share mutable containers with callers.
+        kwargs=copy.deepcopy(definition.kwargs),
+        max_instances=definition.max_instances,
+        overlap_policy=definition.overlap_policy,
+        misfire_grace_time=definition.misfire_grace_time,
+        coalesce=definition.coalesce,
+        max_retries=definition.max_retries,
+        retry_backoff=definition.retry_backoff,
+        timeout=definition.timeout,
+        queue=definition.queue,
+        state=state,
+        source=source,
+        fingerprint=fingerprint,
+        next_run_at=next_run_at,
+        last_run_at=None,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def apply_job_changes(job: Job, changes: Mapping[str, Any], *, now: datetime) -> Job:
+    """``job`` with ``changes`` applied, ``version`` incremented and ``updated_at = now``.
+
+    Values are type-checked by the :class:`Job` model (a spec object or its JSON for
+    ``trigger``, a :class:`RetryBackoff` or its dict for ``retry_backoff``, enums or
+    their values), so a bad change is refused before anything is written.
+    """
+    unknown = sorted(set(changes) - UPDATABLE_JOB_FIELDS)
+    if unknown:
+        raise InvalidInputError(
+            f"cannot update job field(s) {', '.join(map(repr, unknown))}; "
+            f"updatable: {', '.join(sorted(UPDATABLE_JOB_FIELDS))}",
+            field=unknown[0],
+        )
+    data: dict[str, Any] = {name: getattr(job, name) for name in Job.model_fields}
+    for name, value in changes.items():
+        if name == "trigger" and isinstance(value, Mapping):
+            value = parse_trigger(dict(value))
+        elif name == "retry_backoff" and isinstance(value, Mapping):
+            value = RetryBackoff(**value)
+        elif name in ("kwargs", "names"):
+            value = copy.deepcopy(value)
+        data[name] = value
+    data["version"] = job.version + 1
+    data["updated_at"] = now
+    try:
+        return Job.model_validate(data)
+    except ValidationError as exc:
+        reraise_validation(exc)
+
+
+def execution_from_new(new: NewExecution, **overrides: Any) -> Execution:
+    """The stored form of a :class:`NewExecution` (before any later update)."""
+    data: dict[str, Any] = {
+        "id": new.id,
+        "job_id": new.job_id,
+        "job_key": new.job_key,
+        "scheduled_for": new.scheduled_for,
+        "attempt": new.attempt,
+        "trigger": new.trigger,
+        "status": new.status,
+        "due_at": new.due_at,
+        "queued": new.queued,
+        "kwargs": copy.deepcopy(dict(new.kwargs)),
+        "owner": new.owner,
+        "actor": new.actor,
+        "created_at": new.created_at,
+        "dispatched_at": new.dispatched_at,
+        "completed_at": new.completed_at,
+        "error_message": new.error_message,
+    }
+    data.update(overrides)
+    return Execution.model_validate(data)
+
+
+def for_owner(new: NewExecution, owner: str, now: datetime) -> dict[str, Any]:
+    """Overrides for an execution inserted by ``claim``: running rows belong to ``owner``."""
+    if new.status is not ExecutionStatus.RUNNING:
+        return {}
+    return {"owner": owner, "dispatched_at": new.dispatched_at or now}
+
+
+def lost_message(owner: str | None, status: InstanceStatus | str) -> str:
+    """Why ``reap`` marked an execution ``lost`` (kept on the row so the loss is explained)."""
+    return f"its owner instance {owner!r} is {InstanceStatus(status).value}"

@@ -20,7 +20,15 @@ from taskmgr.core.models import ExecutionStatus
 from taskmgr.exceptions import ServiceStateError, StorageError
 from taskmgr.storage.base import ExecutionFilter
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, build_metadata, create_engine, migrate
-from tests.contract.helpers import T0, add_job, fire_all, new_execution, outcome, running
+from tests.contract.helpers import (
+    T0,
+    add_job,
+    fire_all,
+    instance,
+    new_execution,
+    outcome,
+    running,
+)
 from tests.services import require_postgres
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
@@ -317,6 +325,39 @@ def test_bad_table_prefix(prefix: str) -> None:
 
 
 # -- values and errors -------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_text_is_ordered_by_code_point_whatever_the_collation(
+    pg_schema: tuple[str, str],
+) -> None:
+    """Keys and instance ids sort as the contract says (code point order, as in Python
+    and SQLite) even where the columns use a linguistic collation."""
+    url, schema = pg_schema
+    storage = SQLAlchemyStorage(url, schema=schema)
+    storage.open()
+    try:
+        with storage.engine.begin() as conn:
+            icu = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_collation WHERE collname = 'en-US-x-icu'"
+            ).first()
+            if icu is None:
+                pytest.skip("this PostgreSQL has no ICU collations")
+            for table, column in (("jobs", "job_key"), ("instances", "id")):
+                conn.exec_driver_sql(
+                    f'ALTER TABLE "{schema}".taskmgr_{table} ALTER COLUMN {column} '
+                    'TYPE varchar(255) COLLATE "en-US-x-icu"'
+                )
+        keys = ["a_b", "B", "a-b", "a", "a.b", "Z9"]
+        for key in keys:
+            add_job(storage, key)
+        assert [job.key for job in storage.list_jobs()] == sorted(keys)
+        assert [job.key for job in storage.list_jobs(after_key="a", limit=2)] == ["a-b", "a.b"]
+        for instance_id in ("i-b", "I-c", "i-a"):
+            storage.register_instance(instance(instance_id))  # the same started_at
+        assert [i.id for i in storage.list_instances()] == ["i-b", "i-a", "I-c"]
+    finally:
+        storage.close()
 
 
 def test_aware_datetimes_round_trip_exactly(make_storage: MakeStorage) -> None:

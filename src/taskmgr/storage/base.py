@@ -7,26 +7,41 @@ handed to the backend as plain data. A backend only makes each call atomic and
 durable, and makes the compare-and-set claims safe across processes.
 
 All datetimes given to and returned by a backend are timezone-aware UTC.
+
+Where a listing's sort key ties, each method says how the tie is broken, so every
+backend returns the same rows in the same order (the one exception, on PostgreSQL, is
+which of the rows due at one instant a claim reads first: see :class:`ClaimBatch`).
+Text is compared by code point (binary), whatever the database's collation;
+execution ids are UUID strings, which every collation orders the same way.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
-    ExecutionTrigger,
     Instance,
     InstanceStatus,
     Job,
     JobDefinition,
     JobSource,
     JobState,
+)
+from taskmgr.storage.records import (
+    ClaimBatch,
+    Claimed,
+    ClaimPlan,
+    ExecutionFilter,
+    HistorySummary,
+    JobAdvance,
+    NewExecution,
+    Outcome,
+    PendingDecision,
 )
 
 __all__ = [
@@ -39,6 +54,7 @@ __all__ = [
     "NewExecution",
     "Outcome",
     "PendingDecision",
+    "Planner",
     "Storage",
 ]
 
@@ -66,120 +82,6 @@ UPDATABLE_JOB_FIELDS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class NewExecution:
-    """An execution row to insert. ``id`` is chosen by the caller (a UUID string)."""
-
-    id: str
-    job_id: int
-    job_key: str
-    scheduled_for: datetime
-    attempt: int
-    trigger: ExecutionTrigger
-    status: ExecutionStatus
-    due_at: datetime
-    created_at: datetime
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    queued: bool = False
-    owner: str | None = None
-    actor: str | None = None
-    dispatched_at: datetime | None = None
-    completed_at: datetime | None = None
-    error_message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class JobAdvance:
-    """Move a due job's ``next_run_at`` from ``expected_next_run_at`` to ``next_run_at``
-    (compare-and-set) and, only if that wins, insert ``executions``."""
-
-    job_id: int
-    expected_next_run_at: datetime
-    next_run_at: datetime | None
-    last_run_at: datetime | None
-    executions: Sequence[NewExecution] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class PendingDecision:
-    """Move a ``pending`` execution to ``status`` (``running`` to start it, or a final
-    status such as ``cancelled``/``skipped``), only if it is still pending."""
-
-    execution_id: str
-    status: ExecutionStatus
-    error_message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimBatch:
-    """What the planner sees inside the claim transaction."""
-
-    now: datetime
-    #: Active jobs with ``next_run_at <= now``, earliest first (at most ``limit``).
-    due_jobs: Sequence[Job]
-    #: Pending executions with ``due_at <= now``, earliest first (at most ``limit``).
-    due_pending: Sequence[Execution]
-    #: Every job referenced by ``due_jobs`` or ``due_pending`` that still exists, by id.
-    jobs: Mapping[int, Job]
-    #: Executions counted against ``max_instances`` (running, plus pending that are not
-    #: queued), per job id in ``jobs``.
-    active: Mapping[int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimPlan:
-    advances: Sequence[JobAdvance] = ()
-    pending: Sequence[PendingDecision] = ()
-    #: Jobs to mark ``orphaned`` (their function is not registered).
-    orphan_job_ids: Sequence[int] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """An execution this owner now runs, with its job as it was when claimed."""
-
-    execution: Execution
-    job: Job
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The end of a running execution, written only if ``owner`` still owns it."""
-
-    execution_id: str
-    owner: str
-    status: ExecutionStatus
-    started_at: datetime | None
-    completed_at: datetime
-    duration_ms: int | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    traceback: str | None = None
-    result_summary: Any = None
-    #: The next attempt, inserted in the same transaction when the outcome is written.
-    retry: NewExecution | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionFilter:
-    job_key: str | None = None
-    statuses: Sequence[ExecutionStatus] = ()
-    since: datetime | None = None
-    until: datetime | None = None
-    #: Only executions whose ``owner`` is this instance id.
-    owner: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HistorySummary:
-    """What the stored history holds, aggregated (see ``Storage.history_summary``)."""
-
-    #: Number of executions per ``(job_key, status)``; absent pairs have none.
-    counts: Mapping[tuple[str, ExecutionStatus], int] = field(default_factory=dict)
-    #: The latest ``completed_at`` of a successful execution, per job key.
-    last_success: Mapping[str, datetime] = field(default_factory=dict)
-
-
 Planner = Callable[[ClaimBatch], ClaimPlan]
 
 
@@ -194,6 +96,14 @@ class Storage(ABC):
     is atomic: it either applies whole or raises and leaves nothing half-written.
     Driver errors are raised as :class:`~taskmgr.exceptions.StorageError` with the
     driver error chained.
+
+    Bad input raises :class:`~taskmgr.exceptions.InvalidInputError` (a subclass naming
+    the field) before anything is written, and before anything is looked up except
+    where the check needs the stored row (``update_job`` checks its changes once the
+    job is found and its version matches): a naive datetime, a value that is not one
+    of its enum's (a member or its value is accepted), a negative ``limit``, a job
+    change or a new execution that its model refuses, an outcome whose status is not
+    final. Other errors of a method come in the order its docstring lists them.
     """
 
     # -- lifecycle -----------------------------------------------------------
@@ -220,7 +130,9 @@ class Storage(ABC):
         fingerprint: str | None,
         now: datetime,
     ) -> Job:
-        """Insert a job with ``version`` 1.
+        """Insert a job with ``version`` 1 and a new ``id``: a positive integer that no
+        job holds and no stored execution refers to (so a new job never inherits the
+        history of a deleted one).
 
         :raises JobExistsError: a job with ``definition.key`` exists (nothing is written).
         """
@@ -238,8 +150,8 @@ class Storage(ABC):
         after_key: str | None = None,
         limit: int | None = None,
     ) -> list[Job]:
-        """Jobs ordered by key, optionally filtered by state and source, starting after
-        ``after_key`` (keyset pagination)."""
+        """Jobs ordered by key (code point order), optionally filtered by state and
+        source, starting after ``after_key`` in that order (keyset pagination)."""
 
     @abstractmethod
     def update_job(
@@ -255,6 +167,8 @@ class Storage(ABC):
 
         :raises JobNotFoundError: no job has this key.
         :raises VersionConflictError: ``expected_version`` is given and differs.
+        :raises InvalidInputError: a change is refused (an unknown field, or a value
+            the job's definition or model refuses).
         """
 
     @abstractmethod
@@ -300,21 +214,32 @@ class Storage(ABC):
         it dead, or it stopped), nothing is read or claimed and ``[]`` is returned: a
         frozen process that wakes up cannot start work it no longer owns.
 
-        Reads the due jobs and due pending executions (see :class:`ClaimBatch`;
-        rows another process is claiming at the same time may be skipped), calls
-        ``planner`` once with them, then applies its plan:
+        Reads the due jobs and due pending executions (see :class:`ClaimBatch` for
+        their order; rows another process is claiming at the same time may be
+        skipped), calls ``planner`` once with them, then applies its plan, in order:
 
         * each :class:`JobAdvance` is a compare-and-set on the job's ``next_run_at``
           (also setting ``last_run_at`` when given); only if it wins are its
           executions inserted. Executions inserted as ``running`` get ``owner``.
+          Advances are decided in plan order, each on the job as the ones before it
+          left it.
         * each :class:`PendingDecision` applies only if the execution is still
           pending; a start sets ``owner`` and ``dispatched_at = now``.
         * ``orphan_job_ids`` are marked ``orphaned``.
 
-        Returns the executions that ``owner`` must now run (inserted or moved to
-        ``running``), with their jobs. The unique key ``(job_id, scheduled_for,
+        The plan is checked whole before any of it is applied, whichever
+        compare-and-sets would win: an enum given as its value is taken as the member,
+        datetimes must be aware, and a decision must move its execution on (to
+        ``running`` or a final status); otherwise the claim raises
+        :class:`~taskmgr.exceptions.InvalidInputError` and writes nothing.
+
+        Returns the executions that ``owner`` must now run, with their jobs: those
+        the advances inserted as ``running`` (in plan order), then the pending ones
+        started (in decision order). The unique key ``(job_id, scheduled_for,
         attempt)`` guarantees that a slot is never inserted twice, whatever the planner
-        returns; a conflicting insert makes its advance lose as a whole.
+        returns; an execution whose slot or id is already stored (or appears twice in
+        the advance) makes its advance lose as a whole, and leaves its job as it was for
+        the advances after it.
         """
 
     def take_next_due_hint(self) -> tuple[bool, datetime | None]:
@@ -336,21 +261,23 @@ class Storage(ABC):
         """Insert one execution (a manual run or a retry).
 
         With ``max_active``, the insert happens only if the job has fewer active
-        executions (running, or pending and not queued) than that, checked and
-        written atomically.
+        executions (:func:`taskmgr.core.rules.is_active_run`: running, or pending and
+        not queued) than that, checked and written atomically.
 
+        :raises InvalidInputError: the model refuses ``new``.
         :raises JobNotFoundError: the job does not exist.
         :raises JobBusyError: ``max_active`` is reached (nothing is written).
-        :raises ConflictError: an execution with the same ``(job_id, scheduled_for,
-            attempt)`` exists (nothing is written).
+        :raises ConflictError: an execution with the same id or the same ``(job_id,
+            scheduled_for, attempt)`` exists (nothing is written).
         """
 
     @abstractmethod
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Write the end of running executions, fenced: an outcome applies only while
         the execution is still ``running`` and owned by ``outcome.owner``; its
-        ``retry`` is inserted only then. Returns, per outcome, whether it applied.
-        A rejected outcome changes nothing."""
+        ``retry`` is inserted only then, unless its id or slot is already stored.
+        Returns, per outcome, whether it applied. A rejected outcome changes nothing;
+        a second outcome for the same execution in one call is rejected."""
 
     @abstractmethod
     def take_over(
@@ -398,10 +325,10 @@ class Storage(ABC):
         limit: int,
         before: tuple[datetime, str] | None = None,
     ) -> list[Execution]:
-        """Executions newest first, ordered by ``(created_at, id)`` descending, matching
-        ``filters`` (``since``/``until`` bound ``scheduled_for``, inclusive; ``owner``
-        matches exactly), strictly
-        after the keyset position ``before`` = ``(created_at, id)`` of the last row seen."""
+        """Executions newest first, ordered by ``(created_at, id)`` descending (equal
+        ``created_at``: the greater id first), matching ``filters`` (``since``/``until``
+        bound ``scheduled_for``, inclusive; ``owner`` matches exactly), strictly after
+        the keyset position ``before`` = ``(created_at, id)`` of the last row seen."""
 
     @abstractmethod
     def delete_finished_executions(
@@ -412,7 +339,8 @@ class Storage(ABC):
         statuses: Sequence[ExecutionStatus] | None = None,
     ) -> int:
         """Delete at most ``limit`` executions in a final status completed before the
-        cutoff, oldest first, in one short transaction. Returns how many were deleted.
+        cutoff, oldest first (by ``completed_at``, then id), in one short transaction.
+        Returns how many were deleted.
 
         With ``statuses``, only executions in one of those statuses are deleted (final
         statuses only: pending and running executions are never deleted, whatever is
@@ -441,7 +369,8 @@ class Storage(ABC):
 
     @abstractmethod
     def list_instances(self) -> list[Instance]:
-        """All instance rows, newest first."""
+        """All instance rows, newest ``started_at`` first (equal ones: the greater id
+        first)."""
 
     @abstractmethod
     def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed] | None:
@@ -449,7 +378,7 @@ class Storage(ABC):
         ``dead``, and every ``running`` execution owned by an instance that is not
         ``running`` (dead or stopped) as ``lost`` (``completed_at = now``), in one
         transaction. Returns the executions it marked whose job still exists, with
-        their jobs.
+        their jobs, by execution id.
 
         At most one reaper runs at a time across all processes: when another holds
         the reaper's lock, this returns None at once and changes nothing."""

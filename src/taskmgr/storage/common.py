@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
@@ -25,12 +23,18 @@ from taskmgr.core.models import (
     RetryBackoff,
 )
 from taskmgr.core.triggers import parse_trigger
-from taskmgr.core.validation import reraise_validation
-from taskmgr.exceptions import InvalidInputError
+from taskmgr.exceptions import ConflictError, InvalidInputError
 from taskmgr.storage.base import UPDATABLE_JOB_FIELDS, NewExecution
+from taskmgr.storage.inputs import build
 
 #: Statuses an execution never leaves.
 FINAL_STATUSES = tuple(status for status in ExecutionStatus if status.is_final)
+
+#: Why ``take_over`` cancels a running execution whose job is gone.
+JOB_DELETED_BEFORE_START = "the job was deleted before a worker started it"
+
+#: The job fields a :class:`JobDefinition` validates (its ``enabled`` is a state).
+_DEFINED = tuple(name for name in JobDefinition.model_fields if name != "enabled")
 
 
 def job_from_definition(
@@ -43,41 +47,54 @@ def job_from_definition(
     fingerprint: str | None,
     now: datetime,
 ) -> Job:
-    """The job ``add_job`` stores (``version`` 1)."""
-    return Job(
-        id=job_id,
-        key=definition.key,
-        func=definition.func,
-        trigger=definition.trigger,
-        names=dict(definition.names),
-        description=definition.description,
-        # Deep copies: stored models must not share mutable containers with callers.
-        kwargs=copy.deepcopy(definition.kwargs),
-        max_instances=definition.max_instances,
-        overlap_policy=definition.overlap_policy,
-        misfire_grace_time=definition.misfire_grace_time,
-        coalesce=definition.coalesce,
-        max_retries=definition.max_retries,
-        retry_backoff=definition.retry_backoff,
-        timeout=definition.timeout,
-        queue=definition.queue,
-        state=state,
-        source=source,
-        fingerprint=fingerprint,
-        next_run_at=next_run_at,
-        last_run_at=None,
-        version=1,
-        created_at=now,
-        updated_at=now,
+    """The job ``add_job`` stores (``version`` 1), validated.
+
+    :raises InvalidInputError: ``definition`` is not a :class:`JobDefinition`, or a
+        state, source or datetime is invalid (naive datetimes are refused).
+    """
+    if not isinstance(definition, JobDefinition):
+        raise InvalidInputError(
+            f"must be a JobDefinition, got {type(definition).__name__}", field="definition"
+        )
+    return build(
+        Job,
+        {
+            "id": job_id,
+            "key": definition.key,
+            "func": definition.func,
+            "trigger": definition.trigger,
+            "names": dict(definition.names),
+            "description": definition.description,
+            # Deep copies: stored models must not share mutable containers with callers.
+            "kwargs": copy.deepcopy(definition.kwargs),
+            "max_instances": definition.max_instances,
+            "overlap_policy": definition.overlap_policy,
+            "misfire_grace_time": definition.misfire_grace_time,
+            "coalesce": definition.coalesce,
+            "max_retries": definition.max_retries,
+            "retry_backoff": definition.retry_backoff,
+            "timeout": definition.timeout,
+            "queue": definition.queue,
+            "state": state,
+            "source": source,
+            "fingerprint": fingerprint,
+            "next_run_at": next_run_at,
+            "last_run_at": None,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
 
 
 def apply_job_changes(job: Job, changes: Mapping[str, Any], *, now: datetime) -> Job:
     """``job`` with ``changes`` applied, ``version`` incremented and ``updated_at = now``.
 
-    Values are type-checked by the :class:`Job` model (a spec object or its JSON for
-    ``trigger``, a :class:`RetryBackoff` or its dict for ``retry_backoff``, enums or
-    their values), so a bad change is refused before anything is written.
+    Values are checked as a :class:`JobDefinition` checks them (key, function, trigger,
+    options and their ranges, kwargs that are plain JSON) and type-checked by the
+    :class:`Job` model (a spec object or its JSON for ``trigger``, a
+    :class:`RetryBackoff` or its dict for ``retry_backoff``, enums or their values,
+    aware datetimes), so a bad change is refused before anything is written.
     """
     unknown = sorted(set(changes) - UPDATABLE_JOB_FIELDS)
     if unknown:
@@ -95,12 +112,12 @@ def apply_job_changes(job: Job, changes: Mapping[str, Any], *, now: datetime) ->
         elif name in ("kwargs", "names"):
             value = copy.deepcopy(value)
         data[name] = value
+    if not changes.keys().isdisjoint(_DEFINED):
+        definition = JobDefinition(**{name: data[name] for name in _DEFINED})
+        data.update((name, getattr(definition, name)) for name in _DEFINED)
     data["version"] = job.version + 1
     data["updated_at"] = now
-    try:
-        return Job.model_validate(data)
-    except ValidationError as exc:
-        reraise_validation(exc)
+    return build(Job, data)
 
 
 def execution_from_new(new: NewExecution, **overrides: Any) -> Execution:
@@ -124,7 +141,18 @@ def execution_from_new(new: NewExecution, **overrides: Any) -> Execution:
         "error_message": new.error_message,
     }
     data.update(overrides)
-    return Execution.model_validate(data)
+    return build(Execution, data)
+
+
+def execution_conflict(execution: Execution) -> ConflictError:
+    """What ``add_execution`` raises when the id or the slot of ``execution`` is taken
+    (one message for every backend: the SQL one cannot tell which of the two it was)."""
+    return ConflictError(
+        f"execution {execution.id!r} of job {execution.job_key!r} for "
+        f"{execution.scheduled_for.isoformat()} attempt {execution.attempt} conflicts with "
+        "a stored one: an execution with this id, or with this job, slot and attempt, "
+        "already exists"
+    )
 
 
 def for_owner(new: NewExecution, owner: str, now: datetime) -> dict[str, Any]:

@@ -11,10 +11,9 @@ round trips for 1 slot or 1,000.
 from __future__ import annotations
 
 import copy
-import weakref
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -29,161 +28,44 @@ from taskmgr.storage.base import (
     PendingDecision,
     Planner,
 )
+from taskmgr.storage.inputs import checked_plan
 from taskmgr.storage.sqlalchemy.rows import (
     execution_from_row,
     execution_values,
     job_from_row,
     trusted_model,
 )
+from taskmgr.storage.sqlalchemy.statements import Statements, active_counts
 from taskmgr.storage.sqlalchemy.tables import Tables
 
-if TYPE_CHECKING:
-    from taskmgr.storage.sqlalchemy.store import SQLAlchemyStorage
-
 __all__ = ["ClaimApplier"]
-
-_PENDING = ExecutionStatus.PENDING.value
-_RUNNING = ExecutionStatus.RUNNING.value
-
-#: Execution columns an outcome writes.
-OUTCOME_COLUMNS = (
-    "status",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-    "error_type",
-    "error_message",
-    "traceback",
-    "result_summary",
-)
 
 
 class _LostError(Exception):
     """An advance lost its compare-and-set while being applied on its own."""
 
 
-class Statements:
-    """The claim's statements, built once per tables and dialect: a statement object
-    reused with bound parameters skips SQLAlchemy's per-call construction and
-    cache-key generation (the compiled form is cached by the engine)."""
-
-    def __init__(self, tables: Tables, *, sqlite: bool) -> None:
-        jobs, executions = tables.jobs, tables.executions
-        j, c = jobs.c, executions.c
-
-        def lock(query: sa.Select[Any], *, skip_locked: bool = True) -> sa.Select[Any]:
-            return query if sqlite else query.with_for_update(skip_locked=skip_locked)
-
-        ids: sa.BindParameter[Any] = sa.bindparam("b_ids", expanding=True)
-        limit = sa.bindparam("b_limit", type_=sa.Integer)
-        self.due_jobs = lock(
-            sa.select(jobs)
-            .where(j.state == JobState.ACTIVE.value, j.next_run_at <= sa.bindparam("b_now"))
-            .order_by(j.next_run_at)
-            .limit(limit)
-        )
-        self.due_pending = lock(
-            sa.select(executions)
-            .where(c.status == _PENDING, c.due_at <= sa.bindparam("b_now"))
-            .order_by(c.due_at)
-            .limit(limit)
-        )
-        self.lock_jobs = lock(sa.select(jobs).where(j.id.in_(ids)))
-        self.lock_pending = lock(sa.select(executions).where(c.id.in_(ids), c.status == _PENDING))
-        self.existing_jobs = sa.select(j.id).where(j.id.in_(ids))
-        self.move_jobs = (
-            sa.update(jobs)
-            .where(j.id == sa.bindparam("b_id"), j.next_run_at == sa.bindparam("b_expected"))
-            .values(
-                next_run_at=sa.bindparam("b_next", type_=j.next_run_at.type),
-                last_run_at=sa.func.coalesce(
-                    sa.bindparam("b_last", type_=j.last_run_at.type), j.last_run_at
-                ),
-            )
-        )
-        self.insert_executions = sa.insert(executions)
-        i = tables.instances.c
-        self.instance_status = sa.select(i.status).where(i.id == sa.bindparam("b_owner"))
-        if not sqlite:
-            self.instance_status = self.instance_status.with_for_update(read=True)
-        next_job = (
-            sa.select(sa.func.min(j.next_run_at))
-            .where(j.state == JobState.ACTIVE.value)
-            .scalar_subquery()
-        )
-        next_pending = (
-            sa.select(sa.func.min(c.due_at))
-            .where(c.status == _PENDING, c.queued.is_(False))
-            .scalar_subquery()
-        )
-        self.next_due = sa.select(next_job, next_pending)
-        self.active_counts = (
-            sa.select(c.job_id, sa.func.count())
-            .where(
-                c.job_id.in_(ids),
-                sa.or_(c.status == _RUNNING, sa.and_(c.status == _PENDING, c.queued.is_(False))),
-            )
-            .group_by(c.job_id)
-        )
-        self.outcome_owners = lock(
-            sa.select(c.id, c.owner).where(c.id.in_(ids), c.status == _RUNNING), skip_locked=False
-        ).order_by(c.id)
-        self.outcome_update = (
-            sa.update(executions)
-            .where(
-                c.id == sa.bindparam("b_id"),
-                c.owner == sa.bindparam("b_owner"),
-                c.status == _RUNNING,
-            )
-            .values({name: sa.bindparam(f"b_{name}") for name in OUTCOME_COLUMNS})
-        )
-        pending_row = sa.and_(c.id == sa.bindparam("b_id"), c.status == _PENDING)
-        self.start_pending = (
-            sa.update(executions)
-            .where(pending_row)
-            .values(
-                status=ExecutionStatus.RUNNING.value,
-                owner=sa.bindparam("b_owner", type_=c.owner.type),
-                dispatched_at=sa.bindparam("b_now", type_=c.dispatched_at.type),
-            )
-        )
-        self.finish_pending = (
-            sa.update(executions)
-            .where(pending_row)
-            .values(
-                status=sa.bindparam("b_status", type_=c.status.type),
-                completed_at=sa.bindparam("b_now", type_=c.completed_at.type),
-                error_message=sa.func.coalesce(
-                    sa.bindparam("b_message", type_=c.error_message.type), c.error_message
-                ),
-            )
-        )
-
-
-_statements: weakref.WeakKeyDictionary[Tables, dict[bool, Statements]] = weakref.WeakKeyDictionary()
-
-
-def statements(tables: Tables, *, sqlite: bool) -> Statements:
-    by_dialect = _statements.get(tables)
-    if by_dialect is None:
-        by_dialect = _statements.setdefault(tables, {})
-    built = by_dialect.get(sqlite)
-    if built is None:
-        built = by_dialect[sqlite] = Statements(tables, sqlite=sqlite)
-    return built
-
-
 class ClaimApplier:
+    """Applies one claim on ``conn``, an open transaction: it needs only the tables, their
+    statements and the dialect, never the storage object itself."""
+
     def __init__(
-        self, storage: SQLAlchemyStorage, conn: Connection, *, now: datetime, owner: str
+        self,
+        conn: Connection,
+        tables: Tables,
+        sql: Statements,
+        *,
+        sqlite: bool,
+        now: datetime,
+        owner: str,
     ) -> None:
-        self.storage = storage
         self.conn = conn
         self.now = now
         self.owner = owner
-        self.jobs = storage.tables.jobs
-        self.executions = storage.tables.executions
-        self.sql = statements(storage.tables, sqlite=storage.sqlite)
+        self.sqlite = sqlite
+        self.jobs = tables.jobs
+        self.executions = tables.executions
+        self.sql = sql
         #: Job rows this transaction holds (locked), as they are now.
         self.held: dict[int, Job] = {}
         #: Pending executions this transaction holds (locked).
@@ -224,7 +106,7 @@ class ClaimApplier:
 
         self._lock_jobs(e.job_id for e in due_pending)
         absent = {e.job_id for e in due_pending} - self.held.keys()
-        if absent and not self.storage.sqlite:
+        if absent and not self.sqlite:
             # Absent = deleted, or locked by another claimer. The planner would cancel
             # the pending runs of a deleted job, so leave out those whose job exists.
             busy = set(
@@ -232,7 +114,7 @@ class ClaimApplier:
             )
             due_pending = [e for e in due_pending if e.job_id not in busy]
 
-        active = self.storage.active_counts(self.conn, sorted(self.held))
+        active = active_counts(self.conn, self.sql, sorted(self.held))
         return ClaimBatch(
             now=self.now,
             due_jobs=due_jobs,
@@ -244,7 +126,7 @@ class ClaimApplier:
     # -- apply ---------------------------------------------------------------------
 
     def run(self, limit: int, planner: Planner) -> list[Claimed]:
-        plan = planner(self.read(limit))
+        plan = checked_plan(planner(self.read(limit)))
         claimed = self._advance(plan.advances)
         claimed += self._decide(plan.pending)
         self._orphan(plan.orphan_job_ids)
@@ -254,22 +136,15 @@ class ClaimApplier:
         if not advances:
             return []
         self._lock_jobs(a.job_id for a in advances)
-        # Decide every compare-and-set on the held rows, in plan order.
+        # Decide every compare-and-set on the held rows, in plan order, as if each
+        # winner applies; then apply them all at once.
         current = dict(self.held)
         winners: list[tuple[JobAdvance, Job, list[Execution]]] = []
         for advance in advances:
-            job = current.get(advance.job_id)
-            if job is None or job.next_run_at != advance.expected_next_run_at:
-                continue
-            moved = job.model_copy(
-                update={
-                    "next_run_at": advance.next_run_at,
-                    "last_run_at": advance.last_run_at or job.last_run_at,
-                }
-            )
-            rows = [_planned_execution(new, self.owner, self.now) for new in advance.executions]
-            winners.append((advance, moved, rows))
-            current[job.id] = moved
+            decided = self._decide_move(advance, current)
+            if decided is not None:
+                winners.append((advance, *decided))
+                current[advance.job_id] = decided[0]
         if not winners:
             return []
 
@@ -280,22 +155,53 @@ class ClaimApplier:
         except (sa.exc.IntegrityError, _LostError):
             # A slot (or id) already exists: apply the advances one by one so only the
             # conflicting ones lose. Rare, so the extra round trips don't matter.
-            kept = []
-            for advance, job, rows in winners:
-                try:
-                    with self.conn.begin_nested():
-                        self._move_jobs([(advance, job)])
-                        self._insert(rows)
-                    kept.append((advance, job, rows))
-                except (sa.exc.IntegrityError, _LostError):
-                    continue
-            winners = kept
+            winners = self._advance_one_by_one(advances)
 
         claimed = []
         for _, job, rows in winners:
             self.held[job.id] = job
             claimed += [Claimed(row, job) for row in rows if row.status is ExecutionStatus.RUNNING]
         return claimed
+
+    def _decide_move(
+        self, advance: JobAdvance, current: dict[int, Job]
+    ) -> tuple[Job, list[Execution]] | None:
+        """The job as ``advance`` leaves it and the rows it inserts, if its
+        compare-and-set wins on ``current`` (the jobs as the advances before it left
+        them); None if it loses."""
+        job = current.get(advance.job_id)
+        if job is None or job.next_run_at != advance.expected_next_run_at:
+            return None
+        moved = job.model_copy(
+            update={
+                "next_run_at": advance.next_run_at,
+                "last_run_at": advance.last_run_at or job.last_run_at,
+            }
+        )
+        return moved, [_planned_execution(new, self.owner, self.now) for new in advance.executions]
+
+    def _advance_one_by_one(
+        self, advances: Sequence[JobAdvance]
+    ) -> list[tuple[JobAdvance, Job, list[Execution]]]:
+        """Each advance in its own savepoint, decided on the job as the advances applied
+        before it left it: one that loses (to a conflict) leaves its job as it was, so a
+        later advance of that job is decided on the unchanged row, as ``claim`` says."""
+        current = dict(self.held)
+        kept = []
+        for advance in advances:
+            decided = self._decide_move(advance, current)
+            if decided is None:
+                continue
+            job, rows = decided
+            try:
+                with self.conn.begin_nested():
+                    self._move_jobs([(advance, job)])
+                    self._insert(rows)
+            except (sa.exc.IntegrityError, _LostError):
+                continue
+            current[job.id] = job
+            kept.append((advance, job, rows))
+        return kept
 
     def _move_jobs(self, moves: Sequence[tuple[JobAdvance, Job]]) -> None:
         statement = self.sql.move_jobs
@@ -390,8 +296,9 @@ class ClaimApplier:
 
 def _planned_execution(new: NewExecution, owner: str, now: datetime) -> Execution:
     """The stored form of a planner's row (as ``execution_from_new`` with ``for_owner``),
-    without validation: the planner builds it from job rows read back from our own
-    tables, so its values already have the model's types."""
+    without the model's validation: its enums and datetimes were checked with the plan
+    (:func:`~taskmgr.storage.inputs.checked_plan`), and the planner builds the rest from
+    job rows read back from our own tables, so it already has the model's types."""
     running = new.status is ExecutionStatus.RUNNING
     kwargs = dict(new.kwargs)
     return trusted_model(

@@ -1,0 +1,221 @@
+"""Checks of what callers hand to a storage backend, shared by every backend.
+
+Each check raises the :class:`~taskmgr.exceptions.InvalidInputError` subclass naming
+the field, and runs before anything is written (and before anything is read, except
+for a planner's plan, which is made from what a claim read), so the memory and SQL
+backends refuse the same inputs with the same error. Datetimes are normalised to UTC
+(the form the SQL backend reads back), so both hand out equal values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from taskmgr.core.models import ExecutionStatus, ExecutionTrigger, Instance
+from taskmgr.core.validation import ensure_aware, reraise_validation
+from taskmgr.exceptions import InvalidInputError
+from taskmgr.storage.base import (
+    ClaimPlan,
+    ExecutionFilter,
+    JobAdvance,
+    NewExecution,
+    Outcome,
+    PendingDecision,
+)
+
+__all__ = [
+    "build",
+    "checked_cursor",
+    "checked_filter",
+    "checked_instance",
+    "checked_limit",
+    "checked_outcome",
+    "checked_plan",
+    "member",
+    "members",
+    "utc",
+    "validated",
+]
+
+EnumT = TypeVar("EnumT", bound=Enum)
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def utc(value: object, field: str) -> datetime:
+    """``value`` as an aware UTC datetime; a naive one (or no datetime) is refused."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value  # the common case, kept cheap: claims and outcomes pass here
+    moment = ensure_aware(value, field)
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
+def _utc_or_none(value: object, field: str) -> datetime | None:
+    return None if value is None else utc(value, field)
+
+
+def member(enum: type[EnumT], value: object, field: str) -> EnumT:
+    """``value`` as a member of ``enum`` (a member or its value)."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in enum)
+        raise InvalidInputError(f"must be one of {allowed}, got {value!r}", field=field) from None
+
+
+def members(enum: type[EnumT], values: Iterable[object], field: str) -> tuple[EnumT, ...]:
+    return tuple(member(enum, value, field) for value in values)
+
+
+def checked_limit(value: object, field: str = "limit") -> int:
+    """A row limit: an integer of at least 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(f"must be an integer >= 0, got {value!r}", field=field)
+    return value
+
+
+def validated(model: ModelT, changes: Mapping[str, Any] | None = None) -> ModelT:
+    """``model`` with ``changes``, validated as a new model (``model_copy(update=...)``
+    validates nothing) and with its datetimes in UTC (naive ones are refused)."""
+    data = dict(model.__dict__)
+    if changes:
+        data.update(changes)
+    return build(type(model), data)
+
+
+def build(cls: type[ModelT], data: Mapping[str, Any]) -> ModelT:
+    """``cls`` validated from ``data``, its datetimes in UTC (naive ones are refused)."""
+    try:
+        model = cls.model_validate(data)
+    except ValidationError as exc:
+        reraise_validation(exc)
+    fixes = {
+        name: utc(value, name)
+        for name, value in model.__dict__.items()
+        if isinstance(value, datetime) and value.tzinfo is not UTC
+    }
+    return model.model_copy(update=fixes) if fixes else model
+
+
+def checked_instance(instance: Instance) -> Instance:
+    """An instance row as given, validated again (it may have been built unvalidated)."""
+    if not isinstance(instance, Instance):
+        raise InvalidInputError(
+            f"must be an Instance, got {type(instance).__name__}", field="instance"
+        )
+    return validated(instance)
+
+
+def checked_outcome(outcome: Outcome) -> Outcome:
+    """An outcome with a final status and aware datetimes (its ``retry`` is checked
+    when it is inserted)."""
+    status = outcome.status
+    if type(status) is not ExecutionStatus:
+        status = member(ExecutionStatus, status, "status")
+    if not status.is_final:
+        raise InvalidInputError(
+            f"an outcome ends a run: must be a final status, got {status.value!r}", field="status"
+        )
+    started_at = _utc_or_none(outcome.started_at, "started_at")
+    completed_at = utc(outcome.completed_at, "completed_at")
+    if (
+        status is outcome.status
+        and started_at is outcome.started_at
+        and completed_at is outcome.completed_at
+    ):
+        return outcome  # the common case: nothing to replace
+    return dataclasses.replace(
+        outcome, status=status, started_at=started_at, completed_at=completed_at
+    )
+
+
+def checked_filter(filters: ExecutionFilter) -> ExecutionFilter:
+    """A history filter with statuses as members and its bounds in UTC."""
+    return ExecutionFilter(
+        job_key=filters.job_key,
+        statuses=members(ExecutionStatus, filters.statuses, "statuses"),
+        since=_utc_or_none(filters.since, "since"),
+        until=_utc_or_none(filters.until, "until"),
+        owner=filters.owner,
+    )
+
+
+def checked_cursor(before: tuple[datetime, str] | None) -> tuple[datetime, str] | None:
+    """A keyset position ``(created_at, id)``."""
+    if before is None:
+        return None
+    created_at, execution_id = before
+    if not isinstance(execution_id, str):
+        raise InvalidInputError(
+            f"must be an execution id, got {type(execution_id).__name__}", field="before"
+        )
+    return utc(created_at, "before"), execution_id
+
+
+# -- a planner's plan ----------------------------------------------------------------
+
+_NEW_TIMES = ("scheduled_for", "due_at", "created_at")
+_NEW_OPTIONAL_TIMES = ("dispatched_at", "completed_at")
+
+
+def checked_plan(plan: ClaimPlan) -> ClaimPlan:
+    """A planner's plan, checked whole before any of it is applied (so whether it is
+    refused does not depend on which compare-and-sets win): enums as members,
+    datetimes in UTC, and decisions that move a pending execution on (to ``running``
+    or a final status). The rest of each row is checked when it is stored."""
+    advances = [_checked_advance(advance) for advance in plan.advances]
+    pending = [_checked_decision(decision) for decision in plan.pending]
+    return ClaimPlan(advances=advances, pending=pending, orphan_job_ids=plan.orphan_job_ids)
+
+
+def _checked_advance(advance: JobAdvance) -> JobAdvance:
+    expected = utc(advance.expected_next_run_at, "expected_next_run_at")
+    following = _utc_or_none(advance.next_run_at, "next_run_at")
+    last = _utc_or_none(advance.last_run_at, "last_run_at")
+    rows = [_checked_new(new) for new in advance.executions]
+    if (
+        expected is advance.expected_next_run_at
+        and following is advance.next_run_at
+        and last is advance.last_run_at
+        and all(row is new for row, new in zip(rows, advance.executions, strict=True))
+    ):
+        return advance  # the common case: nothing to replace
+    return dataclasses.replace(
+        advance,
+        expected_next_run_at=expected,
+        next_run_at=following,
+        last_run_at=last,
+        executions=rows,
+    )
+
+
+def _checked_new(new: NewExecution) -> NewExecution:
+    changes: dict[str, Any] = {}
+    if type(new.trigger) is not ExecutionTrigger:
+        changes["trigger"] = member(ExecutionTrigger, new.trigger, "trigger")
+    if type(new.status) is not ExecutionStatus:
+        changes["status"] = member(ExecutionStatus, new.status, "status")
+    for name in _NEW_TIMES + _NEW_OPTIONAL_TIMES:
+        value = getattr(new, name)
+        moment = utc(value, name) if name in _NEW_TIMES else _utc_or_none(value, name)
+        if moment is not value:
+            changes[name] = moment
+    return dataclasses.replace(new, **changes) if changes else new
+
+
+def _checked_decision(decision: PendingDecision) -> PendingDecision:
+    status = decision.status
+    if type(status) is not ExecutionStatus:
+        status = member(ExecutionStatus, status, "status")
+    if status is ExecutionStatus.PENDING:
+        raise InvalidInputError(
+            "a decision moves a pending execution on: must be running or a final status, "
+            "got 'pending'",
+            field="status",
+        )
+    return decision if status is decision.status else dataclasses.replace(decision, status=status)

@@ -1,0 +1,107 @@
+"""A claim on the memory backend: read the due work, ask the planner, apply its plan,
+as the SQL backend's claim transaction does (:mod:`taskmgr.storage.sqlalchemy.claim`).
+The caller holds the storage's lock and an :meth:`~.state.State.atomic` block."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from taskmgr.core.models import ExecutionStatus, JobState
+from taskmgr.storage.base import ClaimBatch, Claimed, JobAdvance, PendingDecision, Planner
+from taskmgr.storage.common import execution_from_new, for_owner
+from taskmgr.storage.inputs import checked_plan, validated
+from taskmgr.storage.memory import queries
+from taskmgr.storage.memory.state import State, slot_of
+
+__all__ = ["claim"]
+
+
+def claim(
+    state: State, *, now: datetime, owner: str, limit: int, planner: Planner
+) -> list[Claimed]:
+    due_jobs = queries.due_jobs(state, now, limit)
+    due_pending = queries.due_pending(state, now, limit)
+    referenced = {job.id for job in due_jobs} | {e.job_id for e in due_pending}
+    jobs = {job_id: state.jobs[job_id] for job_id in sorted(referenced) if job_id in state.jobs}
+    batch = ClaimBatch(
+        now=now,
+        due_jobs=due_jobs,
+        due_pending=due_pending,
+        jobs=jobs,
+        active=queries.active_counts(state, jobs),
+    )
+    plan = checked_plan(planner(batch))
+    claimed = _advance(state, plan.advances, owner, now)
+    claimed += _decide(state, plan.pending, owner, now)
+    _orphan(state, plan.orphan_job_ids, now)
+    return claimed
+
+
+def _advance(
+    state: State, advances: Sequence[JobAdvance], owner: str, now: datetime
+) -> list[Claimed]:
+    """Each advance is a compare-and-set on ``next_run_at``; it loses as a whole when
+    one of its executions has an id or a slot already stored (or twice in itself)."""
+    claimed: list[Claimed] = []
+    for advance in advances:
+        job = state.jobs.get(advance.job_id)
+        if job is None or job.next_run_at != advance.expected_next_run_at:
+            continue
+        ids = {new.id for new in advance.executions}
+        slots = {slot_of(new) for new in advance.executions}
+        if (
+            len(ids) != len(advance.executions)
+            or len(slots) != len(advance.executions)
+            or any(state.taken(new) for new in advance.executions)
+        ):
+            continue
+        changes: dict[str, Any] = {"next_run_at": advance.next_run_at}
+        if advance.last_run_at is not None:
+            changes["last_run_at"] = advance.last_run_at
+        job = validated(job, changes)
+        state.put_job(job)
+        for new in advance.executions:
+            execution = execution_from_new(new, **for_owner(new, owner, now))
+            state.put_execution(execution)
+            if execution.status is ExecutionStatus.RUNNING:
+                claimed.append(Claimed(execution, job))
+    return claimed
+
+
+def _decide(
+    state: State, decisions: Sequence[PendingDecision], owner: str, now: datetime
+) -> list[Claimed]:
+    """Each decision applies only to an execution still pending."""
+    claimed: list[Claimed] = []
+    for decision in decisions:
+        found = state.executions.get(decision.execution_id)
+        if found is None or found.status is not ExecutionStatus.PENDING:
+            continue
+        if decision.status is ExecutionStatus.RUNNING:
+            job = state.jobs.get(found.job_id)
+            if job is None:
+                continue  # nothing could run it; the next claim cancels it
+            found = validated(
+                found, {"status": ExecutionStatus.RUNNING, "owner": owner, "dispatched_at": now}
+            )
+            claimed.append(Claimed(found, job))
+        else:
+            changes: dict[str, Any] = {"status": decision.status, "completed_at": now}
+            if decision.error_message is not None:  # None keeps the message it had
+                changes["error_message"] = decision.error_message
+            found = validated(found, changes)
+        state.put_execution(found)
+    return claimed
+
+
+def _orphan(state: State, job_ids: Sequence[int], now: datetime) -> None:
+    for job_id in job_ids:
+        job = state.jobs.get(job_id)
+        if job is not None and job.state is not JobState.ORPHANED:
+            state.put_job(
+                validated(
+                    job, {"state": JobState.ORPHANED, "version": job.version + 1, "updated_at": now}
+                )
+            )

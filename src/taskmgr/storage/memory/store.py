@@ -1,0 +1,416 @@
+"""``MemoryStorage``: the storage contract in dicts, for tests and ephemeral use.
+
+It keeps the same promises as the SQL backend within one process (one lock makes
+every method atomic, an undo journal makes a failed one write nothing) and loses
+everything when the process ends. Stored values are frozen pydantic models, so
+handing them out needs no copies; every change builds a validated model, so bad
+input is refused with the same error as on SQL.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from taskmgr.core.models import (
+    Execution,
+    ExecutionStatus,
+    Instance,
+    InstanceStatus,
+    Job,
+    JobDefinition,
+    JobSource,
+    JobState,
+)
+from taskmgr.exceptions import (
+    ExecutionNotFoundError,
+    JobBusyError,
+    JobExistsError,
+    JobNotFoundError,
+    VersionConflictError,
+)
+from taskmgr.storage.base import (
+    Claimed,
+    ExecutionFilter,
+    HistorySummary,
+    NewExecution,
+    Outcome,
+    Planner,
+    Storage,
+)
+from taskmgr.storage.common import (
+    JOB_DELETED_BEFORE_START,
+    apply_job_changes,
+    execution_conflict,
+    execution_from_new,
+    job_from_definition,
+)
+from taskmgr.storage.inputs import (
+    checked_cursor,
+    checked_filter,
+    checked_instance,
+    checked_limit,
+    checked_outcome,
+    member,
+    members,
+    utc,
+    validated,
+)
+from taskmgr.storage.memory import liveness, queries
+from taskmgr.storage.memory.claim import claim as apply_claim
+from taskmgr.storage.memory.state import State
+
+__all__ = ["MemoryStorage"]
+
+
+class MemoryStorage(Storage):
+    """Everything in dicts behind one re-entrant lock. ``open``/``close`` keep the data,
+    so a service can be restarted on the same storage in a test."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._state = State()
+        self._subscribers: list[Callable[[], None]] = []
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def after_fork(self) -> None:
+        # the data stays (a copy, private to the child); a lock held by another
+        # thread of the parent at fork time would never be released here
+        self._lock = threading.RLock()
+
+    # -- jobs ----------------------------------------------------------------
+
+    def add_job(
+        self,
+        definition: JobDefinition,
+        *,
+        source: JobSource,
+        state: JobState,
+        next_run_at: datetime | None,
+        fingerprint: str | None,
+        now: datetime,
+    ) -> Job:
+        # validated before anything is looked up, as on SQL
+        draft = job_from_definition(
+            definition,
+            job_id=0,
+            source=source,
+            state=state,
+            next_run_at=next_run_at,
+            fingerprint=fingerprint,
+            now=now,
+        )
+        with self._lock:
+            st = self._state
+            if draft.key in st.job_ids:
+                raise JobExistsError(draft.key)
+            job = validated(draft, {"id": st.next_job_id})
+            st.next_job_id += 1
+            st.put_job(job)
+        self._notify()
+        return job
+
+    def _job_by_key(self, key: str) -> Job:
+        job = self._state.job_by_key(key)
+        if job is None:
+            raise JobNotFoundError(key)
+        return job
+
+    def get_job(self, key: str) -> Job:
+        with self._lock:
+            return self._job_by_key(key)
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] = (),
+        source: JobSource | None = None,
+        after_key: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        wanted = set(members(JobState, states, "states"))
+        origin = None if source is None else member(JobSource, source, "source")
+        if limit is not None:
+            checked_limit(limit)
+        with self._lock:
+            found = queries.jobs_matching(self._state, wanted, origin, after_key)
+        return found if limit is None else found[:limit]
+
+    def update_job(
+        self,
+        key: str,
+        changes: Mapping[str, Any],
+        *,
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> Job:
+        now = utc(now, "now")
+        with self._lock:
+            job = self._job_by_key(key)
+            if expected_version is not None and job.version != expected_version:
+                raise VersionConflictError(
+                    f"job {key!r} is at version {job.version}, not {expected_version}"
+                )
+            updated = apply_job_changes(job, changes, now=now)
+            self._state.put_job(updated)
+        self._notify()
+        return updated
+
+    def delete_job(self, key: str, *, now: datetime) -> None:
+        now = utc(now, "now")
+        with self._lock:
+            st = self._state
+            job = self._job_by_key(key)
+            with st.atomic():
+                st.drop_job(job)
+                for execution in list(st.executions.values()):
+                    if execution.job_id == job.id and execution.status is ExecutionStatus.PENDING:
+                        st.put_execution(
+                            validated(
+                                execution,
+                                {"status": ExecutionStatus.CANCELLED, "completed_at": now},
+                            )
+                        )
+        self._notify()
+
+    # -- scheduling ------------------------------------------------------------
+
+    def claim(self, *, now: datetime, owner: str, limit: int, planner: Planner) -> list[Claimed]:
+        now = utc(now, "now")
+        checked_limit(limit)
+        with self._lock:
+            me = self._state.instances.get(owner)
+            if me is not None and me.status is not InstanceStatus.RUNNING:
+                return []
+            with self._state.atomic():
+                return apply_claim(self._state, now=now, owner=owner, limit=limit, planner=planner)
+
+    def next_due_at(self) -> datetime | None:
+        with self._lock:
+            return queries.next_due_at(self._state)
+
+    # -- executions ----------------------------------------------------------------
+
+    def add_execution(self, new: NewExecution, *, max_active: int | None = None) -> Execution:
+        execution = execution_from_new(new)  # validated first, as on SQL
+        with self._lock:
+            st = self._state
+            if new.job_id not in st.jobs:
+                raise JobNotFoundError(new.job_key)
+            if max_active is not None:
+                active = queries.active_counts(st, [new.job_id])[new.job_id]
+                if active >= max_active:
+                    raise JobBusyError(
+                        f"job {new.job_key!r} has {active} active run(s) (limit {max_active})"
+                    )
+            if st.taken(execution):
+                raise execution_conflict(execution)
+            st.put_execution(execution)
+        self._notify()
+        return execution
+
+    def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        outcomes = [checked_outcome(outcome) for outcome in outcomes]
+        with self._lock, self._state.atomic():
+            st = self._state
+            applied: list[bool] = []
+            for outcome in outcomes:
+                execution = st.executions.get(outcome.execution_id)
+                if (
+                    execution is None
+                    or execution.status is not ExecutionStatus.RUNNING
+                    or execution.owner != outcome.owner
+                ):
+                    applied.append(False)
+                    continue
+                ended = {
+                    "status": outcome.status,
+                    "started_at": outcome.started_at,
+                    "completed_at": outcome.completed_at,
+                    "duration_ms": outcome.duration_ms,
+                    "error_type": outcome.error_type,
+                    "error_message": outcome.error_message,
+                    "traceback": outcome.traceback,
+                    "result_summary": copy.deepcopy(outcome.result_summary),
+                }
+                st.put_execution(validated(execution, ended))
+                if outcome.retry is not None:
+                    retry = execution_from_new(outcome.retry)
+                    if not st.taken(retry):
+                        st.put_execution(retry)
+                applied.append(True)
+            return applied
+
+    def take_over(
+        self,
+        execution_id: str,
+        *,
+        from_owner: str,
+        to_owner: str,
+        attempt: int,
+        now: datetime,
+        celery_task_id: str | None = None,
+    ) -> Claimed | None:
+        now = utc(now, "now")
+        with self._lock:
+            st = self._state
+            taker = st.instances.get(to_owner)
+            if taker is not None and taker.status is not InstanceStatus.RUNNING:
+                return None
+            execution = st.executions.get(execution_id)
+            if (
+                execution is None
+                or execution.status is not ExecutionStatus.RUNNING
+                or execution.owner != from_owner
+                or execution.attempt != attempt
+            ):
+                return None
+            job = st.jobs.get(execution.job_id)
+            if job is None:
+                cancelled = {
+                    "status": ExecutionStatus.CANCELLED,
+                    "completed_at": now,
+                    "error_message": JOB_DELETED_BEFORE_START,
+                }
+                st.put_execution(validated(execution, cancelled))
+                return None
+            execution = validated(
+                execution, {"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
+            )
+            st.put_execution(execution)
+            return Claimed(execution, job)
+
+    def release(self, execution_id: str, *, owner: str, due_at: datetime) -> bool:
+        due_at = utc(due_at, "due_at")
+        with self._lock:
+            execution = self._state.executions.get(execution_id)
+            if (
+                execution is None
+                or execution.status is not ExecutionStatus.RUNNING
+                or execution.owner != owner
+            ):
+                return False
+            pending = {
+                "status": ExecutionStatus.PENDING,
+                "owner": None,
+                "dispatched_at": None,
+                "started_at": None,
+                "due_at": due_at,
+            }
+            self._state.put_execution(validated(execution, pending))
+        self._notify()
+        return True
+
+    def get_execution(self, execution_id: str) -> Execution:
+        with self._lock:
+            execution = self._state.executions.get(execution_id)
+        if execution is None:
+            raise ExecutionNotFoundError(execution_id)
+        return execution
+
+    def list_executions(
+        self,
+        filters: ExecutionFilter,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Execution]:
+        filters = checked_filter(filters)
+        checked_limit(limit)
+        before = checked_cursor(before)
+        with self._lock:
+            return queries.matching(self._state, filters, before)[:limit]
+
+    def delete_finished_executions(
+        self,
+        *,
+        completed_before: datetime,
+        limit: int,
+        statuses: Sequence[ExecutionStatus] | None = None,
+    ) -> int:
+        completed_before = utc(completed_before, "completed_before")
+        checked_limit(limit)
+        wanted = None if statuses is None else set(members(ExecutionStatus, statuses, "statuses"))
+        with self._lock, self._state.atomic():
+            st = self._state
+            old = queries.finished_before(st, completed_before, wanted)[:limit]
+            for execution in old:
+                st.drop_execution(execution)
+            return len(old)
+
+    def history_summary(self) -> HistorySummary:
+        with self._lock:
+            return queries.history_summary(self._state)
+
+    # -- instances -----------------------------------------------------------------
+
+    def register_instance(self, instance: Instance) -> None:
+        instance = checked_instance(instance)
+        with self._lock:
+            self._state.put(self._state.instances, instance.id, instance)
+
+    def heartbeat(self, instance_id: str, *, now: datetime) -> bool:
+        now = utc(now, "now")
+        with self._lock:
+            instance = self._state.instances.get(instance_id)
+            if instance is None or instance.status is not InstanceStatus.RUNNING:
+                return False
+            beat = validated(instance, {"last_heartbeat": now})
+            self._state.put(self._state.instances, instance_id, beat)
+            return True
+
+    def set_instance_status(self, instance_id: str, status: InstanceStatus) -> None:
+        status = member(InstanceStatus, status, "status")
+        with self._lock:
+            instance = self._state.instances.get(instance_id)
+            if instance is not None:
+                changed = validated(instance, {"status": status})
+                self._state.put(self._state.instances, instance_id, changed)
+
+    def list_instances(self) -> list[Instance]:
+        with self._lock:
+            instances = list(self._state.instances.values())
+        return sorted(instances, key=lambda i: (i.started_at, i.id), reverse=True)
+
+    def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed]:
+        heartbeat_before, now = utc(heartbeat_before, "heartbeat_before"), utc(now, "now")
+        with self._lock, self._state.atomic():
+            return liveness.reap(self._state, heartbeat_before=heartbeat_before, now=now)
+
+    def delete_instances(self, *, last_heartbeat_before: datetime) -> int:
+        last_heartbeat_before = utc(last_heartbeat_before, "last_heartbeat_before")
+        with self._lock:
+            st = self._state
+            old = liveness.deletable_instances(st, last_heartbeat_before)
+            for instance_id in old:
+                st.drop(st.instances, instance_id)
+            return len(old)
+
+    # -- change notifications (in-process) -------------------------------------------
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            callback()

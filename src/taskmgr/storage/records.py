@@ -1,0 +1,155 @@
+"""The plain values the storage port takes and returns besides the models of
+:mod:`taskmgr.core.models`: rows to insert, what a claim reads and writes, outcomes,
+history filters and summaries. :mod:`taskmgr.storage.base` re-exports each of them
+with the :class:`~taskmgr.storage.base.Storage` methods that use them, whose
+docstrings say what every backend does with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from taskmgr.core.models import Execution, ExecutionStatus, ExecutionTrigger, Job
+
+__all__ = [
+    "ClaimBatch",
+    "ClaimPlan",
+    "Claimed",
+    "ExecutionFilter",
+    "HistorySummary",
+    "JobAdvance",
+    "NewExecution",
+    "Outcome",
+    "PendingDecision",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewExecution:
+    """An execution row to insert. ``id`` is chosen by the caller (a UUID string)."""
+
+    id: str
+    job_id: int
+    job_key: str
+    scheduled_for: datetime
+    attempt: int
+    trigger: ExecutionTrigger
+    status: ExecutionStatus
+    due_at: datetime
+    created_at: datetime
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queued: bool = False
+    owner: str | None = None
+    actor: str | None = None
+    dispatched_at: datetime | None = None
+    completed_at: datetime | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobAdvance:
+    """Move a due job's ``next_run_at`` from ``expected_next_run_at`` to ``next_run_at``
+    (compare-and-set) and, only if that wins, insert ``executions``. ``last_run_at``
+    None keeps the job's."""
+
+    job_id: int
+    expected_next_run_at: datetime
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    executions: Sequence[NewExecution] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDecision:
+    """Move a ``pending`` execution to ``status`` (``running`` to start it, or a final
+    status such as ``cancelled``/``skipped``), only if it is still pending.
+    ``error_message`` None keeps the message the execution had; any string, even an
+    empty one, replaces it."""
+
+    execution_id: str
+    status: ExecutionStatus
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimBatch:
+    """What the planner sees inside the claim transaction."""
+
+    now: datetime
+    #: Active jobs with ``next_run_at <= now``, earliest first (at most ``limit``).
+    due_jobs: Sequence[Job]
+    #: Pending executions with ``due_at <= now``, earliest first (at most ``limit``).
+    #:
+    #: Rows due at the same instant come in insertion order (jobs: also by id) on the
+    #: memory backend and SQLite (the index's order); on PostgreSQL in the order the
+    #: index returns them, close to insertion order but not promised. The claim's
+    #: statements keep the index's order because sorting ties costs the hot path a
+    #: sort, so when more rows tie than ``limit`` takes, which are read first is
+    #: promised only on the memory backend and SQLite.
+    due_pending: Sequence[Execution]
+    #: Every job referenced by ``due_jobs`` or ``due_pending`` that still exists, by id.
+    jobs: Mapping[int, Job]
+    #: Executions counted against ``max_instances``
+    #: (:func:`taskmgr.core.rules.is_active_run`: running, plus pending that are not
+    #: queued), per job id in ``jobs``.
+    active: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPlan:
+    """What the planner returns: the writes of one claim, applied in this order."""
+
+    advances: Sequence[JobAdvance] = ()
+    pending: Sequence[PendingDecision] = ()
+    #: Jobs to mark ``orphaned`` (their function is not registered).
+    orphan_job_ids: Sequence[int] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An execution this owner now runs, with its job as it was when claimed."""
+
+    execution: Execution
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of a running execution, written only if ``owner`` still owns it.
+    ``status`` is a final status."""
+
+    execution_id: str
+    owner: str
+    status: ExecutionStatus
+    started_at: datetime | None
+    completed_at: datetime
+    duration_ms: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    result_summary: Any = None
+    #: The next attempt, inserted in the same transaction when the outcome is written.
+    retry: NewExecution | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFilter:
+    job_key: str | None = None
+    statuses: Sequence[ExecutionStatus] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    #: Only executions whose ``owner`` is this instance id.
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySummary:
+    """What the stored history holds, aggregated (see ``Storage.history_summary``)."""
+
+    #: Number of executions per ``(job_key, status)``; absent pairs have none.
+    counts: Mapping[tuple[str, ExecutionStatus], int] = field(default_factory=dict)
+    #: The latest ``completed_at`` of a successful execution, per job key.
+    last_success: Mapping[str, datetime] = field(default_factory=dict)

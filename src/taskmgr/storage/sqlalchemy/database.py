@@ -1,0 +1,196 @@
+"""The SQL backend's connection to its database: URL or engine, tables, schema check,
+transactions, row locks, change notifications and the database's clock.
+
+:class:`Database` is the base that the backend's operations (:mod:`.jobs`,
+:mod:`.executions`, :mod:`.instances`) are written against; :mod:`.store` composes
+them into ``SQLAlchemyStorage``. Every operation is one short transaction from
+:meth:`Database._tx`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from taskmgr.exceptions import ServiceStateError, StorageError, TaskmgrError
+from taskmgr.storage.base import Storage
+from taskmgr.storage.sqlalchemy import migrate
+from taskmgr.storage.sqlalchemy.engine import create_engine, describe_error
+from taskmgr.storage.sqlalchemy.notify import ChangeListener, channel_name, send_notify
+from taskmgr.storage.sqlalchemy.statements import Statements, statements
+from taskmgr.storage.sqlalchemy.tables import Tables, build_tables
+
+__all__ = ["DEFAULT_URL", "Database"]
+
+DEFAULT_URL = "sqlite:///taskmgr.db"
+_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,19}")
+
+
+class Database(Storage):
+    """A storage's tables on one database, and how to run a transaction on them (the
+    constructor's parameters are described on ``SQLAlchemyStorage``)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        engine: Engine | None = None,
+        table_prefix: str = "taskmgr_",
+        schema: str | None = None,
+        auto_migrate: bool = False,
+    ) -> None:
+        if url is not None and engine is not None:
+            raise ValueError("pass either url or engine, not both")
+        if _PREFIX.fullmatch(table_prefix) is None:
+            raise ValueError(
+                f"table_prefix {table_prefix!r} must be 1-20 characters: a lowercase letter, "
+                "then lowercase letters, digits or '_'"
+            )
+        self._url = url or os.environ.get("TASKMGR_DATABASE_URL") or DEFAULT_URL
+        self._given_engine = engine
+        self._engine: Engine | None = None
+        self._prefix = table_prefix
+        self._schema = schema
+        self.auto_migrate = auto_migrate
+        self.tables: Tables = build_tables(table_prefix, schema)
+        self._sqlite = False
+        self._open_lock = threading.Lock()
+        # SQLite has one writer at a time; queueing this process's writers here is
+        # cheaper than letting them spin in SQLite's busy handler.
+        self._write_lock = threading.Lock()
+        # per thread: the next due time read at the end of that thread's last claim
+        self._next_due_hints = threading.local()
+        self._channel = channel_name(table_prefix, schema)
+        self._listener: ChangeListener | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise ServiceStateError("the storage is not open: call open() first")
+        return self._engine
+
+    def __repr__(self) -> str:
+        return f"SQLAlchemyStorage({self._safe_url()!r})"
+
+    def _safe_url(self) -> str:
+        """The URL without its password (or as given, when it does not even parse)."""
+        if self._given_engine is not None:
+            return self._given_engine.url.render_as_string(hide_password=True)
+        try:
+            return sa.make_url(self._url).render_as_string(hide_password=True)
+        except sa.exc.ArgumentError:
+            return "<unparseable URL>"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def open(self) -> None:
+        with self._open_lock:
+            if self._engine is not None:
+                return
+            try:
+                engine = self._given_engine or create_engine(self._url)
+            except sa.exc.SQLAlchemyError as exc:
+                raise StorageError(
+                    f"cannot use database URL {self._safe_url()!r}: {describe_error(exc)}"
+                ) from exc
+            try:
+                migrate.prepare(engine, self._prefix, self._schema, auto_migrate=self.auto_migrate)
+            except BaseException:
+                if self._given_engine is None:
+                    engine.dispose()
+                raise
+            self._sqlite = engine.dialect.name == "sqlite"
+            self._engine = engine
+
+    def close(self) -> None:
+        with self._open_lock:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                listener.close()
+            engine, self._engine = self._engine, None
+            if engine is not None and self._given_engine is None:
+                engine.dispose()
+
+    def after_fork(self) -> None:
+        # A forked child must not use (or close) the parent's pooled connections, and a
+        # lock another thread of the parent held at fork time would never be released.
+        self._open_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._listener = None
+        if self._engine is not None:
+            self._engine.dispose(close=False)
+
+    @contextmanager
+    def _tx(self, what: str, *, write: bool = True) -> Iterator[Connection]:
+        """One transaction; commits when the block ends without an exception."""
+        engine = self.engine
+        sqlite = self._sqlite
+        try:
+            with self._write_lock if sqlite and write else nullcontext(), engine.connect() as conn:
+                if sqlite:
+                    # Take the write lock up front: a deferred transaction that reads and
+                    # then writes can fail with SQLITE_BUSY without waiting.
+                    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield conn
+                conn.commit()
+        except TaskmgrError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"{what} failed: {describe_error(exc)}") from exc
+
+    def _lock(self, query: sa.Select[Any], *, skip_locked: bool = False) -> sa.Select[Any]:
+        if self._sqlite:
+            return query  # BEGIN IMMEDIATE already holds the database's write lock
+        return query.with_for_update(skip_locked=skip_locked)
+
+    def _changed(self, conn: Connection) -> None:
+        """Tell listening processes (delivered when the transaction commits)."""
+        if not self._sqlite:
+            send_notify(conn, self._channel)
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        if self._sqlite:
+            return super().subscribe(callback)  # no cross-process signal: polling
+        with self._open_lock:
+            if self._listener is None:
+                self._listener = ChangeListener(self.engine, self._channel)
+            listener = self._listener
+        return listener.subscribe(callback)
+
+    def schema_current(self) -> bool:
+        return (
+            migrate.current_revision(self.engine, self._prefix, self._schema)
+            == migrate.head_revision()
+        )
+
+    def database_now(self) -> datetime:
+        if self._sqlite:
+            return super().database_now()  # an embedded database: the host's clock
+        with self._tx("database_now", write=False) as conn:
+            value = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+    # -- for the operations ---------------------------------------------------------
+
+    def _statements(self) -> Statements:
+        """The hot path's statements, built once for these tables and this dialect."""
+        return statements(self.tables, sqlite=self._sqlite)
+
+    @property
+    def sqlite(self) -> bool:
+        """Whether the database is SQLite (known once open)."""
+        return self._sqlite
+
+    def _code_point_order(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        """``column`` compared by code point, whatever the database's collation (the
+        order the contract promises for text): SQLite compares text that way already,
+        PostgreSQL is told to (``COLLATE "C"``)."""
+        return column if self._sqlite else column.collate("C")

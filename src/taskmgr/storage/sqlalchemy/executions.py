@@ -1,0 +1,292 @@
+"""The SQL backend's execution operations: manual runs and retries, outcomes, the
+hand-over to a worker, and the history (listing, retention, summary)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from taskmgr.core.models import Execution, ExecutionStatus, InstanceStatus
+from taskmgr.exceptions import (
+    ExecutionNotFoundError,
+    JobBusyError,
+    JobNotFoundError,
+)
+from taskmgr.storage.base import Claimed, ExecutionFilter, HistorySummary, NewExecution, Outcome
+from taskmgr.storage.common import (
+    FINAL_STATUSES,
+    JOB_DELETED_BEFORE_START,
+    execution_conflict,
+    execution_from_new,
+)
+from taskmgr.storage.inputs import (
+    checked_cursor,
+    checked_filter,
+    checked_limit,
+    checked_outcome,
+    members,
+    utc,
+)
+from taskmgr.storage.sqlalchemy.database import Database
+from taskmgr.storage.sqlalchemy.rows import execution_from_row, execution_values, job_from_row
+from taskmgr.storage.sqlalchemy.statements import OUTCOME_COLUMNS, active_counts
+
+__all__ = ["ExecutionOperations"]
+
+_RUNNING = ExecutionStatus.RUNNING.value
+_PENDING = ExecutionStatus.PENDING.value
+_NOBODY = object()
+
+
+class ExecutionOperations(Database):
+    """The execution half of the storage contract (see
+    :class:`~taskmgr.storage.base.Storage`)."""
+
+    def add_execution(self, new: NewExecution, *, max_active: int | None = None) -> Execution:
+        jobs = self.tables.jobs
+        execution = execution_from_new(new)
+        with self._tx("add_execution") as conn:
+            # Locking the job row serialises this check with claims and other manual runs.
+            found = conn.execute(self._lock(sa.select(jobs.c.id).where(jobs.c.id == new.job_id)))
+            if found.first() is None:
+                raise JobNotFoundError(new.job_key)
+            if max_active is not None:
+                active = active_counts(conn, self._statements(), [new.job_id])[new.job_id]
+                if active >= max_active:
+                    raise JobBusyError(
+                        f"job {new.job_key!r} has {active} active run(s) (limit {max_active})"
+                    )
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(self.tables.executions), [execution_values(execution)])
+            except sa.exc.IntegrityError as exc:
+                raise execution_conflict(execution) from exc
+            self._changed(conn)
+        return execution
+
+    def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        if not outcomes:
+            return []
+        outcomes = [checked_outcome(outcome) for outcome in outcomes]
+        sql = self._statements()
+        ids = sorted({outcome.execution_id for outcome in outcomes})
+        with self._tx("record_outcomes") as conn:
+            # Lock in id order so concurrent writers (reap) cannot deadlock with us.
+            rows = conn.execute(sql.outcome_owners, {"b_ids": ids})
+            owners: dict[str, str | None] = {row.id: row.owner for row in rows}
+            applied: list[bool] = []
+            updates: list[dict[str, Any]] = []
+            retries: list[NewExecution] = []
+            for outcome in outcomes:
+                ok = owners.get(outcome.execution_id, _NOBODY) == outcome.owner
+                applied.append(ok)
+                if not ok:
+                    continue
+                del owners[outcome.execution_id]  # a second outcome for it is rejected
+                updates.append(_outcome_params(outcome))
+                if outcome.retry is not None:
+                    retries.append(outcome.retry)
+            if updates:
+                conn.execute(sql.outcome_update, updates)
+            if retries:
+                self.insert_executions(conn, [execution_from_new(r) for r in retries])
+        return applied
+
+    def insert_executions(self, conn: Connection, rows: Sequence[Execution]) -> None:
+        """Insert ``rows`` in one statement; if a slot already exists, insert the others
+        one by one and leave that one out (the existing row already covers the slot)."""
+        table = self.tables.executions
+        values = [execution_values(row) for row in rows]
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(table), values)
+        except sa.exc.IntegrityError:
+            for value in values:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(sa.insert(table), [value])
+                except sa.exc.IntegrityError:
+                    continue
+
+    def take_over(
+        self,
+        execution_id: str,
+        *,
+        from_owner: str,
+        to_owner: str,
+        attempt: int,
+        now: datetime,
+        celery_task_id: str | None = None,
+    ) -> Claimed | None:
+        now = utc(now, "now")
+        executions, jobs, i = self.tables.executions, self.tables.jobs, self.tables.instances.c
+        c = executions.c
+        with self._tx("take_over") as conn:
+            # like claim: a shared lock on the taker's row keeps the reaper from
+            # declaring it dead between this check and the commit
+            mine = sa.select(i.status).where(i.id == to_owner)
+            if not self._sqlite:
+                mine = mine.with_for_update(read=True)
+            status = conn.execute(mine).scalar()
+            if status is not None and status != InstanceStatus.RUNNING.value:
+                return None
+            row = (
+                conn.execute(
+                    self._lock(
+                        sa.select(executions).where(
+                            c.id == execution_id,
+                            c.status == _RUNNING,
+                            c.owner == from_owner,
+                            c.attempt == attempt,
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            job_row = (
+                conn.execute(sa.select(jobs).where(jobs.c.id == row["job_id"])).mappings().first()
+            )
+            changes: dict[str, Any]
+            if job_row is None:
+                changes = {
+                    "status": ExecutionStatus.CANCELLED.value,
+                    "completed_at": now,
+                    "error_message": JOB_DELETED_BEFORE_START,
+                }
+            else:
+                changes = {"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
+            conn.execute(
+                sa.update(executions)
+                .where(c.id == execution_id, c.status == _RUNNING, c.owner == from_owner)
+                .values(changes)
+            )
+            if job_row is None:
+                return None
+            execution = execution_from_row(row).model_copy(
+                update={"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
+            )
+            return Claimed(execution, job_from_row(job_row))
+
+    def release(self, execution_id: str, *, owner: str, due_at: datetime) -> bool:
+        due_at = utc(due_at, "due_at")
+        c = self.tables.executions.c
+        with self._tx("release") as conn:
+            result = conn.execute(
+                sa.update(self.tables.executions)
+                .where(c.id == execution_id, c.status == _RUNNING, c.owner == owner)
+                .values(
+                    status=_PENDING,
+                    owner=None,
+                    dispatched_at=None,
+                    started_at=None,
+                    due_at=due_at,
+                )
+            )
+            if result.rowcount == 1:
+                self._changed(conn)
+        return bool(result.rowcount == 1)
+
+    def get_execution(self, execution_id: str) -> Execution:
+        executions = self.tables.executions
+        with self._tx("get_execution", write=False) as conn:
+            row = (
+                conn.execute(sa.select(executions).where(executions.c.id == execution_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise ExecutionNotFoundError(execution_id)
+        return execution_from_row(row)
+
+    def list_executions(
+        self,
+        filters: ExecutionFilter,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Execution]:
+        filters = checked_filter(filters)
+        checked_limit(limit)
+        before = checked_cursor(before)
+        c = self.tables.executions.c
+        query = sa.select(self.tables.executions).order_by(c.created_at.desc(), c.id.desc())
+        if filters.job_key is not None:
+            query = query.where(c.job_key == filters.job_key)
+        if filters.statuses:
+            query = query.where(c.status.in_([s.value for s in filters.statuses]))
+        if filters.since is not None:
+            query = query.where(c.scheduled_for >= filters.since)
+        if filters.until is not None:
+            query = query.where(c.scheduled_for <= filters.until)
+        if filters.owner is not None:
+            query = query.where(c.owner == filters.owner)
+        if before is not None:
+            created_at, execution_id = before
+            query = query.where(
+                sa.or_(
+                    c.created_at < created_at,
+                    sa.and_(c.created_at == created_at, c.id < execution_id),
+                )
+            )
+        with self._tx("list_executions", write=False) as conn:
+            rows = conn.execute(query.limit(limit)).mappings().all()
+        return [execution_from_row(row) for row in rows]
+
+    def delete_finished_executions(
+        self,
+        *,
+        completed_before: datetime,
+        limit: int,
+        statuses: Sequence[ExecutionStatus] | None = None,
+    ) -> int:
+        completed_before = utc(completed_before, "completed_before")
+        checked_limit(limit)
+        asked = None if statuses is None else members(ExecutionStatus, statuses, "statuses")
+        wanted = [s for s in FINAL_STATUSES if asked is None or s in asked]
+        if limit == 0 or not wanted:
+            return 0
+        executions = self.tables.executions
+        c = executions.c
+        oldest = (
+            sa.select(c.id)
+            .where(
+                c.status.in_([s.value for s in wanted]),
+                c.completed_at < completed_before,
+            )
+            .order_by(c.completed_at, c.id)
+            .limit(limit)
+        )
+        with self._tx("delete_finished_executions") as conn:
+            result = conn.execute(sa.delete(executions).where(c.id.in_(oldest.scalar_subquery())))
+        return int(result.rowcount)
+
+    def history_summary(self) -> HistorySummary:
+        c = self.tables.executions.c
+        counts_query = sa.select(c.job_key, c.status, sa.func.count()).group_by(c.job_key, c.status)
+        success_query = (
+            sa.select(c.job_key, sa.func.max(c.completed_at, type_=c.completed_at.type))
+            .where(c.status == ExecutionStatus.SUCCESS.value)
+            .group_by(c.job_key)
+        )
+        with self._tx("history_summary", write=False) as conn:
+            counts = conn.execute(counts_query).all()
+            successes = conn.execute(success_query).all()
+        return HistorySummary(
+            counts={(key, ExecutionStatus(status)): int(n) for key, status, n in counts},
+            last_success={key: when for key, when in successes if when is not None},
+        )
+
+
+def _outcome_params(outcome: Outcome) -> dict[str, Any]:
+    params = {f"b_{name}": getattr(outcome, name) for name in OUTCOME_COLUMNS}
+    params["b_status"] = ExecutionStatus(outcome.status).value
+    params["b_id"] = outcome.execution_id
+    params["b_owner"] = outcome.owner
+    return params

@@ -1,0 +1,162 @@
+"""The statements of the hot path (claims, outcomes, the next due time), built once per
+tables and dialect, and the SQL form of the rules they share.
+
+A statement object reused with bound parameters skips SQLAlchemy's per-call
+construction and cache-key generation (the compiled form is cached by the engine).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from taskmgr.core.models import ExecutionStatus, JobState
+from taskmgr.storage.sqlalchemy.tables import Tables
+
+__all__ = ["OUTCOME_COLUMNS", "Statements", "active_counts", "active_run", "statements"]
+
+_PENDING = ExecutionStatus.PENDING.value
+_RUNNING = ExecutionStatus.RUNNING.value
+
+#: Execution columns an outcome writes.
+OUTCOME_COLUMNS = (
+    "status",
+    "started_at",
+    "completed_at",
+    "duration_ms",
+    "error_type",
+    "error_message",
+    "traceback",
+    "result_summary",
+)
+
+
+def active_run(executions: sa.Table) -> sa.ColumnElement[bool]:
+    """The rule :func:`taskmgr.core.rules.is_active_run` as a SQL condition on
+    ``executions``: a run counts against ``max_instances`` if it is running, or pending
+    and not queued. Every statement that counts active runs uses this one clause."""
+    c = executions.c
+    return sa.or_(c.status == _RUNNING, sa.and_(c.status == _PENDING, c.queued.is_(False)))
+
+
+class Statements:
+    """The hot path's statements for one set of tables on one dialect (see the module
+    docstring)."""
+
+    def __init__(self, tables: Tables, *, sqlite: bool) -> None:
+        jobs, executions = tables.jobs, tables.executions
+        j, c = jobs.c, executions.c
+
+        def lock(query: sa.Select[Any], *, skip_locked: bool = True) -> sa.Select[Any]:
+            return query if sqlite else query.with_for_update(skip_locked=skip_locked)
+
+        ids: sa.BindParameter[Any] = sa.bindparam("b_ids", expanding=True)
+        limit = sa.bindparam("b_limit", type_=sa.Integer)
+        self.due_jobs = lock(
+            sa.select(jobs)
+            .where(j.state == JobState.ACTIVE.value, j.next_run_at <= sa.bindparam("b_now"))
+            .order_by(j.next_run_at)
+            .limit(limit)
+        )
+        self.due_pending = lock(
+            sa.select(executions)
+            .where(c.status == _PENDING, c.due_at <= sa.bindparam("b_now"))
+            .order_by(c.due_at)
+            .limit(limit)
+        )
+        self.lock_jobs = lock(sa.select(jobs).where(j.id.in_(ids)))
+        self.lock_pending = lock(sa.select(executions).where(c.id.in_(ids), c.status == _PENDING))
+        self.existing_jobs = sa.select(j.id).where(j.id.in_(ids))
+        self.move_jobs = (
+            sa.update(jobs)
+            .where(j.id == sa.bindparam("b_id"), j.next_run_at == sa.bindparam("b_expected"))
+            .values(
+                next_run_at=sa.bindparam("b_next", type_=j.next_run_at.type),
+                last_run_at=sa.func.coalesce(
+                    sa.bindparam("b_last", type_=j.last_run_at.type), j.last_run_at
+                ),
+            )
+        )
+        self.insert_executions = sa.insert(executions)
+        i = tables.instances.c
+        self.instance_status = sa.select(i.status).where(i.id == sa.bindparam("b_owner"))
+        if not sqlite:
+            self.instance_status = self.instance_status.with_for_update(read=True)
+        next_job = (
+            sa.select(sa.func.min(j.next_run_at))
+            .where(j.state == JobState.ACTIVE.value)
+            .scalar_subquery()
+        )
+        next_pending = (
+            sa.select(sa.func.min(c.due_at))
+            .where(c.status == _PENDING, c.queued.is_(False))
+            .scalar_subquery()
+        )
+        self.next_due = sa.select(next_job, next_pending)
+        self.active_counts = (
+            sa.select(c.job_id, sa.func.count())
+            .where(c.job_id.in_(ids), active_run(executions))
+            .group_by(c.job_id)
+        )
+        self.outcome_owners = lock(
+            sa.select(c.id, c.owner).where(c.id.in_(ids), c.status == _RUNNING), skip_locked=False
+        ).order_by(c.id)
+        self.outcome_update = (
+            sa.update(executions)
+            .where(
+                c.id == sa.bindparam("b_id"),
+                c.owner == sa.bindparam("b_owner"),
+                c.status == _RUNNING,
+            )
+            .values({name: sa.bindparam(f"b_{name}") for name in OUTCOME_COLUMNS})
+        )
+        pending_row = sa.and_(c.id == sa.bindparam("b_id"), c.status == _PENDING)
+        self.start_pending = (
+            sa.update(executions)
+            .where(pending_row)
+            .values(
+                status=ExecutionStatus.RUNNING.value,
+                owner=sa.bindparam("b_owner", type_=c.owner.type),
+                dispatched_at=sa.bindparam("b_now", type_=c.dispatched_at.type),
+            )
+        )
+        self.finish_pending = (
+            sa.update(executions)
+            .where(pending_row)
+            .values(
+                status=sa.bindparam("b_status", type_=c.status.type),
+                completed_at=sa.bindparam("b_now", type_=c.completed_at.type),
+                error_message=sa.func.coalesce(
+                    sa.bindparam("b_message", type_=c.error_message.type), c.error_message
+                ),
+            )
+        )
+
+
+_statements: weakref.WeakKeyDictionary[Tables, dict[bool, Statements]] = weakref.WeakKeyDictionary()
+
+
+def statements(tables: Tables, *, sqlite: bool) -> Statements:
+    """The statements for ``tables`` on SQLite or PostgreSQL, built on first use."""
+    by_dialect = _statements.get(tables)
+    if by_dialect is None:
+        by_dialect = _statements.setdefault(tables, {})
+    built = by_dialect.get(sqlite)
+    if built is None:
+        built = by_dialect[sqlite] = Statements(tables, sqlite=sqlite)
+    return built
+
+
+def active_counts(conn: Connection, sql: Statements, job_ids: Sequence[int]) -> dict[int, int]:
+    """Executions counted against ``max_instances`` (see :func:`active_run`), per job id
+    in ``job_ids`` (0 for a job with none)."""
+    if not job_ids:
+        return {}
+    rows = conn.execute(sql.active_counts, {"b_ids": list(job_ids)})
+    counts = dict.fromkeys(job_ids, 0)
+    counts.update({job_id: count for job_id, count in rows})  # noqa: C416
+    return counts

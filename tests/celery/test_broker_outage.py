@@ -1,4 +1,4 @@
-"""The broker goes away while the scheduler publishes (F7/F8): a private Redis without
+"""The broker goes away while the scheduler publishes: a private Redis without
 persistence is killed and started again on the same port. Executions claimed while it
 was down wait as ``pending`` and are published when it is back; messages that died
 with it are published again; every slot runs once."""

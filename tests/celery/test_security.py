@@ -1,4 +1,4 @@
-"""A worker runs only what the host registered, from JSON messages only (G6, F28):
+"""A worker runs only what the host registered, from JSON messages only (docs/guarantees.md, G6):
 a pickle body, a message taskmgr did not write and an execution whose function the
 worker does not have are all refused without running anything, and the worker keeps
 working."""

@@ -5,12 +5,14 @@ Usage::
     python -m tests.procs.run_service DATABASE_URL [--poll-interval S]
         [--heartbeat-interval S] [--heartbeat-timeout S] [--sweep-interval S]
         [--max-workers N] [--module tests.jobs.anchored ...]
+        [--pause-at after_claim_commit|after_execute --marker PATH] [--uncoordinated]
 
 Registers ``tests.jobs.witness`` (``witness``, ``witness_slow``) and every
 ``@scheduled_job`` of each ``--module``. Prints "ready <instance id>" once started;
 shuts down cleanly on SIGTERM/SIGINT and prints "stopped". Logs go to stderr at
 WARNING (taskmgr's fault, reaper and fencing messages are warnings or errors).
-The fault-injection switches of ``taskmgr.scheduling.faults`` are read from the environment.
+``--pause-at``/``--marker`` and ``--uncoordinated`` wrap the storage in
+``tests.faults.FaultyStorage`` (see there).
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from taskmgr import InlineDispatcher, SchedulerService
+from taskmgr.storage import SQLAlchemyStorage
+from tests.faults import POINTS, FaultyStorage
 from tests.jobs.witness import witness, witness_slow
 
 
@@ -35,6 +40,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sweep-interval", type=float, default=5.0)
     parser.add_argument("--max-workers", type=int, default=8)
     parser.add_argument("--module", action="append", default=[])
+    parser.add_argument("--pause-at", choices=POINTS, default=None)
+    parser.add_argument("--marker", type=Path, default=None)
+    parser.add_argument("--uncoordinated", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -48,8 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    storage = SQLAlchemyStorage(args.url)
+    if args.pause_at or args.uncoordinated:
+        storage = FaultyStorage(
+            storage, pause_at=args.pause_at, marker=args.marker, uncoordinated=args.uncoordinated
+        )
     service = SchedulerService(
-        args.url,
+        storage,
         jobs=[witness, witness_slow, *(importlib.import_module(m) for m in args.module)],
         dispatcher=InlineDispatcher(max_workers=args.max_workers),
         poll_interval=args.poll_interval,
@@ -60,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     with service:
         print("ready", service.instance_id, flush=True)
         stop.wait()
+    storage.close()
     print("stopped", flush=True)
 
 

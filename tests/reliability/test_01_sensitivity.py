@@ -1,5 +1,5 @@
-"""Sensitivity check (F2): with slot claiming bypassed by the test-only switch
-``TASKMGR_FAULT_UNCOORDINATED=1``, the very harness the other scenarios use reports
+"""Sensitivity check: with slot claiming bypassed by the test-only switch
+``--uncoordinated`` (``tests/faults.py``), the very harness the other scenarios use reports
 duplicate starts. If it did not, it could not see duplicates at all and every
 "duplicates 0" below would mean nothing."""
 
@@ -34,7 +34,7 @@ def test_uncoordinated_processes_are_seen_starting_slots_twice(postgres_url, mak
     anchor = next_second(time.time(), lead=2.5)
     create_interval_jobs(postgres_url, keys, anchor)
     cluster = make_cluster(postgres_url)
-    cluster.start(PROCESSES, env={"TASKMGR_FAULT_UNCOORDINATED": "1"})
+    cluster.start(PROCESSES, args=["--uncoordinated"])
     sleep_until(anchor.timestamp() + SLOTS - 0.5)
     cluster.stop()
 

@@ -1,4 +1,4 @@
-"""F1: three instances, 100 jobs every second. Every slot starts exactly once
+"""Three instances, 100 jobs every second. Every slot starts exactly once
 (counted from the witness table) and the work is spread over all instances."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""F3: SIGKILL one instance at each step of a fire, with survivors running.
+"""SIGKILL one instance at each step of a fire, with survivors running.
 
 - ``after_claim_commit``: the victim claimed the slots (committed) and is parked by
   the fault hook before dispatching them: nothing ran.
@@ -72,8 +72,7 @@ def test_sigkill_during_a_fire(point, postgres_url, make_cluster, timings, summa
         survivors = [p for p in survivors_and_victim if p is not victim]
     else:
         # the victim runs alone until the hook parks it holding the first slots
-        env = {"TASKMGR_FAULT_PAUSE_AT": point, "TASKMGR_FAULT_MARKER": str(marker)}
-        [victim] = cluster.start(1, env=env)
+        [victim] = cluster.start(1, args=["--pause-at", point, "--marker", str(marker)])
         anchor = next_second(time.time(), lead=1.0)
         create_interval_jobs(url, retry_keys, anchor, max_retries=1, retry_backoff=RETRY_BACKOFF)
         create_interval_jobs(url, once_keys, anchor)

@@ -1,4 +1,4 @@
-"""F5, the zombie: SIGSTOP an instance while it runs a job, for longer than its
+"""The zombie: SIGSTOP an instance while it runs a job, for longer than its
 heartbeat timeout, then SIGCONT. The survivors keep firing; the frozen instance's
 executions are declared ``lost``; when it wakes, its late outcomes are rejected by
 the ``(owner, attempt)`` fence (logged by ``taskmgr.execution``), never applied;

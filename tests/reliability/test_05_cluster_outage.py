@@ -1,4 +1,4 @@
-"""F29 / G4, whole-cluster outage: every instance stops for longer than several
+"""Whole-cluster (docs/guarantees.md, G4) outage: every instance stops for longer than several
 slots, then three start at the same moment. Per job exactly the documented catch-up
 happens, once: with ``coalesce=True`` one ``catchup`` run for the newest slot due
 (within the misfire grace), every older missed slot a ``missed`` row saying it was

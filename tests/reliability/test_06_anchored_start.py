@@ -1,4 +1,4 @@
-"""F30: interval jobs declared in code without a ``start``, on an empty database,
+"""Interval jobs declared in code without a ``start``, on an empty database,
 with three instances started a fraction of a second apart. Each would anchor the
 schedule at its own "now"; the first stored anchor must win everywhere, so every
 instance computes the same slots: no slot starts twice and every ``scheduled_for``

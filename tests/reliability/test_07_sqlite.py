@@ -1,4 +1,4 @@
-"""F25: the "gunicorn with 4 workers" case, four scheduler processes on one SQLite
+"""The "gunicorn with 4 workers" case, four scheduler processes on one SQLite
 file. No slot starts twice, none is missed, and no "database is locked" error
 reaches any process's log."""
 

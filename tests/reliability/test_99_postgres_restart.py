@@ -1,4 +1,4 @@
-"""F9: restart PostgreSQL in the middle of a run (``pg_ctlcluster ... restart``).
+"""Restart PostgreSQL in the middle of a run (``pg_ctlcluster ... restart``).
 
 Every instance survives (loop, heartbeat, reaper and listener reconnect by
 themselves) and fires again within seconds of the database returning; no slot

@@ -1,4 +1,4 @@
-"""Cron across DST transitions: the Vixie rule of DESIGN G5 (reliability.md F14, F15).
+"""Cron across DST transitions: the Vixie rule of docs/guarantees.md, G5 (docs/cron.md).
 
 Fixed-time jobs (no '*' in minute or hour) fire once per wall slot: a slot in a
 spring-forward gap at the first instant after the gap, a repeated slot at its
@@ -42,7 +42,7 @@ def local_day(zone: str, year: int, month: int, day: int) -> tuple[datetime, dat
     return start - timedelta(microseconds=1), end - timedelta(microseconds=1)
 
 
-# -- F14: spring forward -------------------------------------------------------------
+# -- spring forward -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_spring_forward_real_time_job_skips_the_hour() -> None:
     assert len(fires_between("30 * * * *", NEW_YORK, start, end)) == 23
 
 
-# -- F15: fall back ---------------------------------------------------------------
+# -- fall back -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,6 @@ import logging
 import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 try:
@@ -45,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "taskmgr.prometheus needs prometheus-client: pip install 'taskmgr[prometheus]'"
     ) from exc
 
-from taskmgr.core.models import InstanceStatus, JobState
+from taskmgr.core.models import JobState
 from taskmgr.execution.events import EventKind, ExecutionEvent
 
 if TYPE_CHECKING:
@@ -198,7 +197,7 @@ class TaskmgrCollector(Collector):
             "1 when the last scrape could not read the database (its metrics are absent).",
         )
         try:
-            service._open()
+            service.open()
             storage = service.storage
             summary = storage.history_summary()
             jobs = storage.list_jobs()
@@ -247,12 +246,7 @@ class TaskmgrCollector(Collector):
             by_state.add_metric([state], float(n))
         yield by_state
 
-        cutoff = now - timedelta(seconds=service.heartbeat_timeout)
-        live = sum(
-            1
-            for i in instances
-            if i.status is InstanceStatus.RUNNING and i.last_heartbeat >= cutoff
-        )
+        live = sum(1 for instance in instances if service.liveness.is_live(instance, now))
         yield GaugeMetricFamily(
             "taskmgr_instances_live",
             "Instances (schedulers and workers) running with a fresh heartbeat.",

@@ -99,13 +99,13 @@ def test_install_registers_one_task_on_the_hosts_app_only(tmp_path: Any) -> None
     app, service = make(tmp_path)
     other = Celery("other", broker=DOWN, set_as_current=False)
     task = app.tasks[TASK_NAME]
-    assert install(app, service).name == TASK_NAME  # idempotent for the same service
+    assert install(app, service.runtime).name == TASK_NAME  # idempotent for the same service
     assert TASK_NAME not in other.tasks
     assert task.acks_late and task.reject_on_worker_lost and task.ignore_result
     assert task.serializer == "json"
     assert app.conf.task_acks_late is False  # host settings untouched
     with pytest.raises(ServiceStateError):
-        install(app, SchedulerService(MemoryStorage()))
+        install(app, SchedulerService(MemoryStorage()).runtime)
 
 
 def test_prefetch_multiplier_defaults_to_one_unless_the_host_chose(tmp_path: Any) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from taskmgr.core.clock import DatabaseClock
+from taskmgr.core.rules import Liveness
 from taskmgr.scheduling.maintenance import Maintenance
 from taskmgr.storage.memory import MemoryStorage
 from taskmgr.testing import FakeClock
@@ -30,12 +31,14 @@ def maintenance(timeout: float = 15.0, interval: float = 5.0) -> Maintenance:
     return Maintenance(
         MemoryStorage(),
         FakeClock(),
+        liveness=Liveness(
+            heartbeat_interval=interval,
+            heartbeat_timeout=timeout,
+            sweep_interval=5.0,
+            instance_retention=3600.0,
+        ),
         instance_id="me",
         register=lambda: None,
-        heartbeat_interval=interval,
-        heartbeat_timeout=timeout,
-        sweep_interval=5.0,
-        instance_retention=3600.0,
     )
 
 

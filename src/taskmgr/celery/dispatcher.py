@@ -23,17 +23,15 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from taskmgr.celery.worker import install
 from taskmgr.core import tracing as _tracing
 from taskmgr.core.models import Execution, ExecutionStatus, Job
-from taskmgr.dispatch.base import DispatchContext, Dispatcher
+from taskmgr.dispatch.base import DispatchContext, Dispatcher, Runtime
 from taskmgr.dispatch.inline import InlineDispatcher
 from taskmgr.exceptions import JobNotFoundError, ServiceStateError
 from taskmgr.storage.base import Claimed, ExecutionFilter, Storage
-
-if TYPE_CHECKING:
-    from taskmgr.service import SchedulerService
 
 __all__ = ["INLINE_QUEUE", "CeleryDispatcher"]
 
@@ -111,10 +109,8 @@ class CeleryDispatcher(Dispatcher):
 
     # -- wiring ----------------------------------------------------------------------
 
-    def bind(self, service: SchedulerService) -> None:
-        from taskmgr.celery.worker import install
-
-        self.task = install(self.app, service)
+    def bind(self, runtime: Runtime) -> None:
+        self.task = install(self.app, runtime)
 
     def start(self, context: DispatchContext) -> None:
         if self.task is None:

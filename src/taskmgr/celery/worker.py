@@ -13,7 +13,7 @@ records its outcome fenced by the worker's instance id. Hence:
   worker's main process, which records ``lost`` (or ``timeout``) with the job's retry
   rules;
 * a whole worker that dies stops heartbeating, and the reaper marks its executions
-  ``lost`` like a dead scheduler's (G3).
+  ``lost`` like a dead scheduler's (``docs/guarantees.md``, G3).
 
 Nothing named in a message is ever imported: the message holds an execution id, and
 the function comes from the service's registry.
@@ -25,10 +25,8 @@ import asyncio
 import inspect
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -40,8 +38,8 @@ from celery.exceptions import (
 from celery.worker.request import Request
 
 from celery import signals
-from taskmgr.core.clock import DatabaseClock
-from taskmgr.core.models import ExecutionStatus, Instance, InstanceStatus, Job
+from taskmgr.core.models import ExecutionStatus, Job
+from taskmgr.dispatch.base import Runtime
 from taskmgr.exceptions import (
     ExecutionNotFoundError,
     JobNotFoundError,
@@ -49,8 +47,7 @@ from taskmgr.exceptions import (
     TaskmgrError,
 )
 from taskmgr.execution.run import ExecutionRun
-from taskmgr.scheduling.maintenance import Maintenance
-from taskmgr.service import SchedulerService
+from taskmgr.scheduling.runtime import WORKER_MODE, InstanceRuntime
 from taskmgr.storage.base import Claimed, Outcome
 
 __all__ = ["TASK_NAME", "ExecutionRequest", "WorkerRuntime", "install"]
@@ -64,8 +61,9 @@ _RUNTIME = "_taskmgr_runtime"
 _MAX_ID = 64
 
 
-def install(celery_app: Any, service: SchedulerService) -> Any:
-    """Register taskmgr's task on ``celery_app`` for ``service`` and return it.
+def install(celery_app: Any, runtime: Runtime) -> Any:
+    """Register taskmgr's task on ``celery_app`` for a service's ``runtime`` and
+    return it.
 
     ``SchedulerService(dispatcher=CeleryDispatcher(app))`` calls this for you. The task
     is registered on this app only (never a global ``shared_task``), and its options
@@ -74,15 +72,15 @@ def install(celery_app: Any, service: SchedulerService) -> Any:
     host set them; only ``worker_prefetch_multiplier`` defaults to 1 when the host did
     not set it (see ``docs/celery.md``). Idempotent for the same service.
     """
-    runtime: WorkerRuntime | None = getattr(celery_app, _RUNTIME, None)
-    if runtime is not None:
-        if runtime.service is not service:
+    installed: WorkerRuntime | None = getattr(celery_app, _RUNTIME, None)
+    if installed is not None:
+        if installed.runtime is not runtime:
             raise ServiceStateError(
                 "another SchedulerService is already installed on this Celery app"
             )
-        return runtime.task
-    runtime = WorkerRuntime(celery_app, service)
-    runtime.task = celery_app.task(
+        return installed.task
+    worker = WorkerRuntime(celery_app, runtime)
+    worker.task = celery_app.task(
         name=TASK_NAME,
         bind=True,
         shared=False,
@@ -94,9 +92,9 @@ def install(celery_app: Any, service: SchedulerService) -> Any:
         Request=f"{__name__}:ExecutionRequest",
         Strategy=f"{__name__}:json_only_strategy",
     )(_execute)
-    setattr(celery_app, _RUNTIME, runtime)
-    runtime.connect_signals()
-    return runtime.task
+    setattr(celery_app, _RUNTIME, worker)
+    worker.connect_signals()
+    return worker.task
 
 
 def _execute(task: Any, *args: Any, **kwargs: Any) -> None:
@@ -131,12 +129,11 @@ def _host_set(conf: Any, key: str) -> bool:
 class WorkerRuntime:
     """What one worker node (and its pool processes) needs to run executions."""
 
-    def __init__(self, app: Any, service: SchedulerService) -> None:
+    def __init__(self, app: Any, runtime: Runtime) -> None:
         self.app = app
-        self.service = service
+        self.runtime = runtime
         self.task: Any = None
-        self.instance_id: str | None = None
-        self._maintenance: Maintenance | None = None
+        self.instance: InstanceRuntime | None = None
         self._node_pid: int | None = None
         self._lock = threading.Lock()
 
@@ -188,68 +185,40 @@ class WorkerRuntime:
 
     # -- node lifecycle (the worker's main process) -------------------------------------
 
+    @property
+    def instance_id(self) -> str | None:
+        """This worker node's instance id, once the node started."""
+        return self.instance.instance_id if self.instance is not None else None
+
     def start_node(self) -> None:
         with self._lock:
             if self._node_pid == os.getpid():
                 return
-            service = self.service
-            service._open()
-            self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:worker"
-            self._register()
-            clock = service.clock
-            self._maintenance = Maintenance(
-                service.storage,
-                clock,
-                instance_id=self.instance_id,
-                register=self._register,
-                heartbeat_interval=service.heartbeat_interval,
-                heartbeat_timeout=service.heartbeat_timeout,
-                sweep_interval=service.sweep_interval,
-                instance_retention=service.instance_retention,
-                calibrate=clock.calibrate if isinstance(clock, DatabaseClock) else None,
+            runtime = self.runtime
+            runtime.open()
+            self.instance = InstanceRuntime(
+                runtime.storage, runtime.clock, runtime.liveness, mode=WORKER_MODE
             )
-            self._maintenance.start()
+            self.instance.start()
             self._node_pid = os.getpid()
         logger.info(
             "taskmgr worker instance %s ready with %d registered function(s)",
             self.instance_id,
-            len(service.registry),
-        )
-
-    def _register(self) -> None:
-        assert self.instance_id is not None
-        now = self.service.clock.now()
-        self.service.storage.register_instance(
-            Instance(
-                id=self.instance_id,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                mode="worker",
-                status=InstanceStatus.RUNNING,
-                started_at=now,
-                last_heartbeat=now,
-            )
+            len(runtime.registry),
         )
 
     def after_fork(self) -> None:
         """In a pool process: drop what was inherited from the main process."""
         if self._node_pid is not None and self._node_pid != os.getpid():
             self._lock = threading.Lock()
-            self.service.storage.after_fork()
+            self.runtime.storage.after_fork()
 
     def stop_node(self) -> None:
         """The pool has stopped (running tasks ended): mark this instance stopped."""
-        if self._node_pid != os.getpid():
+        if self._node_pid != os.getpid() or self.instance is None:
             return
-        if self._maintenance is not None:
-            self._maintenance.stop()
-            self._maintenance = None
-        assert self.instance_id is not None
-        try:
-            self.service.storage.set_instance_status(self.instance_id, InstanceStatus.STOPPED)
-        except Exception:
-            logger.exception("could not mark worker instance %s stopped", self.instance_id)
-        self.service.close()
+        self.instance.stop()
+        self.runtime.close()
         self._node_pid = None
         logger.info("taskmgr worker instance %s stopped", self.instance_id)
 
@@ -268,7 +237,7 @@ class WorkerRuntime:
             self.start_node()
         assert self.instance_id is not None
         execution_id, owner, attempt = fence
-        storage, clock = self.service.storage, self.service.clock
+        storage, clock = self.runtime.storage, self.runtime.clock
         claimed = _retrying(
             "take over an execution",
             lambda: storage.take_over(
@@ -289,12 +258,12 @@ class WorkerRuntime:
         )
         run.dispatch = "celery"
         # the host's listeners, registered on the same service in this process too
-        events = self.service._event_hub()
+        events = self.runtime.events
         if events.active:
             events.start()  # idempotent; a fresh thread in each pool process
             run.on_start = events.run_started
         try:
-            func = self.service.registry.get(claimed.job.func)
+            func = self.runtime.registry.get(claimed.job.func)
         except TaskmgrError as exc:  # never imported: only registered functions run
             outcome = run.failed(exc)
         else:
@@ -311,7 +280,7 @@ class WorkerRuntime:
 
     def _ignored(self, execution_id: str, task_id: str) -> None:
         try:
-            execution = self.service.storage.get_execution(execution_id)
+            execution = self.runtime.storage.get_execution(execution_id)
         except ExecutionNotFoundError:
             logger.warning("message %s names no known execution %s", task_id, execution_id)
             return
@@ -329,7 +298,7 @@ class WorkerRuntime:
     def _record(self, outcome: Outcome) -> bool:
         applied = _retrying(
             "record an execution outcome",
-            lambda: self.service.storage.record_outcomes([outcome]),
+            lambda: self.runtime.storage.record_outcomes([outcome]),
             deadline=3600.0,
         )
         if not applied[0]:
@@ -350,7 +319,7 @@ class WorkerRuntime:
         fence = _parse((), kwargs)
         if fence is None or self.instance_id is None:
             return
-        storage = self.service.storage
+        storage = self.runtime.storage
         try:
             execution = storage.get_execution(fence[0])
             if not (
@@ -370,11 +339,11 @@ class WorkerRuntime:
                     owner=self.instance_id,
                     status=status,
                     started_at=execution.started_at,
-                    completed_at=self.service.clock.now(),
+                    completed_at=self.runtime.clock.now(),
                     error_message=reason,
                 )
             else:
-                run = ExecutionRun(Claimed(execution, job), self.instance_id, self.service.clock)
+                run = ExecutionRun(Claimed(execution, job), self.instance_id, self.runtime.clock)
                 if status is ExecutionStatus.TIMEOUT:
                     ended = run.timed_out()
                     ended = replace(ended, error_message=f"{ended.error_message}; {reason}")

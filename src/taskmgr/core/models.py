@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -43,6 +44,11 @@ MAX_RETRIES = 100
 MAX_INSTANCES = 1000
 #: Longest ``timeout`` / ``misfire_grace_time`` accepted (seconds): one year.
 MAX_SECONDS = 366 * 86400.0
+
+
+def new_execution_id() -> str:
+    """A new execution id: a random UUID, so any process can make one without asking."""
+    return str(uuid.uuid4())
 
 
 class OverlapPolicy(StrEnum):

@@ -5,15 +5,33 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from taskmgr.core.clock import Clock
+from taskmgr.core.registry import JobRegistry
+from taskmgr.core.rules import Liveness
+from taskmgr.execution.events import EventHub
+from taskmgr.execution.run import ExecutionRun
 from taskmgr.storage.base import Claimed, Outcome, Storage
 
-if TYPE_CHECKING:
-    from taskmgr.service import SchedulerService
+__all__ = ["DispatchContext", "Dispatcher", "Runtime"]
 
-__all__ = ["DispatchContext", "Dispatcher"]
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What a service shares with a dispatcher whose executions run in other
+    processes (a Celery worker builds its own instance from it)."""
+
+    storage: Storage
+    clock: Clock
+    registry: JobRegistry
+    #: The host's listeners, told about runs in whatever process they happen.
+    events: EventHub
+    liveness: Liveness
+    #: Connect the storage (idempotent); no I/O happens before it.
+    open: Callable[[], None]
+    #: Release what ``open`` acquired.
+    close: Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +48,8 @@ class DispatchContext:
     #: The service's storage, for dispatchers that hand work to other processes (to
     #: put back work they could not hand over, and to see what was taken over).
     storage: Storage | None = None
+    #: Called on the job's thread as each run starts (the service's event hub).
+    on_start: Callable[[ExecutionRun], None] | None = None
 
 
 class Dispatcher(ABC):
@@ -39,7 +59,7 @@ class Dispatcher(ABC):
     which writes are allowed are decided by the scheduler and the storage fence.
     """
 
-    def bind(self, service: SchedulerService) -> None:
+    def bind(self, runtime: Runtime) -> None:
         """Called once by the service's constructor. A dispatcher whose executions run
         in other processes (Celery workers) uses it to make the service's registry and
         storage known there; it must do no I/O. The default does nothing."""

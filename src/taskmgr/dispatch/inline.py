@@ -53,8 +53,6 @@ class InlineDispatcher(Dispatcher):
         self._timers: set[threading.Timer] = set()
         #: Average wall time of recent sync runs (None until one finished).
         self._run_seconds: float | None = None
-        #: Called on the job thread as each run starts (set by the service).
-        self.on_start: Callable[[ExecutionRun], None] | None = None
 
     def start(self, context: DispatchContext) -> None:
         self._context = context
@@ -88,7 +86,7 @@ class InlineDispatcher(Dispatcher):
         traced = _tracing.enabled()
         for item in claimed:
             run = ExecutionRun(item, context.owner, context.clock)
-            run.on_start = self.on_start
+            run.on_start = context.on_start
             if traced:
                 with _tracing.dispatch_span(run.span_attributes()) as parent:
                     run.trace_parent = parent

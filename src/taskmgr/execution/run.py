@@ -18,9 +18,7 @@ from typing import Any
 from taskmgr.core import tracing as _tracing
 from taskmgr.core.clock import Clock
 from taskmgr.core.context import ExecutionContext, reset_current, set_current
-from taskmgr.core.models import ExecutionStatus, ExecutionTrigger
-from taskmgr.scheduling.faults import checkpoint
-from taskmgr.scheduling.planner import new_execution_id
+from taskmgr.core.models import ExecutionStatus, ExecutionTrigger, new_execution_id
 from taskmgr.storage.base import Claimed, NewExecution, Outcome
 
 __all__ = ["ExecutionRun", "summarize_result"]
@@ -95,7 +93,6 @@ class ExecutionRun:
             return self._traced(span, self.failed(exc), exc)
         finally:
             reset_current(token)
-            checkpoint("after_execute")
         return self._traced(span, self.succeeded(result))
 
     async def call_async(self, func: Callable[..., Awaitable[Any]]) -> Outcome:

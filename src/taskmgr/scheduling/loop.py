@@ -17,7 +17,6 @@ from taskmgr.core.clock import Clock
 from taskmgr.dispatch.base import Dispatcher
 from taskmgr.execution.events import EventHub
 from taskmgr.execution.run import ExecutionRun
-from taskmgr.scheduling.faults import UNCOORDINATED, UncoordinatedClaims, checkpoint
 from taskmgr.storage.base import ClaimBatch, Claimed, ClaimPlan, Outcome, Planner, Storage
 
 __all__ = ["SchedulerLoop"]
@@ -46,6 +45,7 @@ class SchedulerLoop:
         poll_interval: float,
         may_claim: Callable[[], bool] | None = None,
         report: Callable[[Outcome], None] | None = None,
+        events: EventHub | None = None,
     ) -> None:
         self.storage = storage
         self.dispatcher = dispatcher
@@ -56,16 +56,13 @@ class SchedulerLoop:
         self.poll_interval = poll_interval
         self.may_claim = may_claim
         self.report = report
-        self._claimer: Storage | UncoordinatedClaims = (
-            UncoordinatedClaims(storage) if UNCOORDINATED else storage
-        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
         self._last_limit = batch_size
-        #: Set by the service: told about each claim while someone listens.
-        self.events: EventHub | None = None
+        #: Told about each claim while someone listens (the service's event hub).
+        self.events = events
 
     def tick(self) -> list[Claimed]:
         """Claim what is due now (at most what the dispatcher can take) and dispatch it."""
@@ -76,7 +73,7 @@ class SchedulerLoop:
                 return []
             events = self.events
             if events is None or not events.active:
-                claimed = self._claimer.claim(
+                claimed = self.storage.claim(
                     now=self.clock.now(), owner=self.owner, limit=limit, planner=self.planner
                 )
             else:
@@ -86,12 +83,11 @@ class SchedulerLoop:
                     plans.append(self.planner(batch))
                     return plans[-1]
 
-                claimed = self._claimer.claim(
+                claimed = self.storage.claim(
                     now=self.clock.now(), owner=self.owner, limit=limit, planner=planner
                 )
                 events.claimed(claimed, plans[-1] if plans else None)
             if claimed:
-                checkpoint("after_claim_commit")
                 if self._froze_since_claiming(claimed):
                     return []
                 self.dispatcher.dispatch(claimed)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from taskmgr.core.clock import Clock
+from taskmgr.core.rules import Liveness
 from taskmgr.exceptions import JobNotFoundError
 from taskmgr.execution.run import next_attempt
 from taskmgr.storage.base import Claimed, Storage
@@ -40,30 +41,25 @@ class Maintenance:
         storage: Storage,
         clock: Clock,
         *,
+        liveness: Liveness,
         instance_id: str,
         register: Callable[[], None],
-        heartbeat_interval: float,
-        heartbeat_timeout: float,
-        sweep_interval: float,
-        instance_retention: float,
         calibrate: Callable[[], object] | None = None,
+        on_lost: Callable[[list[Claimed], datetime], None] | None = None,
     ) -> None:
         self.storage = storage
         self.clock = clock
+        self.liveness = liveness
         self.instance_id = instance_id
         self.register = register
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
-        self.sweep_interval = sweep_interval
-        self.instance_retention = instance_retention
         self.calibrate = calibrate
+        #: Told about the executions this reaper marked lost (the service's event hub).
+        self.on_lost = on_lost
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_beat = time.monotonic()
         self._healthy_since: float | None = None
         self._stale_logged = False
-        #: Told about the executions this reaper marked lost (the service's event hub).
-        self.on_lost: Callable[[list[Claimed], datetime], None] | None = None
 
     def start(self) -> None:
         self._stop.clear()
@@ -73,13 +69,13 @@ class Maintenance:
         self._threads = [
             threading.Thread(
                 target=self._every,
-                args=(self.heartbeat_interval, self.heartbeat, "heartbeat"),
+                args=(self.liveness.heartbeat_interval, self.heartbeat, "heartbeat"),
                 name="taskmgr-heartbeat",
                 daemon=True,
             ),
             threading.Thread(
                 target=self._every,
-                args=(self.sweep_interval, self.sweep, "sweep"),
+                args=(self.liveness.sweep_interval, self.sweep, "sweep"),
                 name="taskmgr-reaper",
                 daemon=True,
             ),
@@ -94,11 +90,10 @@ class Maintenance:
         self._threads = []
 
     def alive(self) -> bool:
-        """Whether peers surely still see this instance as alive: its last successful
-        heartbeat is younger than the timeout minus one interval (the margin covers a
-        heartbeat in flight). A frozen or cut-off instance stops claiming by itself."""
+        """Whether peers surely still see this instance as alive
+        (:meth:`Liveness.may_claim`, measured on this host's monotonic clock)."""
         age = time.monotonic() - self._last_beat
-        fresh = age < self.heartbeat_timeout - self.heartbeat_interval
+        fresh = self.liveness.may_claim(age)
         if not fresh and not self._stale_logged:
             logger.error(
                 "instance %s has not heartbeated for %.1fs: not claiming until it does",
@@ -117,7 +112,7 @@ class Maintenance:
                     "instance %s was declared dead by its peers (no heartbeat for %ss); "
                     "registering again",
                     self.instance_id,
-                    self.heartbeat_timeout,
+                    self.liveness.heartbeat_timeout,
                 )
                 self.register()
         except Exception:
@@ -135,12 +130,10 @@ class Maintenance:
         time to heartbeat again before anyone is judged by their last heartbeat.
         """
         healthy = self._healthy_since
-        if healthy is None or time.monotonic() - healthy < self.heartbeat_timeout:
+        if healthy is None or time.monotonic() - healthy < self.liveness.heartbeat_timeout:
             return 0
         now = self.clock.now()
-        lost = self.storage.reap(
-            heartbeat_before=now - timedelta(seconds=self.heartbeat_timeout), now=now
-        )
+        lost = self.storage.reap(heartbeat_before=self.liveness.dead_before(now), now=now)
         if lost is None:
             return 0  # another instance is sweeping right now
         if lost and self.on_lost is not None:
@@ -164,11 +157,13 @@ class Maintenance:
                 with contextlib.suppress(JobNotFoundError):  # deleted meanwhile
                     self.storage.add_execution(retry)
         removed = self.storage.delete_instances(
-            last_heartbeat_before=now - timedelta(seconds=self.instance_retention)
+            last_heartbeat_before=now - timedelta(seconds=self.liveness.instance_retention)
         )
         if removed:
             logger.info(
-                "removed %d instance row(s) gone for over %ss", removed, self.instance_retention
+                "removed %d instance row(s) gone for over %ss",
+                removed,
+                self.liveness.instance_retention,
             )
         return len(lost)
 

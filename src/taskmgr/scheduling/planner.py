@@ -5,7 +5,6 @@ storage backend applies the resulting plan atomically."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Container
 from dataclasses import replace
 from datetime import datetime
@@ -16,8 +15,9 @@ from taskmgr.core.models import (
     ExecutionTrigger,
     Job,
     JobState,
-    OverlapPolicy,
+    new_execution_id,
 )
+from taskmgr.core.rules import Admission, admit
 from taskmgr.storage.base import ClaimBatch, ClaimPlan, JobAdvance, NewExecution, PendingDecision
 
 __all__ = ["MAX_CATCHUP_SLOTS", "Planner"]
@@ -27,10 +27,6 @@ logger = logging.getLogger("taskmgr.scheduler")
 #: Most slots of one job examined in one claim after an outage. Slots past this are
 #: summarised on the last ``missed`` row instead of one row each.
 MAX_CATCHUP_SLOTS = 1000
-
-
-def new_execution_id() -> str:
-    return str(uuid.uuid4())
 
 
 class Planner:
@@ -113,13 +109,14 @@ class Planner:
                 rows.append(self._final(job, slot, now, ExecutionStatus.MISSED, reason))
                 continue
             used = active.get(job.id, 0)
-            if job.overlap_policy is OverlapPolicy.ALLOW or used < job.max_instances:
+            admission = admit(
+                job.overlap_policy, active=used, max_instances=job.max_instances, trigger=trigger
+            )
+            if admission is Admission.RUN:
                 active[job.id] = used + 1
                 last_run_at = slot
                 rows.append(self._row(job, slot, now, trigger, ExecutionStatus.RUNNING))
-            elif job.overlap_policy is OverlapPolicy.QUEUE or trigger is ExecutionTrigger.CATCHUP:
-                # a backlog of catch-up slots runs one after another, like the slots
-                # would have, rather than being skipped for overlapping each other
+            elif admission is Admission.QUEUE:
                 rows.append(
                     self._row(job, slot, now, trigger, ExecutionStatus.PENDING, queued=True)
                 )

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from taskmgr.core.clock import Clock
@@ -26,7 +26,14 @@ from taskmgr.core.triggers import Cron, Interval
 from taskmgr.exceptions import InvalidInputError
 from taskmgr.storage.base import Storage
 
-__all__ = ["FAILURE_STATUSES", "RETENTION_KEY", "Retention", "RetentionPolicy"]
+__all__ = [
+    "FAILURE_STATUSES",
+    "MAX_DAYS",
+    "RETENTION_KEY",
+    "Retention",
+    "RetentionPolicy",
+    "delete_in_batches",
+]
 
 logger = logging.getLogger("taskmgr.maintenance")
 
@@ -116,18 +123,17 @@ class Retention:
             (OTHER_STATUSES, now - timedelta(days=days), "deleted"),
             (FAILURE_STATUSES, now - timedelta(days=failed_days), "deleted_failures"),
         ):
-            while True:
-                n = storage.delete_finished_executions(
-                    completed_before=cutoff, limit=batch_size, statuses=statuses
-                )
-                deleted[field] += n
-                if n < batch_size:
-                    break
-                if time.monotonic() >= deadline:
-                    deleted["complete"] = False
-                    break
-                time.sleep(self.pause)
-            if not deleted["complete"]:
+            count, complete = delete_in_batches(
+                storage,
+                completed_before=cutoff,
+                batch_size=batch_size,
+                statuses=statuses,
+                deadline=deadline,
+                pause=self.pause,
+            )
+            deleted[field] += count
+            if not complete:
+                deleted["complete"] = False
                 break
         if deleted["deleted"] or deleted["deleted_failures"]:
             logger.info(
@@ -138,3 +144,30 @@ class Retention:
                 extra={"taskmgr_job_key": RETENTION_KEY},
             )
         return deleted
+
+
+def delete_in_batches(
+    storage: Storage,
+    *,
+    completed_before: datetime,
+    batch_size: int,
+    statuses: Sequence[ExecutionStatus] | None = None,
+    deadline: float | None = None,
+    pause: float = 0.0,
+) -> tuple[int, bool]:
+    """Delete finished executions completed before the cutoff, ``batch_size`` per
+    transaction, until none is left or the ``time.monotonic()`` ``deadline`` passed;
+    ``pause`` seconds between batches. Returns how many were deleted and whether that
+    was all of them. Pending and running executions are never deleted."""
+    total = 0
+    while True:
+        n = storage.delete_finished_executions(
+            completed_before=completed_before, limit=batch_size, statuses=statuses
+        )
+        total += n
+        if n < batch_size:
+            return total, True
+        if deadline is not None and time.monotonic() >= deadline:
+            return total, False
+        if pause:
+            time.sleep(pause)

@@ -1,4 +1,4 @@
-"""Sync the jobs declared in code with the stored ones (DESIGN §3).
+"""Sync the jobs declared in code with the stored ones (``docs/concepts.md``).
 
 New keys are created; existing keys keep what an operator changed unless the code's
 definition changed (then code wins, and the change is logged); keys that vanished
@@ -9,43 +9,22 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
-from taskmgr.core.definition import OPTION_NAMES
 from taskmgr.core.models import Job, JobDefinition, JobSource, JobState
 from taskmgr.core.registry import JobRegistry
-from taskmgr.core.triggers import Date, Interval, TriggerSpec
+from taskmgr.core.rules import anchor, first_slot, option_changes, resume_slot, same_schedule
 from taskmgr.exceptions import JobExistsError, JobNotFoundError
 from taskmgr.storage.base import Storage
 
-__all__ = ["add_new_job", "anchor", "first_run", "same_schedule", "sync_code_jobs"]
+__all__ = ["add_new_job", "sync_code_jobs"]
 
 logger = logging.getLogger("taskmgr.service")
-
-
-def anchor(trigger: TriggerSpec, now: datetime) -> TriggerSpec:
-    return trigger.anchored(now) if isinstance(trigger, Interval) else trigger
-
-
-def first_run(trigger: TriggerSpec, now: datetime) -> datetime | None:
-    """The first slot of a new (or newly resumed) schedule: the next fire time after now.
-    A one-shot date already past stays due, so its misfire policy decides."""
-    if isinstance(trigger, Date):
-        return trigger.at
-    following = trigger.next_fire_times(now, 1)
-    return following[0] if following else None
-
-
-def same_schedule(stored: TriggerSpec, declared: TriggerSpec) -> bool:
-    if isinstance(stored, Interval) and isinstance(declared, Interval) and declared.start is None:
-        return stored.every == declared.every
-    return stored == declared
 
 
 def sync_code_jobs(
     storage: Storage, registry: JobRegistry, now: datetime, *, orphan_missing: bool
 ) -> None:
-    """DESIGN §3: new keys are created; existing keys keep operator changes unless
+    """New keys are created; existing keys keep operator changes unless
     the code definition changed (then code wins); vanished keys become orphaned."""
     declared = {definition.key: definition for definition in registry.definitions()}
     for definition in declared.values():
@@ -86,7 +65,7 @@ def add_new_job(
         definition.model_copy(update={"trigger": trigger}),
         source=source,
         state=JobState.ACTIVE if definition.enabled else JobState.PAUSED,
-        next_run_at=first_run(trigger, now),
+        next_run_at=first_slot(trigger, now),
         fingerprint=fingerprint,
         now=now,
     )
@@ -109,20 +88,15 @@ def _sync_one(storage: Storage, definition: JobDefinition, now: datetime) -> Non
         if job.state is JobState.ORPHANED:
             _restore(storage, job, now)
         return
-    changes: dict[str, Any] = {
-        field: getattr(definition, field)
-        for field in OPTION_NAMES
-        if field != "enabled" and getattr(definition, field) != getattr(job, field)
-    }
-    if definition.func != job.func:
-        changes["func"] = definition.func
+    changes = option_changes(job, definition)
     if not same_schedule(job.trigger, definition.trigger):
         changes["trigger"] = anchor(definition.trigger, now)
+        changes["next_run_at"] = first_slot(changes["trigger"], now)
     state = JobState.ACTIVE if definition.enabled else JobState.PAUSED
     if state is not job.state:
         changes["state"] = state
-    if "trigger" in changes or (state is JobState.ACTIVE and job.state is not state):
-        changes["next_run_at"] = first_run(changes.get("trigger", job.trigger), now)
+        if state is JobState.ACTIVE and "trigger" not in changes:
+            changes["next_run_at"] = resume_slot(job, now)
     changes.update(source=JobSource.CODE, fingerprint=fingerprint)
     logger.info(
         "job %r changed in code; code wins: %s",
@@ -137,6 +111,6 @@ def _restore(storage: Storage, job: Job, now: datetime) -> None:
     logger.info("job %r: its function is registered again; active", job.key)
     storage.update_job(
         job.key,
-        {"state": JobState.ACTIVE, "next_run_at": first_run(job.trigger, now)},
+        {"state": JobState.ACTIVE, "next_run_at": resume_slot(job, now)},
         now=now,
     )

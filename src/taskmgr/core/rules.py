@@ -1,0 +1,228 @@
+"""The scheduling rules that more than one part of taskmgr applies, each in one place.
+
+Pure functions over the models: no I/O, no clock of their own. The planner, the
+storages, the service and the maintenance loop call them; ``docs/architecture.md``
+lists where each rule is applied. SQL storage writes the same rule as a query
+(``storage/sqlalchemy/claim.py``); the stateful test in ``tests/contract`` holds
+the two to the same answers.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskmgr.core.definition import OPTION_NAMES
+from taskmgr.core.models import (
+    ExecutionStatus,
+    ExecutionTrigger,
+    Instance,
+    InstanceStatus,
+    Job,
+    JobDefinition,
+    OverlapPolicy,
+)
+from taskmgr.core.triggers import Date, Interval, TriggerSpec
+from taskmgr.exceptions import InvalidInputError
+
+__all__ = [
+    "MANUAL_SLOT_TRIES",
+    "Admission",
+    "Liveness",
+    "admit",
+    "anchor",
+    "first_slot",
+    "is_active_run",
+    "manual_admission",
+    "manual_slots",
+    "option_changes",
+    "resume_slot",
+    "same_schedule",
+]
+
+
+def is_active_run(status: ExecutionStatus, queued: bool) -> bool:
+    """Whether an execution counts against its job's ``max_instances``.
+
+    A ``running`` one does; so does a ``pending`` one that is not waiting in the
+    overlap queue (a manual run or a retry about to start). A queued one waits *for*
+    a free run and does not hold one.
+    """
+    return status is ExecutionStatus.RUNNING or (status is ExecutionStatus.PENDING and not queued)
+
+
+class Admission(enum.Enum):
+    """What happens to a run that wants to start while others are active."""
+
+    RUN = "run"  #: start it now
+    QUEUE = "queue"  #: wait, pending, until a run is free
+    SKIP = "skip"  #: record it as skipped (a slot) or refuse it (a manual run)
+
+
+def admit(
+    policy: OverlapPolicy,
+    *,
+    active: int,
+    max_instances: int,
+    trigger: ExecutionTrigger = ExecutionTrigger.SCHEDULE,
+) -> Admission:
+    """The overlap rule for a slot of the schedule.
+
+    Below ``max_instances`` active runs, or under ``allow``, it runs. Otherwise
+    ``queue`` waits for a free run and ``skip`` skips it, except that a backlog of
+    catch-up slots always queues: those slots run one after another, as they would
+    have had the scheduler been up, instead of skipping each other.
+    """
+    if policy is OverlapPolicy.ALLOW or active < max_instances:
+        return Admission.RUN
+    if policy is OverlapPolicy.QUEUE or trigger is ExecutionTrigger.CATCHUP:
+        return Admission.QUEUE
+    return Admission.SKIP
+
+
+def manual_admission(policy: OverlapPolicy, *, force: bool) -> tuple[bool, bool]:
+    """How a manual run enters the history: ``(queued, limited)``.
+
+    Under ``queue`` it waits in the overlap queue (``queued``); under ``skip`` the
+    storage refuses it while ``max_instances`` runs are active (``limited``, checked
+    in the same transaction as the insert, so two callers cannot both pass); under
+    ``allow``, or with ``force``, it starts whatever else runs.
+    """
+    if force:
+        return False, False
+    return policy is OverlapPolicy.QUEUE, policy is OverlapPolicy.SKIP
+
+
+#: How many instants a manual run tries before giving up (see :func:`manual_slots`).
+MANUAL_SLOT_TRIES = 16
+
+
+def manual_slots(now: datetime) -> Iterator[datetime]:
+    """The slots a manual run requested at ``now`` may take, in order.
+
+    A manual run is its own slot at ``now`` (the history's key is job, slot and
+    attempt). When a slot of the schedule or another manual run holds that exact
+    instant, it takes the next microsecond, up to :data:`MANUAL_SLOT_TRIES` of them.
+    """
+    for nudge in range(MANUAL_SLOT_TRIES):
+        yield now + timedelta(microseconds=nudge)
+
+
+# -- the first slot of a schedule --------------------------------------------------
+
+
+def anchor(trigger: TriggerSpec, now: datetime) -> TriggerSpec:
+    """An interval without a start is anchored at ``now`` when it is stored, so every
+    process computes the same grid from then on."""
+    return trigger.anchored(now) if isinstance(trigger, Interval) else trigger
+
+
+def first_slot(trigger: TriggerSpec, now: datetime) -> datetime | None:
+    """The first slot of a new schedule: its next fire time after ``now``.
+
+    A one-shot :class:`~taskmgr.Date` already past stays due, so its misfire policy
+    decides: it runs once within ``misfire_grace_time``, else it is recorded as
+    ``missed`` with the reason. It is never dropped without a row.
+    """
+    if isinstance(trigger, Date):
+        return trigger.at
+    following = trigger.next_fire_times(now, 1)
+    return following[0] if following else None
+
+
+def resume_slot(job: Job, now: datetime) -> datetime | None:
+    """The next slot of a job that becomes active again (resumed, restored, or
+    re-enabled in code) with the schedule it had.
+
+    A recurring schedule goes on from now: slots that fell while the job was paused
+    are not run. A one-shot ``Date`` keeps its one slot if it has not been taken yet
+    (``next_run_at`` is still set), even when its time passed meanwhile: like one
+    created after its time, its misfire policy then decides (run once, or a
+    ``missed`` row). A one-shot slot already taken stays taken.
+    """
+    if isinstance(job.trigger, Date):
+        return job.next_run_at
+    return first_slot(job.trigger, now)
+
+
+def same_schedule(stored: TriggerSpec, declared: TriggerSpec) -> bool:
+    """Whether a schedule declared in code is the stored one. An interval declared
+    without a start matches a stored one of the same length, whatever its anchor."""
+    if isinstance(stored, Interval) and isinstance(declared, Interval) and declared.start is None:
+        return stored.every == declared.every
+    return stored == declared
+
+
+def option_changes(job: Job, definition: JobDefinition) -> dict[str, Any]:
+    """The options (and function) of ``definition`` that differ from the stored job,
+    as ``update_job`` changes. ``enabled`` is a state, not an option: it is left to
+    the caller (pause/resume, or the sync of code-declared jobs)."""
+    changes = {
+        field: getattr(definition, field)
+        for field in OPTION_NAMES
+        if field != "enabled" and getattr(definition, field) != getattr(job, field)
+    }
+    if definition.func != job.func:
+        changes["func"] = definition.func
+    return changes
+
+
+# -- liveness ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """How instances prove they are alive, and when they are presumed dead.
+
+    Every instance refreshes its ``last_heartbeat`` every ``heartbeat_interval``
+    seconds. One whose last heartbeat is more than ``heartbeat_timeout`` old (by the
+    database's clock) is presumed dead: the reaper, every ``sweep_interval``, marks
+    its running executions ``lost``. Rows of instances gone for
+    ``instance_retention`` are deleted.
+
+    :raises InvalidInputError: a timing is not a positive number, or the timeout is
+        not longer than the interval.
+    """
+
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    sweep_interval: float
+    instance_retention: float = 86400.0
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_interval", "heartbeat_timeout", "sweep_interval",
+                     "instance_retention"):  # fmt: skip
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
+            object.__setattr__(self, name, float(value))
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise InvalidInputError(
+                "must be longer than heartbeat_interval", field="heartbeat_timeout"
+            )
+
+    def dead_before(self, now: datetime) -> datetime:
+        """Instances whose last heartbeat is older than this are presumed dead."""
+        return now - timedelta(seconds=self.heartbeat_timeout)
+
+    def is_live(self, instance: Instance, now: datetime) -> bool:
+        """Whether peers count ``instance`` as alive at ``now``."""
+        return instance.status is InstanceStatus.RUNNING and (
+            instance.last_heartbeat >= self.dead_before(now)
+        )
+
+    def may_claim(self, seconds_since_heartbeat: float) -> bool:
+        """Whether an instance whose last successful heartbeat is that old may still
+        claim: its peers surely see it alive only while the age is under the timeout
+        minus one interval (the margin covers a heartbeat in flight). A frozen or
+        cut-off instance stops claiming by itself."""
+        return seconds_since_heartbeat < self.heartbeat_timeout - self.heartbeat_interval

@@ -1,0 +1,305 @@
+"""The service's commands: create, change, pause, resume, run now and delete jobs,
+configure and run history retention. Each checks its input completely before it
+writes, and writes in one storage call, so a refused command leaves nothing behind.
+The rules they apply live in :mod:`taskmgr.core.rules`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskmgr.core.definition import (
+    OPTION_NAMES,
+    TRIGGER_ARGS,
+    build_definition,
+    build_trigger,
+    check_kwargs_signature,
+)
+from taskmgr.core.models import (
+    Execution,
+    ExecutionStatus,
+    ExecutionTrigger,
+    Job,
+    JobSource,
+    JobState,
+    new_execution_id,
+)
+from taskmgr.core.rules import (
+    anchor,
+    first_slot,
+    manual_admission,
+    manual_slots,
+    option_changes,
+    resume_slot,
+)
+from taskmgr.core.triggers import Cron, TriggerSpec
+from taskmgr.core.validation import validate_kwargs
+from taskmgr.exceptions import (
+    ConflictError,
+    InvalidInputError,
+    JobBusyError,
+    JobOrphanedError,
+    JobPausedError,
+)
+from taskmgr.scheduling.retention import (
+    DEFAULT_RETENTION_CRON,
+    MAX_DAYS,
+    RETENTION_KEY,
+    Retention,
+    RetentionPolicy,
+    delete_in_batches,
+)
+from taskmgr.scheduling.sync import add_new_job, sync_code_jobs
+from taskmgr.service.base import ServiceBase
+from taskmgr.storage.base import NewExecution, Storage
+
+__all__ = ["JobCommands"]
+
+#: Executions deleted per transaction by :meth:`JobCommands.cleanup_history`.
+DELETE_BATCH = 1000
+MAX_ACTOR = 200
+
+
+class JobCommands(ServiceBase):
+    """The commands of :class:`~taskmgr.service.SchedulerService`."""
+
+    def create_job(
+        self,
+        key: str,
+        func: Callable[..., Any] | str,
+        *,
+        cron: str | None = None,
+        interval: timedelta | float | None = None,
+        at: datetime | None = None,
+        trigger: TriggerSpec | Mapping[str, Any] | None = None,
+        timezone: str | None = None,
+        **options: Any,
+    ) -> Job:
+        """Create a job at run time for a registered function (or a function object,
+        which is registered). Options are those of ``@scheduled_job``; ``timezone``,
+        ``misfire_grace_time`` and ``max_retries`` default to the service's settings.
+
+        :raises JobExistsError: the key is taken (nothing is written).
+        :raises InvalidInputError: any invalid argument (nothing is written).
+        """
+        name = self.registry.resolve(func)
+        conf = self.settings
+        spec = build_trigger(
+            cron=cron,
+            interval=interval,
+            at=at,
+            trigger=trigger,
+            timezone=timezone if timezone is not None else conf.timezone,
+        )
+        for option in ("misfire_grace_time", "max_retries"):
+            if option not in options and getattr(conf, option) is not None:
+                options[option] = getattr(conf, option)
+        definition = build_definition(key=key, func=name, trigger=spec, options=options)
+        check_kwargs_signature(self.registry.get(name), definition.kwargs)
+        self.open()
+        job = add_new_job(
+            self.storage, definition, source=JobSource.API, fingerprint=None, now=self.clock.now()
+        )
+        self._wake()
+        return job
+
+    def update_job(self, key: str, *, expected_version: int | None = None, **changes: Any) -> Job:
+        """Change a job. Accepts a new trigger (``cron=``/``interval=``/``at=``/
+        ``trigger=``, ``timezone=``), ``func=`` and any ``@scheduled_job`` option but
+        ``enabled`` (use :meth:`pause_job`/:meth:`resume_job`). A new schedule applies
+        from now. With ``expected_version``, refuses if the job changed meanwhile.
+        """
+        unknown = set(changes) - set(OPTION_NAMES) - set(TRIGGER_ARGS) - {"timezone", "func"}
+        unknown |= {"enabled"} & set(changes)
+        if unknown:
+            raise InvalidInputError(
+                f"cannot be changed with update_job: {', '.join(sorted(unknown))}", field="update"
+            )
+        self.open()
+        job = self.storage.get_job(key)
+        trigger_args = {k: changes.pop(k) for k in (*TRIGGER_ARGS, "timezone") if k in changes}
+        spec = job.trigger
+        if set(trigger_args) - {"timezone"}:
+            spec = build_trigger(**trigger_args)
+        elif "timezone" in trigger_args:
+            if not isinstance(job.trigger, Cron):
+                raise InvalidInputError("only cron jobs have a time zone", field="timezone")
+            spec = Cron(job.trigger.expression, timezone=trigger_args["timezone"])
+        name = self.registry.resolve(changes.pop("func")) if "func" in changes else job.func
+        options = {field: getattr(job, field) for field in OPTION_NAMES if field != "enabled"}
+        options.update(changes)
+        definition = build_definition(key=key, func=name, trigger=spec, options=options)
+        if name in self.registry:
+            check_kwargs_signature(self.registry.get(name), definition.kwargs)
+        now = self.clock.now()
+        updates = option_changes(job, definition)
+        if spec is not job.trigger:  # a trigger was given: it applies from now
+            anchored = anchor(definition.trigger, now)
+            if anchored != job.trigger:
+                updates["trigger"] = anchored
+                updates["next_run_at"] = first_slot(anchored, now)
+        if not updates:
+            return job
+        updated = self.storage.update_job(key, updates, now=now, expected_version=expected_version)
+        self._wake()
+        return updated
+
+    def delete_job(self, key: str) -> None:
+        """Delete a job. Its pending executions are cancelled; its history is kept."""
+        self.open()
+        self.storage.delete_job(key, now=self.clock.now())
+
+    def pause_job(self, key: str) -> Job:
+        """Stop firing the job: no slot of its schedule runs while it is paused (its
+        pending retries and queued runs are cancelled when they come due; a manual
+        run still can). See :meth:`resume_job` for what happens on resume."""
+        self.open()
+        job = self.storage.get_job(key)
+        if job.state is JobState.ORPHANED:
+            raise JobOrphanedError(f"job {key!r} is orphaned: its function is not registered")
+        if job.state is JobState.PAUSED:
+            return job
+        return self.storage.update_job(key, {"state": JobState.PAUSED}, now=self.clock.now())
+
+    def resume_job(self, key: str) -> Job:
+        """Fire the job again. A recurring schedule goes on from now: the slots that
+        fell while it was paused are not run. A one-shot ``at=`` job whose time passed
+        while it was paused keeps its slot, and its misfire policy decides: it runs
+        once within ``misfire_grace_time``, else it is recorded as ``missed`` with the
+        reason. A one-shot job that already ran does not run again."""
+        self.open()
+        job = self.storage.get_job(key)
+        if job.state is JobState.ACTIVE:
+            return job
+        if job.func not in self.registry:
+            raise JobOrphanedError(
+                f"job {key!r} cannot resume: function {job.func!r} is not registered"
+            )
+        now = self.clock.now()
+        updated = self.storage.update_job(
+            key, {"state": JobState.ACTIVE, "next_run_at": resume_slot(job, now)}, now=now
+        )
+        self._wake()
+        return updated
+
+    def trigger_job(
+        self,
+        job_key: str,
+        *,
+        kwargs: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+        force: bool = False,
+    ) -> Execution:
+        """Run the job now, once, outside its schedule, as a ``manual`` execution.
+
+        ``kwargs`` are merged over the job's. The overlap policy applies unless
+        ``force``: ``skip`` refuses with :class:`JobBusyError` while ``max_instances``
+        runs are active, ``queue`` waits for a free run, ``allow`` starts anyway.
+
+        :raises JobPausedError: the job is paused and ``force`` is not set.
+        :raises JobOrphanedError: its function is not registered.
+        """
+        if actor is not None and (
+            not isinstance(actor, str) or len(actor) > MAX_ACTOR or "\x00" in actor
+        ):
+            raise InvalidInputError(
+                f"must be a string of at most {MAX_ACTOR} characters", field="actor"
+            )
+        self.open()
+        job = self.storage.get_job(job_key)
+        if job.state is JobState.ORPHANED or job.func not in self.registry:
+            raise JobOrphanedError(
+                f"job {job_key!r} cannot run: function {job.func!r} is not registered"
+            )
+        if job.state is JobState.PAUSED and not force:
+            raise JobPausedError(f"job {job_key!r} is paused (pass force=True to run it anyway)")
+        merged = validate_kwargs({**job.kwargs, **(kwargs or {})})
+        check_kwargs_signature(self.registry.get(job.func), merged)
+        now = self.clock.now()
+        queued, limited = manual_admission(job.overlap_policy, force=force)
+        for slot in manual_slots(now):
+            try:
+                execution = self.storage.add_execution(
+                    NewExecution(
+                        id=new_execution_id(),
+                        job_id=job.id,
+                        job_key=job.key,
+                        scheduled_for=slot,
+                        attempt=1,
+                        trigger=ExecutionTrigger.MANUAL,
+                        status=ExecutionStatus.PENDING,
+                        due_at=now,
+                        created_at=now,
+                        kwargs=merged,
+                        queued=queued,
+                        actor=actor,
+                    ),
+                    max_active=job.max_instances if limited else None,
+                )
+            except JobBusyError:
+                raise
+            except ConflictError:
+                continue  # that instant is taken: try the next one
+            self._wake()
+            return execution
+        raise ConflictError(f"could not find a free slot for a manual run of {job_key!r}")
+
+    # -- history retention -----------------------------------------------------------
+
+    def set_retention(
+        self,
+        days: float | None,
+        *,
+        failed_days: float | None = None,
+        cron: str | None = None,
+        every: float | None = None,
+        batch_size: int = 500,
+        max_seconds: float = 60.0,
+    ) -> None:
+        """Delete finished executions ``days`` after they completed (failed, timed-out
+        and lost ones after ``failed_days``, default ``days``), with the built-in job
+        ``taskmgr.retention`` (hourly unless ``cron=``/``every=`` seconds). ``None``
+        turns it off (the job is then orphaned at the next start). Call it before
+        ``start()`` on every process that may run jobs (Celery workers too)."""
+        if days is None:
+            self.registry.unregister_builtin(RETENTION_KEY, RETENTION_KEY)
+            return
+        policy = RetentionPolicy(
+            days=days,
+            failed_days=failed_days if failed_days is not None else days,
+            batch_size=batch_size,
+            cron=cron if cron is not None or every is not None else DEFAULT_RETENTION_CRON,
+            every=every,
+            max_seconds=max_seconds,
+        )
+        job = Retention(self._opened_storage, self.clock, max_seconds=max_seconds)
+        self.registry.register_builtin(RETENTION_KEY, job, policy.definition())
+        if self.running:
+            sync_code_jobs(self.storage, self.registry, self.clock.now(), orphan_missing=False)
+            self._wake()
+
+    def cleanup_history(self, retention_days: float) -> int:
+        """Delete finished executions completed more than ``retention_days`` ago, in
+        small batches. Pending and running executions are never deleted."""
+        if (
+            isinstance(retention_days, bool)
+            or not isinstance(retention_days, int | float)
+            or not math.isfinite(retention_days)
+            or not 0 <= retention_days <= MAX_DAYS
+        ):
+            raise InvalidInputError(
+                f"must be a number of days in 0-{MAX_DAYS}, got {retention_days!r}",
+                field="retention_days",
+            )
+        self.open()
+        cutoff = self.clock.now() - timedelta(days=retention_days)
+        deleted, _ = delete_in_batches(
+            self.storage, completed_before=cutoff, batch_size=DELETE_BATCH
+        )
+        return deleted
+
+    def _opened_storage(self) -> Storage:
+        self.open()
+        return self.storage

@@ -1,0 +1,139 @@
+"""The service's read side: jobs, upcoming fire times, the history, the instances of
+the cluster and a health summary for probes. Nothing here writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from taskmgr.core.models import (
+    Execution,
+    ExecutionPage,
+    ExecutionStatus,
+    Health,
+    Instance,
+    Job,
+    JobState,
+)
+from taskmgr.core.validation import ensure_aware
+from taskmgr.exceptions import InvalidInputError
+from taskmgr.service.arguments import check_limit, decode_cursor, encode_cursor
+from taskmgr.service.arguments import status as status_of
+from taskmgr.service.base import ServiceBase
+from taskmgr.storage.base import ExecutionFilter
+
+__all__ = ["MAX_PREVIEW", "Queries"]
+
+MAX_PREVIEW = 1000
+
+
+class Queries(ServiceBase):
+    """The queries of :class:`~taskmgr.service.SchedulerService`."""
+
+    def get_job(self, key: str) -> Job:
+        self.open()
+        return self.storage.get_job(key)
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Jobs ordered by key; ``after`` is the last key of the previous page."""
+        if limit is not None:
+            check_limit(limit)
+        try:
+            states = (JobState(state),) if state is not None else ()
+        except ValueError:
+            allowed = ", ".join(s.value for s in JobState)
+            raise InvalidInputError(
+                f"must be one of {allowed}, got {state!r}", field="state"
+            ) from None
+        self.open()
+        return self.storage.list_jobs(states=states, after_key=after, limit=limit)
+
+    def preview(self, job_key: str, n: int = 5) -> list[datetime]:
+        """The job's next ``n`` fire times after now (UTC)."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_PREVIEW:
+            raise InvalidInputError(f"must be an integer in 1-{MAX_PREVIEW}, got {n!r}", field="n")
+        job = self.get_job(job_key)
+        return job.trigger.next_fire_times(self.clock.now(), n)
+
+    def list_executions(
+        self,
+        job_key: str | None = None,
+        status: ExecutionStatus | str | Sequence[ExecutionStatus | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ExecutionPage:
+        """Executions newest first. ``since``/``until`` bound the scheduled time;
+        ``cursor`` is the ``next_cursor`` of the previous page."""
+        check_limit(limit)
+        if status is None:
+            statuses: tuple[ExecutionStatus, ...] = ()
+        elif isinstance(status, str):
+            statuses = (status_of(status),)
+        else:
+            statuses = tuple(status_of(s) for s in status)
+        filters = ExecutionFilter(
+            job_key=job_key,
+            statuses=statuses,
+            since=ensure_aware(since, "since") if since is not None else None,
+            until=ensure_aware(until, "until") if until is not None else None,
+        )
+        before = decode_cursor(cursor) if cursor is not None else None
+        self.open()
+        items = self.storage.list_executions(filters, limit=limit + 1, before=before)
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            next_cursor = encode_cursor(items[-1])
+        return ExecutionPage(items=items, next_cursor=next_cursor)
+
+    def get_execution(self, execution_id: str) -> Execution:
+        self.open()
+        return self.storage.get_execution(execution_id)
+
+    def list_instances(self) -> list[Instance]:
+        self.open()
+        return self.storage.list_instances()
+
+    def health(self, *, overdue_after: float | None = None) -> Health:
+        """Database reachability, live instances and overdue work, for probes.
+
+        Work counts as overdue when its due time is more than ``overdue_after``
+        seconds past (default: twice the poll interval plus a second). Never raises
+        for a database failure: it reports it.
+        """
+        threshold = overdue_after if overdue_after is not None else 2 * self.poll_interval + 1
+        try:
+            self.open()
+            now = self.clock.now()
+            live = sum(
+                1
+                for instance in self.storage.list_instances()
+                if self.liveness.is_live(instance, now)
+            )
+            due = self.storage.next_due_at()
+            schema_current = self.storage.schema_current()
+        except Exception as exc:
+            return Health(
+                database=False,
+                running=self.running,
+                live_instances=0,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        late = (now - due).total_seconds() if due is not None else 0.0
+        overdue = late > threshold
+        return Health(
+            database=True,
+            running=self.running,
+            live_instances=live,
+            schema_current=schema_current,
+            oldest_overdue_at=due if overdue else None,
+            overdue_seconds=late if overdue else 0.0,
+        )

@@ -31,8 +31,9 @@ def test_readme_opens_with_a_two_line_quickstart() -> None:
     demo, tests = lines
     assert demo.startswith("pip install '.[fastapi]' && taskmgr demo")
     assert tests.startswith("pip install -e '.[dev]' && ")
-    for step in ("ruff check .", "ruff format --check .", "mypy", "pytest"):
-        assert f"&& {step}" in tests
+    steps = ["ruff check .", "ruff format --check .", "mypy", "lint-imports", "pytest"]
+    assert tests == "pip install -e '.[dev]' && " + " && ".join(steps)
+    assert README.read_text().count(tests) == 2  # the Development section repeats it
 
 
 def test_ci_runs_the_readme_test_line_verbatim() -> None:
@@ -103,6 +104,7 @@ def _anchors(markdown: str) -> set[str]:
         "docs/concepts.md",
         "docs/quickstart.md",
         "docs/guarantees.md",
+        "docs/architecture.md",
         "docs/api.md",
         "docs/deployment.md",
         "docs/celery.md",

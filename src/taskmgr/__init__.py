@@ -59,8 +59,7 @@ from taskmgr.exceptions import (
 from taskmgr.execution.events import EventKind, ExecutionEvent
 from taskmgr.service import SchedulerService
 from taskmgr.settings import TaskmgrSettings
-
-__version__ = "0.1.0"
+from taskmgr.version import __version__ as __version__
 
 __all__ = [
     "ConflictError",

@@ -1,5 +1,5 @@
-"""The bad-input table (research/reliability.md §6.1): each input gets its documented
-status and a problem+json body, and nothing is written."""
+"""Bad input over HTTP (docs/fastapi.md, "Errors"; docs/guarantees.md, G6): each input
+gets its documented status and a problem+json body, and nothing is written."""
 
 from __future__ import annotations
 

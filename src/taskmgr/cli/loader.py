@@ -2,7 +2,7 @@
 
 This imports a module the operator named on the command line, like ``uvicorn
 main:app`` or ``celery -A proj`` do. It is host configuration, never a value read
-from the database or an HTTP request (DESIGN G6).
+from the database or an HTTP request (``docs/guarantees.md``, G6).
 """
 
 from __future__ import annotations

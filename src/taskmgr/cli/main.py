@@ -3,7 +3,7 @@
 Every command reports a :class:`~taskmgr.exceptions.TaskmgrError` as one line on
 stderr and exits 1; usage errors exit 2 (click's convention). The operator commands
 (``jobs``, ``executions``, ``instances``, ``db``, ``healthcheck``, ``config``) live in
-``_cli_jobs`` and ``_cli_db``; ``docs/cli.md`` describes them all. ``taskmgr demo`` runs
+``cli/jobs.py`` and ``cli/db.py``; ``docs/cli.md`` describes them all. ``taskmgr demo`` runs
 the jobs of :mod:`taskmgr.cli.demo` in an embedded service and prints each execution
 as it ends, reading them back through the public history API like any host would.
 """
@@ -20,10 +20,10 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from taskmgr import __version__
 from taskmgr.cli.table import LiveTable, header
 from taskmgr.exceptions import TaskmgrError
 from taskmgr.service import SchedulerService
+from taskmgr.version import __version__
 
 __all__ = ["main"]
 

@@ -4,10 +4,10 @@ Pure Python and engine-agnostic: :func:`parse_cron` returns the set of values
 each field allows plus the two facts the engine needs beyond the sets, whether
 day-of-month and day-of-week are *restricted* (crontab(5): the field does not
 start with ``*``; both restricted means a day matches if either matches) and
-whether the job is *fixed-time* (DESIGN G5: no ``*`` anywhere in the minute and
-hour fields, which selects the Vixie DST rule). Every refusal is an
+whether the job is *fixed-time* (no ``*`` anywhere in the minute and hour fields,
+which selects the Vixie DST rule: ``docs/guarantees.md``, G5). Every refusal is an
 :class:`~taskmgr.exceptions.InvalidCronError` naming the field and the allowed range.
-See ``docs/cron.md`` for the accepted syntax.
+See ``docs/cron.md`` for the accepted syntax and the DST rule.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ APScheduler's ``CronTrigger`` matches the calendar, but on its own it reads
 crontab weekdays wrongly (0 = Monday), ANDs day-of-month with day-of-week, and
 fires fixed-time jobs twice at fall-back. So it is used only as a calendar: it
 runs in a clock without DST (local wall times written as UTC) and yields wall
-slots; this module maps each wall slot to real instants with the Vixie rule of
-DESIGN G5:
+slots; this module maps each wall slot to real instants with the Vixie rule
+(``docs/guarantees.md``, G5; the cases are in ``docs/cron.md``):
 
 - fixed-time jobs (no ``*`` in minute or hour): a wall slot fires once, at its
   first occurrence; a slot inside a spring-forward gap fires at the first instant

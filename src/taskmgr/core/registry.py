@@ -2,7 +2,7 @@
 
 Jobs name their function by a registered name, never by an import path: a value read
 from the database or an HTTP request can only select among functions the host
-registered in code (DESIGN G6).
+registered in code (``docs/guarantees.md``, G6).
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ except ImportError:  # pragma: no cover - exercised only without opentelemetry-a
     trace = None  # type: ignore[assignment]
     otel_context = None  # type: ignore[assignment]
 
+from taskmgr.version import __version__
+
 __all__ = ["dispatch_span", "enabled", "execution_attributes", "finish", "start_execution"]
 
 TRACER_NAME = "taskmgr"
@@ -46,8 +48,6 @@ def execution_attributes(
 
 
 def _tracer() -> Any:
-    from taskmgr import __version__
-
     return trace.get_tracer(TRACER_NAME, __version__)
 
 

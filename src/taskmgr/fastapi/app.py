@@ -12,10 +12,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from taskmgr import __version__
 from taskmgr.fastapi.lifespan import lifespan
 from taskmgr.fastapi.router import create_router
 from taskmgr.service import SchedulerService
+from taskmgr.version import __version__
 
 __all__ = ["BackgroundServer", "create_app", "serve"]
 

@@ -54,7 +54,8 @@ _TASKMGR_ERRORS: dict[type[BaseException], tuple[int, str]] = {
     exc_.InvalidKwargsError: (422, "invalid_kwargs"),
     exc_.InvalidFunctionError: (422, "invalid_function"),
     exc_.InvalidInputError: (422, "invalid_input"),
-    # The database is down or busy: retry later, like any dependency outage (F9).
+    # The database is down or busy: retry later, like any dependency outage
+    # (docs/guarantees.md, G9).
     exc_.StorageError: (503, "storage_unavailable"),
     exc_.ServiceStateError: (503, "service_not_running"),
     exc_.TaskmgrError: (400, "taskmgr_error"),

@@ -1,0 +1,286 @@
+"""The job routes of :func:`~taskmgr.fastapi.create_router`: list, create, read,
+change, delete, trigger, pause, resume and preview a job.
+
+The job list pages by an opaque cursor (the last key, base64url-encoded); a job's
+``ETag`` is its version, and ``If-Match`` makes a change conditional on it.
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations
+# at run time, and some name closure variables (the host's ``actor`` dependency).
+
+import base64
+import binascii
+import math
+import re
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.params import Depends as DependsParam
+
+from taskmgr.core.models import Job, JobState
+from taskmgr.exceptions import VersionConflictError
+from taskmgr.fastapi.errors import FieldError, HTTPProblem
+from taskmgr.fastapi.limits import TriggerLimiter
+from taskmgr.fastapi.parameters import (
+    JOB_READ,
+    MAX_PAGE,
+    READ,
+    WRITE,
+    Cursor,
+    JobKey,
+    Limit,
+    problems,
+)
+from taskmgr.fastapi.schemas import (
+    JOB_KEY_REGEX,
+    ExecutionOut,
+    JobCreate,
+    JobOut,
+    JobPage,
+    JobPatch,
+    PreviewOut,
+    TriggerRequest,
+)
+from taskmgr.service import SchedulerService
+
+__all__ = ["MAX_PREVIEW", "add_job_routes"]
+
+#: Largest ``n`` of the preview endpoint; larger values are clamped.
+MAX_PREVIEW = 100
+
+
+def add_job_routes(
+    router: APIRouter,
+    service: SchedulerService,
+    writes: list[DependsParam],
+    limiter: TriggerLimiter | None,
+    actor_dependency: Callable[..., str | None],
+) -> None:
+    """Add the job routes to ``router``; ``writes`` guard those that change something,
+    ``limiter`` bounds manual runs, ``actor_dependency`` names who asks for one."""
+
+    @router.get("/jobs", operation_id="taskmgr_list_jobs", responses=READ)
+    def list_jobs(
+        limit: Limit = 50,
+        cursor: Cursor = None,
+        state: Annotated[JobState | None, Query()] = None,
+        q: Annotated[
+            str | None, Query(max_length=200, description="Text in the key, names or description.")
+        ] = None,
+    ) -> JobPage:
+        """Jobs ordered by key, optionally filtered by state and text."""
+        size = min(limit, MAX_PAGE)
+        after = _after_key(cursor)
+        if not q:
+            jobs = service.list_jobs(state=state, after=after, limit=size)
+            if len(jobs) == size:  # one more row tells whether there is a next page
+                jobs += service.list_jobs(state=state, after=jobs[-1].key, limit=1)
+        else:
+            jobs = []
+            while len(jobs) <= size:  # scan in pages until this page is full
+                batch = service.list_jobs(state=state, after=after, limit=MAX_PAGE)
+                jobs.extend(job for job in batch if _matches(job, q))
+                if len(batch) < MAX_PAGE:
+                    break
+                after = batch[-1].key
+        more = len(jobs) > size
+        jobs = jobs[:size]
+        next_cursor = _job_cursor(jobs[-1].key) if more else None
+        return JobPage(items=[JobOut.of(job) for job in jobs], next_cursor=next_cursor)
+
+    @router.post(
+        "/jobs",
+        operation_id="taskmgr_create_job",
+        status_code=201,
+        dependencies=writes,
+        responses=WRITE,
+    )
+    def create_job(body: JobCreate, request: Request, response: Response) -> JobOut:
+        """Create a job for a function registered in code (the body names it; nothing
+        is ever imported). 409 ``job_exists`` when the key is taken."""
+        options = body.model_dump(exclude_unset=True)
+        key, func = options.pop("key"), options.pop("func")
+        job = service.create_job(key, func, **options)
+        response.headers["Location"] = str(request.url_for("taskmgr_get_job", job_key=job.key))
+        return _job_response(job, response)
+
+    @router.get(
+        "/jobs/{job_key}",
+        operation_id="taskmgr_get_job",
+        name="taskmgr_get_job",
+        responses=JOB_READ,
+    )
+    def get_job(job_key: JobKey, response: Response) -> JobOut:
+        """One job; its ``ETag`` is its version (send it back in ``If-Match``)."""
+        return _job_response(service.get_job(job_key), response)
+
+    @router.patch(
+        "/jobs/{job_key}",
+        operation_id="taskmgr_update_job",
+        dependencies=writes,
+        responses={**WRITE, **problems(412)},
+    )
+    def update_job(
+        job_key: JobKey,
+        body: JobPatch,
+        response: Response,
+        if_match: Annotated[str | None, Header(max_length=100)] = None,
+    ) -> JobOut:
+        """Change a job. With ``If-Match``, refuse (412) if it changed meanwhile."""
+        expected = _expected_version(if_match)
+        changes = body.model_dump(exclude_unset=True)
+        if not changes:
+            return _job_response(service.get_job(job_key), response)
+        try:
+            job = service.update_job(job_key, expected_version=expected, **changes)
+        except VersionConflictError as exc:
+            raise HTTPProblem(412, "version_conflict", exc.message) from exc
+        return _job_response(job, response)
+
+    @router.delete(
+        "/jobs/{job_key}",
+        operation_id="taskmgr_delete_job",
+        status_code=204,
+        dependencies=writes,
+        responses=WRITE,
+        response_class=Response,
+    )
+    def delete_job(job_key: JobKey) -> Response:
+        """Delete a job; its pending runs are cancelled, its history is kept."""
+        service.delete_job(job_key)
+        return Response(status_code=204)
+
+    @router.post(
+        "/jobs/{job_key}/trigger",
+        operation_id="taskmgr_trigger_job",
+        status_code=202,
+        dependencies=writes,
+        responses={**WRITE, **problems(429)},
+    )
+    def trigger_job(
+        job_key: JobKey,
+        request: Request,
+        response: Response,
+        who: Annotated[str | None, Depends(actor_dependency)],
+        body: Annotated[TriggerRequest | None, Body()] = None,
+    ) -> ExecutionOut:
+        """Run the job now, once, as a ``manual`` execution (202: it is queued, and
+        ``Location`` points at it). 409 when the job is paused or its overlap policy
+        refuses, unless ``force``; 503 when nothing runs to execute it."""
+        request_body = body if body is not None else TriggerRequest()
+        _require_runner(service)
+        key = (job_key, who or "")
+        if limiter is not None:
+            wait = limiter.acquire(key)
+            if wait is not None:
+                raise HTTPProblem(
+                    429,
+                    "rate_limited",
+                    f"too many manual runs of {job_key!r}; retry in {math.ceil(wait)} s",
+                    headers={"Retry-After": str(max(math.ceil(wait), 1))},
+                )
+        try:
+            execution = service.trigger_job(
+                job_key, kwargs=request_body.kwargs, actor=who, force=request_body.force
+            )
+        except BaseException:
+            if limiter is not None:
+                limiter.release(key)  # a refused run does not use the quota
+            raise
+        location = request.url_for("taskmgr_get_execution", execution_id=execution.id)
+        response.headers["Location"] = str(location)
+        return ExecutionOut.of(execution)
+
+    @router.post(
+        "/jobs/{job_key}/pause",
+        operation_id="taskmgr_pause_job",
+        dependencies=writes,
+        responses=WRITE,
+    )
+    def pause_job(job_key: JobKey, response: Response) -> JobOut:
+        """Stop firing the job (idempotent). Slots while paused are not run."""
+        return _job_response(service.pause_job(job_key), response)
+
+    @router.post(
+        "/jobs/{job_key}/resume",
+        operation_id="taskmgr_resume_job",
+        dependencies=writes,
+        responses=WRITE,
+    )
+    def resume_job(job_key: JobKey, response: Response) -> JobOut:
+        """Fire the job again from now on (idempotent)."""
+        return _job_response(service.resume_job(job_key), response)
+
+    @router.get("/jobs/{job_key}/preview", operation_id="taskmgr_preview_job", responses=JOB_READ)
+    def preview_job(
+        job_key: JobKey,
+        n: Annotated[int, Query(ge=1, description=f"Values above {MAX_PREVIEW} are clamped.")] = 5,
+    ) -> PreviewOut:
+        """The job's next ``n`` fire times."""
+        times = service.preview(job_key, min(n, MAX_PREVIEW))
+        return PreviewOut(job_key=job_key, fire_times=times)
+
+
+def _job_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _after_key(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, binascii.Error):
+        key = ""
+    if re.fullmatch(JOB_KEY_REGEX.strip("^$"), key) is None:
+        raise HTTPProblem(
+            422,
+            "invalid_cursor",
+            "cursor is not a next_cursor returned by this endpoint",
+            errors=[FieldError(field="cursor", location="query", message="invalid cursor")],
+        )
+    return key
+
+
+def _matches(job: Job, text: str) -> bool:
+    text = text.casefold()
+    haystack = [job.key, job.description or "", *job.names.values()]
+    return any(text in value.casefold() for value in haystack)
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise HTTPProblem(
+            422,
+            "invalid_if_match",
+            'If-Match must be an ETag of this API (the job version, e.g. "3")',
+            errors=[FieldError(field="If-Match", location="header", message="not a job ETag")],
+        )
+    return int(tag)
+
+
+def _job_response(job: Job, response: Response) -> JobOut:
+    response.headers["ETag"] = f'"{job.version}"'
+    return JobOut.of(job)
+
+
+def _require_runner(service: SchedulerService) -> None:
+    """A manual run is a row that a started service executes: this one, or another
+    instance sharing the database. With neither, it would wait forever: say so."""
+    if service.running:
+        return
+    health = service.health()
+    if not health.database:
+        raise HTTPProblem(
+            503, "storage_unavailable", f"the database is unavailable: {health.error}"
+        )
+    if health.live_instances == 0:
+        raise HTTPProblem(
+            503,
+            "service_not_running",
+            "no scheduler instance is running to execute the job; start the service",
+        )

@@ -1,0 +1,64 @@
+"""What the routes of :func:`~taskmgr.fastapi.create_router` share: the path and query
+parameters they declare, and the problem responses each one documents.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import Path, Query
+
+from taskmgr.core.models import ExecutionStatus
+from taskmgr.fastapi.problems import PROBLEM_MEDIA_TYPE, Problem
+from taskmgr.fastapi.schemas import JOB_KEY_REGEX
+from taskmgr.service.arguments import MAX_PAGE
+
+__all__ = [
+    "JOB_READ",
+    "MAX_PAGE",
+    "READ",
+    "WRITE",
+    "Cursor",
+    "JobKey",
+    "Limit",
+    "Statuses",
+    "problems",
+]
+
+_STATUS_TEXT = {
+    401: "Missing or invalid credentials.",
+    403: "The credentials do not allow this operation.",
+    404: "No such job or execution.",
+    409: "The job's state refuses the operation (exists, paused, busy, orphaned).",
+    412: "If-Match does not match the job's current version.",
+    413: "The request body is too large.",
+    415: "The request body is not application/json.",
+    422: "The input is invalid; `errors` names the fields.",
+    429: "Too many manual runs of this job; see Retry-After.",
+    503: "The database is unavailable, or nothing is running to execute the job.",
+}
+
+JobKey = Annotated[
+    str,
+    Path(pattern=JOB_KEY_REGEX, max_length=128, examples=["reports.nightly"]),
+]
+Limit = Annotated[int, Query(ge=1, description=f"Page size; values above {MAX_PAGE} are clamped.")]
+Statuses = Annotated[list[ExecutionStatus] | None, Query(description="Any of these statuses.")]
+Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page.")]
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of these error statuses: problem+json bodies."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        status: {
+            "model": Problem,
+            "description": _STATUS_TEXT[status],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}},
+        }
+        for status in statuses
+    }
+
+
+#: The errors of a read that names no job, of one that does, and of a write.
+READ = problems(401, 403, 422, 503)
+JOB_READ = problems(401, 403, 404, 422, 503)
+WRITE = problems(401, 403, 404, 409, 413, 415, 422, 503)

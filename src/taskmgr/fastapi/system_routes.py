@@ -1,0 +1,99 @@
+"""The system routes of :func:`~taskmgr.fastapi.create_router`: the instances, the
+health check, history cleanup, and the caller's session (what the dashboard may
+offer)."""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations
+# at run time.
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.params import Depends as DependsParam
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from taskmgr.fastapi.parameters import READ, problems
+from taskmgr.fastapi.problems import ProblemRoute
+from taskmgr.fastapi.schemas import (
+    CleanupRequest,
+    CleanupResult,
+    HealthOut,
+    InstanceOut,
+    SessionOut,
+)
+from taskmgr.service import SchedulerService
+
+__all__ = ["add_system_routes"]
+
+
+class _SessionRoute(ProblemRoute):
+    """The probe of the write dependencies: a refusal (403) means read-only, not an error."""
+
+    def render_error(self, error: Exception, request: Request) -> Response:
+        if isinstance(error, HTTPException) and error.status_code == 403:
+            return JSONResponse(SessionOut(can_write=False).model_dump())
+        return super().render_error(error, request)
+
+
+def add_system_routes(
+    router: APIRouter,
+    service: SchedulerService,
+    writes: list[DependsParam],
+    dashboard_write: bool | None,
+) -> None:
+    """Add the system routes to ``router``; ``writes`` guard cleanup and are what the
+    session route probes; ``dashboard_write`` overrides the service's setting."""
+
+    @router.get("/instances", operation_id="taskmgr_list_instances", responses=READ)
+    def list_instances() -> list[InstanceOut]:
+        """Scheduler instances sharing the database, newest first."""
+        now = service.clock.now()
+        return [InstanceOut.of(instance, now) for instance in service.list_instances()]
+
+    @router.get(
+        "/health",
+        operation_id="taskmgr_get_health",
+        response_model=HealthOut,
+        responses={
+            **READ,
+            503: {"model": HealthOut, "description": "The database is unavailable."},
+        },
+    )
+    def get_health() -> Any:
+        """Database reachable, schema current, live instances and the oldest overdue job.
+        503 (with the same body) when the database does not answer."""
+        health = HealthOut.of(service.health())
+        if not health.database:
+            return JSONResponse(health.model_dump(mode="json"), status_code=503)
+        return health
+
+    @router.post(
+        "/maintenance/cleanup",
+        operation_id="taskmgr_cleanup_history",
+        dependencies=writes,
+        responses=problems(401, 403, 413, 415, 422, 503),
+    )
+    def cleanup_history(body: CleanupRequest) -> CleanupResult:
+        """Delete finished executions older than ``retention_days`` (pending and
+        running ones are never deleted)."""
+        return CleanupResult(deleted=service.cleanup_history(body.retention_days))
+
+    write_in_dashboard = (
+        service.settings.dashboard_write if dashboard_write is None else dashboard_write
+    )
+
+    def _session() -> SessionOut:
+        """What the caller may do (``can_write``: the write dependencies let it through
+        and the dashboard's write mode is on)."""
+        return SessionOut(can_write=write_in_dashboard)
+
+    router.add_api_route(
+        "/session",
+        _session,
+        methods=["GET"],
+        operation_id="taskmgr_get_session",
+        dependencies=writes,
+        responses=problems(401, 503),
+        response_model=SessionOut,
+        route_class_override=type("TaskmgrSessionRoute", (_SessionRoute, router.route_class), {}),
+    )

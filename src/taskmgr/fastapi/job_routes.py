@@ -209,7 +209,8 @@ def add_job_routes(
         responses=WRITE,
     )
     def resume_job(job_key: JobKey, response: Response) -> JobOut:
-        """Fire the job again from now on (idempotent)."""
+        """Fire the job again from now on (idempotent). A one-shot job whose time
+        passed while it was paused keeps its slot: its misfire policy decides."""
         return _job_response(service.resume_job(job_key), response)
 
     @router.get("/jobs/{job_key}/preview", operation_id="taskmgr_preview_job", responses=JOB_READ)

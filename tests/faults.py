@@ -115,12 +115,14 @@ FaultyStorage.__abstractmethods__ = frozenset()
 
 
 def _execution(job: Job, slot: datetime, owner: str, now: datetime) -> Execution:
+    execution_id = new_execution_id()
     return Execution(
-        id=new_execution_id(),
+        id=execution_id,
         job_id=job.id,
         job_key=job.key,
         scheduled_for=slot,
         attempt=1,
+        chain_id=execution_id,
         trigger=ExecutionTrigger.SCHEDULE,
         status=ExecutionStatus.RUNNING,
         due_at=slot,

@@ -19,11 +19,30 @@ def _env() -> dict[str, str]:
 
 
 def test_every_example_is_covered() -> None:
-    covered = {"plain_script.py", "test_my_jobs.py"}
+    covered = {"deferred_tasks.py", "plain_script.py", "test_my_jobs.py"}
     assert {path.name for path in EXAMPLES.glob("*.py")} == covered
     readme = (EXAMPLES / "README.md").read_text()
     for name in covered:
         assert name in readme
+
+
+@pytest.mark.slow
+def test_deferred_tasks(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "deferred_tasks.py")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sorted(line for line in lines if line.startswith("welcome mail")) == [
+        f"welcome mail (default) to user {n}" for n in (1, 2, 3)
+    ]
+    assert sum("success {'sent_to':" in line for line in lines) == 3
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ execution row you can query.
 import logging
 
 from taskmgr.core.context import ExecutionContext, current_execution
-from taskmgr.core.decorators import scheduled_job
+from taskmgr.core.decorators import scheduled_job, task
 from taskmgr.core.models import (
     Execution,
     ExecutionPage,
@@ -25,7 +25,7 @@ from taskmgr.core.models import (
     RetryBackoff,
 )
 from taskmgr.core.registry import JobRegistry
-from taskmgr.core.triggers import Cron, Date, Interval
+from taskmgr.core.triggers import Cron, Date, Interval, Manual
 from taskmgr.dispatch import Dispatcher, InlineDispatcher
 from taskmgr.exceptions import (
     ConflictError,
@@ -101,6 +101,7 @@ __all__ = [
     "JobRegistry",
     "JobSource",
     "JobState",
+    "Manual",
     "NotFoundError",
     "OverlapPolicy",
     "RetryBackoff",
@@ -115,6 +116,7 @@ __all__ = [
     "VersionConflictError",
     "current_execution",
     "scheduled_job",
+    "task",
 ]
 
 logging.getLogger("taskmgr").addHandler(logging.NullHandler())

@@ -116,6 +116,13 @@ class TaskmgrSettings(BaseSettings):
         "built-in retention job (`taskmgr.retention`, hourly). Unset (the default): "
         "history is kept until you delete it.",
     )
+    max_kwargs_bytes: int = Field(
+        64 * 1024,  # taskmgr.core.validation.KWARGS_MAX_BYTES
+        ge=2,
+        le=1024 * 1024,
+        description="Largest arguments of a run (deferred task, manual run, job), as "
+        "compact JSON, in bytes; larger ones are refused before anything is written.",
+    )
     dashboard_write: bool = Field(
         True,
         description="Whether the dashboard offers actions (trigger, pause, resume); "

@@ -273,10 +273,15 @@ def test_a_taken_key_or_execution_id_is_the_same_error_everywhere(storage: Stora
     with pytest.raises(JobExistsError) as exists:
         add_job(storage, "j")
     assert "'j'" in str(exists.value)
-    first = storage.add_execution(new_execution(job, scheduled_for=T0))
+    slot = ExecutionTrigger.SCHEDULE
+    first = storage.add_execution(
+        new_execution(job, scheduled_for=T0, trigger=slot, idempotency_key="k")
+    )
     by_id = new_execution(job, id=first.id, scheduled_for=T0 + MINUTE)
-    by_slot = new_execution(job, scheduled_for=T0)
-    for clash in (by_id, by_slot):
+    by_slot = new_execution(job, scheduled_for=T0, trigger=ExecutionTrigger.CATCHUP)
+    by_attempt = new_execution(job, chain_id=first.id, scheduled_for=T0 + MINUTE)
+    by_key = new_execution(job, scheduled_for=T0 + MINUTE, idempotency_key="k")
+    for clash in (by_id, by_slot, by_attempt, by_key):
         with pytest.raises(ConflictError) as conflict:
             storage.add_execution(clash)
         # exactly a ConflictError (not a subclass), naming the row it refused
@@ -284,6 +289,33 @@ def test_a_taken_key_or_execution_id_is_the_same_error_everywhere(storage: Stora
         assert repr(clash.id) in str(conflict.value)
         assert "already exists" in str(conflict.value)
     assert storage.list_executions(ALL, limit=10) == [first]
+
+
+def test_runs_that_are_not_slots_of_a_schedule_may_share_an_instant(storage: Storage) -> None:
+    job = add_job(storage, "j")
+    scheduled = storage.add_execution(
+        new_execution(job, scheduled_for=T0, trigger=ExecutionTrigger.SCHEDULE)
+    )
+    manual = [storage.add_execution(new_execution(job, scheduled_for=T0)) for _ in range(3)]
+    retry = storage.add_execution(
+        new_execution(
+            job,
+            scheduled_for=T0,
+            attempt=2,
+            chain_id=scheduled.id,
+            trigger=ExecutionTrigger.RETRY,
+        )
+    )
+    other_job = add_job(storage, "other")
+    same_key = [
+        storage.add_execution(new_execution(j, scheduled_for=T0, idempotency_key="k"))
+        for j in (job, other_job)
+    ]
+    assert [e.chain_id for e in manual] == [e.id for e in manual]
+    assert retry.chain_id == scheduled.id
+    assert scheduled.chain_id == scheduled.id
+    assert len(storage.list_executions(ALL, limit=20)) == 7
+    assert {e.idempotency_key for e in same_key} == {"k"}
 
 
 @pytest.mark.parametrize("status", list(ExecutionStatus))
@@ -409,7 +441,9 @@ def test_a_bad_plan_is_refused_whole(storage: Storage, bad: str) -> None:
 
 def test_an_advance_lost_to_a_conflict_leaves_its_job_for_the_next(storage: Storage) -> None:
     job = add_job(storage, "j", next_run_at=T0)
-    storage.add_execution(new_execution(job, scheduled_for=T0))  # the slot T0 is taken
+    storage.add_execution(
+        new_execution(job, scheduled_for=T0, trigger=ExecutionTrigger.SCHEDULE)
+    )  # the slot T0 is taken
 
     def plan(batch):  # type: ignore[no-untyped-def]
         [due] = batch.due_jobs

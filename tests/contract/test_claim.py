@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from taskmgr.core.models import ExecutionStatus, JobState
+from taskmgr.core.models import ExecutionStatus, ExecutionTrigger, JobState
 from taskmgr.storage.base import ClaimPlan, ExecutionFilter, PendingDecision, Storage
 from tests.conftest import OpenStorage
 
@@ -143,7 +143,9 @@ def test_advance_loses_when_the_job_moved_in_between(storage: Storage) -> None:
 def test_existing_slot_makes_the_advance_lose_as_a_whole(storage: Storage) -> None:
     job = add_job(storage, "slot", next_run_at=T0 - MINUTE)
     other = add_job(storage, "other", next_run_at=T0)
-    taken = storage.add_execution(new_execution(job, scheduled_for=T0, attempt=1))
+    taken = storage.add_execution(
+        new_execution(job, scheduled_for=T0, trigger=ExecutionTrigger.SCHEDULE)
+    )
 
     def plan(batch):  # type: ignore[no-untyped-def]
         by_key = {j.key: j for j in batch.due_jobs}

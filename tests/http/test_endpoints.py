@@ -111,6 +111,13 @@ def test_create_one_shot(client: TestClient) -> None:
     assert job["schedule"] == "once at 2026-03-02T08:00:00Z"
 
 
+def test_create_without_a_schedule_makes_a_task(client: TestClient) -> None:
+    job = _create(client, interval=None)
+    assert job["trigger"] == {"type": "manual"}
+    assert job["schedule"] == "when deferred (no schedule)"
+    assert job["next_run_at"] is None
+
+
 def test_trigger_runs_the_job_and_records_the_actor(
     client: TestClient, service: SchedulerService
 ) -> None:

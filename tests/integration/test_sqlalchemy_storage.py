@@ -16,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import taskmgr.storage
-from taskmgr.core.models import ExecutionStatus
+from taskmgr.core.models import ExecutionStatus, ExecutionTrigger
 from taskmgr.exceptions import ServiceStateError, StorageError
 from taskmgr.storage.base import ExecutionFilter
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, build_metadata, create_engine, migrate
@@ -294,7 +294,7 @@ def test_concurrent_first_opens_migrate_once(make_storage: MakeStorage) -> None:
         thread.join(timeout=60)
     assert not errors, errors
     schema = storages[0].tables.metadata.schema
-    assert migrate.current_revision(storages[0].engine, "taskmgr_", schema) == "tm0001"
+    assert migrate.current_revision(storages[0].engine, "taskmgr_", schema) == "tm0002"
 
 
 def test_custom_table_prefix(make_storage: MakeStorage) -> None:
@@ -450,7 +450,14 @@ def test_a_plain_sqlite_engine_passed_in_works(sqlite_url: str) -> None:
     try:
         storage.open()
         job = add_job(storage, "plain", next_run_at=T0)
-        storage.add_execution(new_execution(job, scheduled_for=T0, status=ExecutionStatus.MISSED))
+        storage.add_execution(
+            new_execution(
+                job,
+                scheduled_for=T0,
+                status=ExecutionStatus.MISSED,
+                trigger=ExecutionTrigger.SCHEDULE,
+            )
+        )
         # The advance conflicts with the existing slot: its savepoint rolls back alone.
         assert storage.claim(now=T0, owner="o", limit=10, planner=fire_all) == []
         assert storage.get_job("plain").next_run_at == T0

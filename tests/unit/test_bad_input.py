@@ -53,8 +53,7 @@ BAD: list[tuple[dict[str, Any], type[TaskmgrError], str]] = [
     ({"interval": float("inf")}, InvalidIntervalError, "interval"),
     ({"interval": timedelta(days=10**6)}, InvalidIntervalError, "interval"),
     ({"at": datetime(2030, 1, 1)}, InvalidDatetimeError, "date.at"),
-    ({}, InvalidTriggerError, "exactly one"),
-    ({"cron": "* * * * *", "interval": 60}, InvalidTriggerError, "exactly one"),
+    ({"cron": "* * * * *", "interval": 60}, InvalidTriggerError, "at most one"),
     ({"interval": 60, "overlap_policy": "sometimes"}, InvalidPolicyError, "overlap_policy"),
     ({"interval": 60, "max_instances": 0}, InvalidPolicyError, "max_instances"),
     ({"interval": 60, "max_retries": -1}, InvalidPolicyError, "max_retries"),
@@ -71,7 +70,9 @@ BAD: list[tuple[dict[str, Any], type[TaskmgrError], str]] = [
 BAD_KEYS = ["", "bad key", "a/b", "-leading", "x" * 129, "tab\t", "nul\x00", "é"]
 
 
-@pytest.mark.parametrize(("arguments", "error", "text"), BAD)
+@pytest.mark.parametrize(
+    ("arguments", "error", "text"), [*BAD, ({}, InvalidTriggerError, "needs a schedule")]
+)
 def test_decorator_refuses_bad_input(
     arguments: dict[str, Any], error: type[TaskmgrError], text: str
 ) -> None:

@@ -73,6 +73,7 @@ PUBLIC_PATHS = {
         "JobRegistry",
         "JobSource",
         "JobState",
+        "Manual",
         "NotFoundError",
         "OverlapPolicy",
         "RetryBackoff",
@@ -87,6 +88,7 @@ PUBLIC_PATHS = {
         "VersionConflictError",
         "current_execution",
         "scheduled_job",
+        "task",
     ],
     "taskmgr.fastapi": [
         "BackgroundServer",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,8 +21,9 @@ from taskmgr import (
     OverlapPolicy,
 )
 from taskmgr.core.definition import build_definition
+from taskmgr.core.models import SLOT_TRIGGERS
 from taskmgr.core.rules import (
-    MANUAL_SLOT_TRIES,
+    RUN_WHILE_PAUSED,
     Admission,
     Liveness,
     admit,
@@ -31,7 +31,6 @@ from taskmgr.core.rules import (
     first_slot,
     is_active_run,
     manual_admission,
-    manual_slots,
     option_changes,
     resume_slot,
     same_schedule,
@@ -88,11 +87,10 @@ def test_manual_admission_queues_limits_or_forces() -> None:
         assert manual_admission(policy, force=True) == (False, False)
 
 
-def test_manual_slots_are_now_then_the_following_microseconds() -> None:
-    slots = list(manual_slots(NOW))
-    assert len(slots) == MANUAL_SLOT_TRIES
-    assert slots[0] == NOW
-    assert all(b - a == timedelta(microseconds=1) for a, b in itertools.pairwise(slots))
+def test_runs_asked_for_still_start_while_paused_and_the_schedule_s_do_not() -> None:
+    assert {ExecutionTrigger.MANUAL, ExecutionTrigger.DEFERRED} == RUN_WHILE_PAUSED
+    assert not RUN_WHILE_PAUSED & SLOT_TRIGGERS
+    assert ExecutionTrigger.RETRY not in RUN_WHILE_PAUSED
 
 
 def test_an_interval_without_start_is_anchored_at_now_others_are_kept() -> None:

@@ -7,8 +7,10 @@ The ``db`` commands work from the database URL alone (``--database-url`` or
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
+from sqlalchemy.engine import Engine
 
 from taskmgr.cli.common import (
     Target,
@@ -58,19 +60,45 @@ def db() -> None:
 @click.option("--to", "to", default="heads", show_default=True, metavar="REV")
 def db_upgrade(target: Target, table_prefix: str | None, schema: str | None, to: str) -> None:
     """Migrate the schema to the newest revision (safe from several replicas at once)."""
+    _migrate(target, table_prefix, schema, "upgraded", lambda e, p, s: migrate.upgrade(e, p, s, to))
+
+
+@db.command("downgrade")
+@db_options
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="REV",
+    help="The revision to go back to (see `taskmgr db history`); `base` drops the tables.",
+)
+def db_downgrade(target: Target, table_prefix: str | None, schema: str | None, to: str) -> None:
+    """Take the schema back to an older revision, to run an older taskmgr on it."""
+    _migrate(
+        target, table_prefix, schema, "downgraded", lambda e, p, s: migrate.downgrade(e, to, p, s)
+    )
+
+
+def _migrate(
+    target: Target,
+    table_prefix: str | None,
+    schema: str | None,
+    verb: str,
+    step: Callable[[Engine, str, str | None], bool],
+) -> None:
     settings = _db_settings(target, table_prefix, schema)
     with open_engine(settings) as engine:
         before = migrate.status(engine, settings.table_prefix, settings.db_schema)
-        applied = migrate.upgrade(engine, settings.table_prefix, settings.db_schema, to=to)
+        applied = step(engine, settings.table_prefix, settings.db_schema)
         after = migrate.status(engine, settings.table_prefix, settings.db_schema)
     data = {"from": before.current, "to": after.current, "applied": applied}
     emit(
         target,
         data,
         lambda: click.echo(
-            f"upgraded {before.current or 'empty database'} -> {after.current}"
+            f"{verb} {before.current or 'empty database'} -> {after.current or 'empty database'}"
             if applied
-            else f"already at {after.current}"
+            else f"already at {after.current or 'empty database'}"
         ),
     )
 

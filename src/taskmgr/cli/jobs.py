@@ -6,7 +6,7 @@ import click
 
 from taskmgr.cli.common import Target, emit, open_service, pairs, table, target_options, when
 from taskmgr.core.models import Execution, ExecutionStatus, Job, JobState
-from taskmgr.core.triggers import Cron, Interval
+from taskmgr.core.triggers import Cron, Date, Interval
 
 __all__ = ["executions", "instances", "jobs"]
 
@@ -17,7 +17,9 @@ def _schedule(job: Job) -> str:
         return f"cron {spec.expression} ({spec.timezone})"
     if isinstance(spec, Interval):
         return f"every {spec.every.total_seconds():g}s"
-    return f"at {when(spec.at)}"
+    if isinstance(spec, Date):
+        return f"at {when(spec.at)}"
+    return "when deferred"
 
 
 @click.group()

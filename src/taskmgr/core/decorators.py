@@ -19,14 +19,15 @@ from taskmgr.core.definition import (
 )
 from taskmgr.core.models import (
     DEFAULT_MISFIRE_GRACE_TIME,
+    MAX_INSTANCES,
     JobDefinition,
     OverlapPolicy,
     RetryBackoff,
 )
-from taskmgr.core.triggers import TriggerSpec
-from taskmgr.exceptions import InvalidFunctionError
+from taskmgr.core.triggers import Manual, TriggerSpec
+from taskmgr.exceptions import InvalidFunctionError, InvalidPolicyError, InvalidTriggerError
 
-__all__ = ["get_definition", "scheduled_job"]
+__all__ = ["get_definition", "scheduled_job", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,6 +71,12 @@ def scheduled_job(
             "@scheduled_job(interval=...)"
         )
     spec = build_trigger(cron=cron, interval=interval, at=at, trigger=trigger, timezone=timezone)
+    if isinstance(spec, Manual) and trigger is None:
+        raise InvalidTriggerError(
+            "@scheduled_job needs a schedule: one of cron=, interval=, at= or trigger= "
+            "(declare a job without one with @task)",
+            field="trigger",
+        )
     options: dict[str, Any] = {
         "names": names,
         "description": description,
@@ -85,17 +92,67 @@ def scheduled_job(
         "enabled": enabled,
     }
 
+    return _declaring(key, spec, options)
+
+
+def task(
+    key: str | None = None,
+    *,
+    names: Mapping[str, str] | None = None,
+    description: str | None = None,
+    concurrency: int | None = None,
+    max_retries: int = 0,
+    retry_backoff: RetryBackoff | tuple[float, ...] | Mapping[str, float] | None = None,
+    timeout: float | None = None,
+    queue: str | None = None,
+    enabled: bool = True,
+) -> Callable[[F], F]:
+    """Declare a function as a task: a job without a schedule, run when it is deferred
+    (:meth:`SchedulerService.defer`) with keyword arguments checked against its
+    signature. ``concurrency`` bounds how many of its runs go at once across the
+    cluster (the others wait ``pending``); None runs every due one::
+
+        @task("emails.welcome", max_retries=3, timeout=30)
+        def send_welcome(user_id: int) -> None: ...
+    """
+    if callable(key):
+        raise InvalidFunctionError('@task needs parentheses: write @task() or @task("key")')
+    options: dict[str, Any] = {
+        "names": names,
+        "description": description,
+        "max_instances": 1 if concurrency is None else concurrency,
+        "overlap_policy": OverlapPolicy.ALLOW if concurrency is None else OverlapPolicy.QUEUE,
+        "misfire_grace_time": None,
+        "max_retries": max_retries,
+        "retry_backoff": retry_backoff,
+        "timeout": timeout,
+        "queue": queue,
+        "enabled": enabled,
+    }
+    if concurrency is not None and (
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 1 <= concurrency <= MAX_INSTANCES
+    ):
+        raise InvalidPolicyError(
+            f"must be None or an integer in 1-{MAX_INSTANCES}, got {concurrency!r}",
+            field="concurrency",
+        )
+    return _declaring(key, Manual(), options)
+
+
+def _declaring(key: str | None, spec: TriggerSpec, options: Mapping[str, Any]) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         check_function(func)
         if hasattr(func, _ATTRIBUTE):
             raise InvalidFunctionError(
-                f"{function_name(func)} is already a scheduled job: apply @scheduled_job once"
+                f"{function_name(func)} is already declared as a job or a task: declare it once"
             )
         name = function_name(func)
         definition = build_definition(
             key=key if key is not None else name, func=name, trigger=spec, options=options
         )
-        check_kwargs_signature(func, definition.kwargs)
+        check_kwargs_signature(func, definition.kwargs, partial=isinstance(spec, Manual))
         setattr(func, _ATTRIBUTE, definition)
         return func
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from taskmgr.core.models import JobDefinition, RetryBackoff
-from taskmgr.core.triggers import Cron, Date, Interval, TriggerSpec, parse_trigger
+from taskmgr.core.triggers import Cron, Date, Interval, Manual, TriggerSpec, parse_trigger
 from taskmgr.exceptions import InvalidFunctionError, InvalidKwargsError, InvalidTriggerError
 
 __all__ = ["build_definition", "build_trigger", "check_function", "function_name"]
@@ -62,10 +62,14 @@ def function_name(func: Callable[..., Any]) -> str:
     return qualname if module in ("", "__main__") else f"{module}.{qualname}"
 
 
-def check_kwargs_signature(func: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
-    """Refuse kwargs the function cannot accept (unknown or missing parameters)."""
+def check_kwargs_signature(
+    func: Callable[..., Any], kwargs: Mapping[str, Any], *, partial: bool = False
+) -> None:
+    """Refuse kwargs the function cannot accept (unknown or, unless ``partial``, missing
+    parameters). A task's own kwargs are partial: its runs are deferred with the rest."""
     try:
-        inspect.signature(func).bind(**kwargs)
+        signature = inspect.signature(func)
+        signature.bind_partial(**kwargs) if partial else signature.bind(**kwargs)
     except TypeError as exc:
         raise InvalidKwargsError(
             f"do not match the signature of {function_name(func)}: {exc}", field="kwargs"
@@ -85,19 +89,21 @@ def build_trigger(
         for name, value in zip(TRIGGER_ARGS, (cron, interval, at, trigger), strict=True)
         if value is not None
     ]
-    if len(given) != 1:
+    if len(given) > 1:
         raise InvalidTriggerError(
-            "exactly one of cron=, interval=, at= or trigger= must be given"
-            + (f" (got {', '.join(given)})" if given else ""),
+            f"at most one of cron=, interval=, at= or trigger= may be given "
+            f"(got {', '.join(given)})",
             field="trigger",
         )
+    if not given:
+        return Manual()
     if cron is not None:
         return Cron(cron, timezone=timezone)
     if interval is not None:
         return Interval(interval)
     if at is not None:
         return Date(at)
-    if isinstance(trigger, Cron | Interval | Date):
+    if isinstance(trigger, Cron | Interval | Date | Manual):
         return trigger
     return parse_trigger(trigger)
 

@@ -22,6 +22,7 @@ from taskmgr.core.validation import reraise_validation, validate_job_key, valida
 from taskmgr.exceptions import InvalidPolicyError
 
 __all__ = [
+    "SLOT_TRIGGERS",
     "Execution",
     "ExecutionPage",
     "ExecutionStatus",
@@ -103,6 +104,13 @@ class ExecutionTrigger(StrEnum):
     RETRY = "retry"
     #: A slot run late because several were due at once (after an outage).
     CATCHUP = "catchup"
+    #: Deferred with arguments (``SchedulerService.defer``): a task run.
+    DEFERRED = "deferred"
+
+
+#: The triggers whose executions are slots of a schedule: unique per job and instant.
+#: Other runs (manual, deferred, retries) are known by their chain and attempt.
+SLOT_TRIGGERS = frozenset({ExecutionTrigger.SCHEDULE, ExecutionTrigger.CATCHUP})
 
 
 class InstanceStatus(StrEnum):
@@ -307,13 +315,17 @@ class Job(_Model):
 
 
 class Execution(_Model):
-    """One attempt to run one slot of a job."""
+    """One attempt to run a job: a slot of its schedule, a manual run or a deferred
+    task. The attempts of one run (the first and its retries) share a ``chain_id``."""
 
     id: str
     job_id: int
     job_key: str
+    #: The slot of a scheduled run; when a manual run or a deferred task was asked for.
     scheduled_for: datetime
     attempt: int
+    #: The id of the run's first attempt, shared by its retries.
+    chain_id: str
     trigger: ExecutionTrigger
     status: ExecutionStatus
     #: When a ``pending`` execution may start (retries: after their backoff).
@@ -333,6 +345,8 @@ class Execution(_Model):
     traceback: str | None = None
     result_summary: Any = None
     celery_task_id: str | None = None
+    #: The caller's key that made a deferred run unique for its job (first attempt only).
+    idempotency_key: str | None = None
 
 
 class Instance(_Model):

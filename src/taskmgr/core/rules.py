@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +29,7 @@ from taskmgr.core.triggers import Date, Interval, TriggerSpec
 from taskmgr.exceptions import InvalidInputError
 
 __all__ = [
-    "MANUAL_SLOT_TRIES",
+    "RUN_WHILE_PAUSED",
     "Admission",
     "Liveness",
     "admit",
@@ -38,7 +37,6 @@ __all__ = [
     "first_slot",
     "is_active_run",
     "manual_admission",
-    "manual_slots",
     "option_changes",
     "resume_slot",
     "same_schedule",
@@ -97,19 +95,10 @@ def manual_admission(policy: OverlapPolicy, *, force: bool) -> tuple[bool, bool]
     return policy is OverlapPolicy.QUEUE, policy is OverlapPolicy.SKIP
 
 
-#: How many instants a manual run tries before giving up (see :func:`manual_slots`).
-MANUAL_SLOT_TRIES = 16
-
-
-def manual_slots(now: datetime) -> Iterator[datetime]:
-    """The slots a manual run requested at ``now`` may take, in order.
-
-    A manual run is its own slot at ``now`` (the history's key is job, slot and
-    attempt). When a slot of the schedule or another manual run holds that exact
-    instant, it takes the next microsecond, up to :data:`MANUAL_SLOT_TRIES` of them.
-    """
-    for nudge in range(MANUAL_SLOT_TRIES):
-        yield now + timedelta(microseconds=nudge)
+#: The runs that still start while their job is paused: those somebody asked for
+#: (a manual run, a deferred task). A paused job's own slots, queued overlaps and
+#: retries are cancelled when they come due, with the reason.
+RUN_WHILE_PAUSED = frozenset({ExecutionTrigger.MANUAL, ExecutionTrigger.DEFERRED})
 
 
 # -- the first slot of a schedule --------------------------------------------------

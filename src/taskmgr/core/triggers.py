@@ -33,7 +33,7 @@ from taskmgr.core.engine import cron_fire_times
 from taskmgr.core.validation import ensure_aware, reraise_validation, validate_timezone
 from taskmgr.exceptions import InvalidDatetimeError, InvalidIntervalError, InvalidTriggerError
 
-__all__ = ["Cron", "Date", "Interval", "TriggerSpec", "parse_trigger"]
+__all__ = ["Cron", "Date", "Interval", "Manual", "TriggerSpec", "parse_trigger"]
 
 MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(days=366)
@@ -205,23 +205,39 @@ class Date(_Spec):
         return [self.at] if n > 0 and self.at > _check_after(after) else []
 
 
-TriggerSpec = Annotated[Cron | Interval | Date, Field(discriminator="type")]
+class Manual(_Spec):
+    """No schedule: the job runs only when it is deferred or run by hand (a task)."""
 
-_ADAPTER: TypeAdapter[Cron | Interval | Date] = TypeAdapter(TriggerSpec)
-_TYPES = ("cron", "interval", "date")
+    type: Literal["manual"] = "manual"
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            reraise_validation(exc, error_class=InvalidTriggerError, prefix="manual")
+
+    def next_fire_times(self, after: datetime, n: int = 1) -> list[datetime]:
+        _check_after(after)
+        return []
 
 
-def parse_trigger(data: Any) -> Cron | Interval | Date:
+TriggerSpec = Annotated[Cron | Interval | Date | Manual, Field(discriminator="type")]
+
+_ADAPTER: TypeAdapter[Cron | Interval | Date | Manual] = TypeAdapter(TriggerSpec)
+_TYPES = ("cron", "interval", "date", "manual")
+
+
+def parse_trigger(data: Any) -> Cron | Interval | Date | Manual:
     """Build a trigger spec from its JSON form (``spec.model_dump(mode="json")``).
 
     A spec instance is returned as it is. Raises an :class:`InvalidTriggerError`
     subclass for anything else that is not a valid spec.
     """
-    if isinstance(data, Cron | Interval | Date):
+    if isinstance(data, Cron | Interval | Date | Manual):
         return data
     if not isinstance(data, Mapping):
         raise InvalidTriggerError(
-            f"must be an object with a 'type' of 'cron', 'interval' or 'date', "
+            f"must be an object with a 'type' of 'cron', 'interval', 'date' or 'manual', "
             f"got {type(data).__name__}",
             field="trigger",
         )
@@ -229,7 +245,7 @@ def parse_trigger(data: Any) -> Cron | Interval | Date:
     if kind not in _TYPES:
         shown = repr(kind)[:40] if "type" in data else "nothing"
         raise InvalidTriggerError(
-            f"must be 'cron', 'interval' or 'date', got {shown}", field="type"
+            f"must be 'cron', 'interval', 'date' or 'manual', got {shown}", field="type"
         )
     try:
         return _ADAPTER.validate_python(data)

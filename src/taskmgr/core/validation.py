@@ -30,8 +30,10 @@ __all__ = [
     "JOB_KEY_PATTERN",
     "KWARGS_MAX_BYTES",
     "KWARGS_MAX_DEPTH",
+    "MAX_ACTOR",
     "ensure_aware",
     "reraise_validation",
+    "validate_actor",
     "validate_job_key",
     "validate_kwargs",
     "validate_timezone",
@@ -132,15 +134,18 @@ def _compact_json(value: object) -> bytes:
     return text.encode("utf-8")
 
 
-def validate_kwargs(value: object, field: str = "kwargs") -> dict[str, Any]:
+def validate_kwargs(
+    value: object, field: str = "kwargs", *, max_bytes: int = KWARGS_MAX_BYTES
+) -> dict[str, Any]:
     """Return ``value`` if it is a JSON object of plain JSON values, else raise.
 
     Allowed: ``None``, ``bool``, ``int`` (at most 4300 digits), finite ``float``,
     ``str`` (no NUL), ``list`` and ``dict`` with ``str`` keys, nested at most
     :data:`KWARGS_MAX_DEPTH` containers deep (the top-level dict counts), serialized
-    in at most :data:`KWARGS_MAX_BYTES` bytes. Exact types only: tuples, sets,
-    subclasses (``IntEnum``, ``OrderedDict``), datetimes, ``Decimal`` and bytes are
-    refused because they would not come back as the same type. The walk is
+    in at most ``max_bytes`` bytes (default :data:`KWARGS_MAX_BYTES`). Exact types
+    only: tuples, sets, subclasses (``IntEnum``, ``OrderedDict``), datetimes,
+    ``Decimal`` and bytes are refused because they would not come back as the same
+    type. The walk is
     iterative, so hostile nesting cannot raise ``RecursionError``.
     """
     if type(value) is not dict:
@@ -178,7 +183,7 @@ def validate_kwargs(value: object, field: str = "kwargs") -> dict[str, Any]:
                     f"nested more than {KWARGS_MAX_DEPTH} levels deep", field=path
                 )
             size += 2 + max(len(item) - 1, 0)  # brackets and commas
-            if size > KWARGS_MAX_BYTES:  # before pushing a huge container's children
+            if size > max_bytes:  # before pushing a huge container's children
                 break
             if isinstance(item, list):
                 for index, child in enumerate(item):
@@ -193,11 +198,27 @@ def validate_kwargs(value: object, field: str = "kwargs") -> dict[str, Any]:
                     _check_str(key, path)
                     stack.append((child, _join(path, key), depth + 1))
                     size += len(key) + 3  # "key":
-        if size > KWARGS_MAX_BYTES:
+        if size > max_bytes:
             break
-    if size > KWARGS_MAX_BYTES or len(_compact_json(value)) > KWARGS_MAX_BYTES:
-        raise InvalidKwargsError(f"serialized size exceeds {KWARGS_MAX_BYTES} bytes", field=field)
+    if size > max_bytes or len(_compact_json(value)) > max_bytes:
+        raise InvalidKwargsError(f"serialized size exceeds {max_bytes} bytes", field=field)
     return value
+
+
+#: The longest ``actor`` recorded on an execution.
+MAX_ACTOR = 200
+
+
+def validate_actor(actor: object) -> str | None:
+    """Return ``actor`` (who asked for a run: a user, a service) if it is None or a
+    string of at most :data:`MAX_ACTOR` characters without NUL, else raise."""
+    if actor is not None and (
+        not isinstance(actor, str) or len(actor) > MAX_ACTOR or "\x00" in actor
+    ):
+        raise InvalidInputError(
+            f"must be a string of at most {MAX_ACTOR} characters", field="actor"
+        )
+    return actor
 
 
 def _loc_path(prefix: str | None, loc: tuple[int | str, ...]) -> str | None:

@@ -270,6 +270,7 @@ def next_attempt(claimed: Claimed, now: datetime, rand: float | None = None) -> 
         job_key=execution.job_key,
         scheduled_for=execution.scheduled_for,
         attempt=execution.attempt + 1,
+        chain_id=execution.chain_id,
         trigger=ExecutionTrigger.RETRY,
         status=ExecutionStatus.PENDING,
         due_at=due,

@@ -6,7 +6,7 @@ itself, which is never wrong.
 
 from __future__ import annotations
 
-from taskmgr.core.triggers import Cron, Date, Interval, TriggerSpec
+from taskmgr.core.triggers import Cron, Date, Interval, Manual, TriggerSpec
 
 __all__ = ["describe_trigger"]
 
@@ -77,6 +77,8 @@ def describe_trigger(spec: TriggerSpec) -> str:
     """E.g. ``"every 5 minutes"``, ``"weekdays at 09:00 (Europe/Berlin)"``."""
     if isinstance(spec, Interval):
         return _every(spec.every.total_seconds())
+    if isinstance(spec, Manual):
+        return "when deferred (no schedule)"
     if isinstance(spec, Date):
         return f"once at {spec.at.isoformat().replace('+00:00', 'Z')}"
     assert isinstance(spec, Cron)

@@ -26,7 +26,7 @@ from taskmgr.core.models import (
     JobState,
     OverlapPolicy,
 )
-from taskmgr.core.triggers import Cron, Interval, TriggerSpec
+from taskmgr.core.triggers import Cron, Date, Interval, TriggerSpec
 from taskmgr.fastapi.describe import describe_trigger
 
 __all__ = [
@@ -81,15 +81,23 @@ class DateOut(_Out):
     at: datetime
 
 
-TriggerOut = Annotated[CronOut | IntervalOut | DateOut, Field(discriminator="type")]
+class ManualOut(_Out):
+    """No schedule: a task, run when deferred."""
+
+    type: Literal["manual"] = "manual"
 
 
-def trigger_out(spec: TriggerSpec) -> CronOut | IntervalOut | DateOut:
+TriggerOut = Annotated[CronOut | IntervalOut | DateOut | ManualOut, Field(discriminator="type")]
+
+
+def trigger_out(spec: TriggerSpec) -> CronOut | IntervalOut | DateOut | ManualOut:
     if isinstance(spec, Cron):
         return CronOut(expression=spec.expression, timezone=spec.timezone)
     if isinstance(spec, Interval):
         return IntervalOut(every=spec.every.total_seconds(), start=spec.start)
-    return DateOut(at=spec.at)
+    if isinstance(spec, Date):
+        return DateOut(at=spec.at)
+    return ManualOut()
 
 
 # -- jobs ----------------------------------------------------------------------------
@@ -286,6 +294,10 @@ class ExecutionOut(_Out):
     traceback: str | None
     result_summary: Any
     celery_task_id: str | None
+    chain_id: str = Field(description="The id of the run's first attempt, shared by retries.")
+    idempotency_key: str | None = Field(
+        description="The key that made a deferred run unique for its task, if any."
+    )
 
     @classmethod
     def of(cls, execution: Execution) -> ExecutionOut:

@@ -17,7 +17,7 @@ from taskmgr.core.models import (
     JobState,
     new_execution_id,
 )
-from taskmgr.core.rules import Admission, admit
+from taskmgr.core.rules import RUN_WHILE_PAUSED, Admission, admit
 from taskmgr.storage.base import ClaimBatch, ClaimPlan, JobAdvance, NewExecution, PendingDecision
 
 __all__ = ["MAX_CATCHUP_SLOTS", "Planner"]
@@ -82,7 +82,7 @@ class Planner:
             return self._cancel(execution, f"function {job.func!r} is not registered")
         if job.state is JobState.ORPHANED:
             return self._cancel(execution, "the job is orphaned")
-        if job.state is JobState.PAUSED and execution.trigger is not ExecutionTrigger.MANUAL:
+        if job.state is JobState.PAUSED and execution.trigger not in RUN_WHILE_PAUSED:
             return self._cancel(execution, "the job is paused")
         if execution.queued:
             if active.get(job.id, 0) >= job.max_instances:

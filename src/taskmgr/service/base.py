@@ -3,13 +3,27 @@ queries rely on, set by :class:`~taskmgr.service.SchedulerService`'s constructor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
 from taskmgr.core.clock import Clock
+from taskmgr.core.definition import check_kwargs_signature
+from taskmgr.core.models import (
+    ExecutionStatus,
+    ExecutionTrigger,
+    Job,
+    JobState,
+    new_execution_id,
+)
 from taskmgr.core.registry import JobRegistry
 from taskmgr.core.rules import Liveness
+from taskmgr.core.validation import validate_kwargs
+from taskmgr.exceptions import JobOrphanedError, JobPausedError
 from taskmgr.settings import TaskmgrSettings
-from taskmgr.storage.base import Storage
+from taskmgr.storage.base import NewExecution, Storage
 
-__all__ = ["ServiceBase"]
+__all__ = ["ServiceBase", "requested_run"]
 
 
 class ServiceBase:
@@ -32,3 +46,62 @@ class ServiceBase:
     def _wake(self) -> None:
         """Tell this process's scheduler loop that something changed."""
         raise NotImplementedError
+
+    # -- shared by the commands that ask for a run (trigger_job, defer) ----------------
+
+    def _runnable(self, key: str, *, force: bool = False) -> Job:
+        """The job ``key``, if it may be asked to run now.
+
+        :raises JobNotFoundError: no such job.
+        :raises JobOrphanedError: its function is not registered in this process.
+        :raises JobPausedError: it is paused (and ``force`` is not set).
+        """
+        self.open()
+        job = self.storage.get_job(key)
+        if job.state is JobState.ORPHANED or job.func not in self.registry:
+            raise JobOrphanedError(
+                f"job {key!r} cannot run: function {job.func!r} is not registered"
+            )
+        if job.state is JobState.PAUSED and not force:
+            raise JobPausedError(f"job {key!r} is paused (pass force=True to run it anyway)")
+        return job
+
+    def _arguments(self, job: Job, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The job's kwargs with ``kwargs`` over them, if they are JSON within the size
+        limit and fit the function's signature.
+
+        :raises InvalidKwargsError: naming the path of the bad value.
+        """
+        merged = validate_kwargs({**job.kwargs, **kwargs}, max_bytes=self.settings.max_kwargs_bytes)
+        check_kwargs_signature(self.registry.get(job.func), merged)
+        return merged
+
+
+def requested_run(
+    job: Job,
+    trigger: ExecutionTrigger,
+    kwargs: dict[str, Any],
+    *,
+    due: datetime,
+    now: datetime,
+    queued: bool,
+    actor: str | None,
+    idempotency_key: str | None = None,
+) -> NewExecution:
+    """The first attempt of a run somebody asked for (a manual run, a deferred task),
+    due at ``due``: not a slot of the schedule, so it may share its instant."""
+    return NewExecution(
+        id=new_execution_id(),
+        job_id=job.id,
+        job_key=job.key,
+        scheduled_for=due,
+        attempt=1,
+        trigger=trigger,
+        status=ExecutionStatus.PENDING,
+        due_at=due,
+        created_at=now,
+        kwargs=kwargs,
+        queued=queued,
+        actor=actor,
+        idempotency_key=idempotency_key,
+    )

@@ -19,29 +19,23 @@ from taskmgr.core.definition import (
 )
 from taskmgr.core.models import (
     Execution,
-    ExecutionStatus,
     ExecutionTrigger,
     Job,
     JobSource,
     JobState,
-    new_execution_id,
 )
 from taskmgr.core.rules import (
     anchor,
     first_slot,
     manual_admission,
-    manual_slots,
     option_changes,
     resume_slot,
 )
-from taskmgr.core.triggers import Cron, TriggerSpec
-from taskmgr.core.validation import validate_kwargs
+from taskmgr.core.triggers import Cron, Manual, TriggerSpec
+from taskmgr.core.validation import validate_actor
 from taskmgr.exceptions import (
-    ConflictError,
     InvalidInputError,
-    JobBusyError,
     JobOrphanedError,
-    JobPausedError,
 )
 from taskmgr.scheduling.retention import (
     DEFAULT_RETENTION_CRON,
@@ -52,14 +46,13 @@ from taskmgr.scheduling.retention import (
     delete_in_batches,
 )
 from taskmgr.scheduling.sync import add_new_job, sync_code_jobs
-from taskmgr.service.base import ServiceBase
-from taskmgr.storage.base import NewExecution, Storage
+from taskmgr.service.base import ServiceBase, requested_run
+from taskmgr.storage.base import Storage
 
 __all__ = ["JobCommands"]
 
 #: Executions deleted per transaction by :meth:`JobCommands.cleanup_history`.
 DELETE_BATCH = 1000
-MAX_ACTOR = 200
 
 
 class JobCommands(ServiceBase):
@@ -97,7 +90,9 @@ class JobCommands(ServiceBase):
             if option not in options and getattr(conf, option) is not None:
                 options[option] = getattr(conf, option)
         definition = build_definition(key=key, func=name, trigger=spec, options=options)
-        check_kwargs_signature(self.registry.get(name), definition.kwargs)
+        check_kwargs_signature(
+            self.registry.get(name), definition.kwargs, partial=isinstance(spec, Manual)
+        )
         self.open()
         job = add_new_job(
             self.storage, definition, source=JobSource.API, fingerprint=None, now=self.clock.now()
@@ -132,7 +127,9 @@ class JobCommands(ServiceBase):
         options.update(changes)
         definition = build_definition(key=key, func=name, trigger=spec, options=options)
         if name in self.registry:
-            check_kwargs_signature(self.registry.get(name), definition.kwargs)
+            check_kwargs_signature(
+                self.registry.get(name), definition.kwargs, partial=isinstance(spec, Manual)
+            )
         now = self.clock.now()
         updates = option_changes(job, definition)
         if spec is not job.trigger:  # a trigger was given: it applies from now
@@ -201,50 +198,25 @@ class JobCommands(ServiceBase):
         :raises JobPausedError: the job is paused and ``force`` is not set.
         :raises JobOrphanedError: its function is not registered.
         """
-        if actor is not None and (
-            not isinstance(actor, str) or len(actor) > MAX_ACTOR or "\x00" in actor
-        ):
-            raise InvalidInputError(
-                f"must be a string of at most {MAX_ACTOR} characters", field="actor"
-            )
-        self.open()
-        job = self.storage.get_job(job_key)
-        if job.state is JobState.ORPHANED or job.func not in self.registry:
-            raise JobOrphanedError(
-                f"job {job_key!r} cannot run: function {job.func!r} is not registered"
-            )
-        if job.state is JobState.PAUSED and not force:
-            raise JobPausedError(f"job {job_key!r} is paused (pass force=True to run it anyway)")
-        merged = validate_kwargs({**job.kwargs, **(kwargs or {})})
-        check_kwargs_signature(self.registry.get(job.func), merged)
+        validate_actor(actor)
+        job = self._runnable(job_key, force=force)
+        merged = self._arguments(job, kwargs or {})
         now = self.clock.now()
         queued, limited = manual_admission(job.overlap_policy, force=force)
-        for slot in manual_slots(now):
-            try:
-                execution = self.storage.add_execution(
-                    NewExecution(
-                        id=new_execution_id(),
-                        job_id=job.id,
-                        job_key=job.key,
-                        scheduled_for=slot,
-                        attempt=1,
-                        trigger=ExecutionTrigger.MANUAL,
-                        status=ExecutionStatus.PENDING,
-                        due_at=now,
-                        created_at=now,
-                        kwargs=merged,
-                        queued=queued,
-                        actor=actor,
-                    ),
-                    max_active=job.max_instances if limited else None,
-                )
-            except JobBusyError:
-                raise
-            except ConflictError:
-                continue  # that instant is taken: try the next one
-            self._wake()
-            return execution
-        raise ConflictError(f"could not find a free slot for a manual run of {job_key!r}")
+        execution = self.storage.add_execution(
+            requested_run(
+                job,
+                ExecutionTrigger.MANUAL,
+                merged,
+                due=now,
+                now=now,
+                queued=queued,
+                actor=actor,
+            ),
+            max_active=job.max_instances if limited else None,
+        )
+        self._wake()
+        return execution
 
     # -- history retention -----------------------------------------------------------
 

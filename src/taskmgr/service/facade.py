@@ -35,6 +35,7 @@ from taskmgr.service.assembly import (
 )
 from taskmgr.service.commands import JobCommands
 from taskmgr.service.queries import Queries
+from taskmgr.service.tasks import TaskCommands
 from taskmgr.settings import TaskmgrSettings, load_settings
 from taskmgr.storage.base import Outcome, Storage
 
@@ -43,7 +44,7 @@ __all__ = ["SchedulerService"]
 logger = logging.getLogger("taskmgr.service")
 
 
-class SchedulerService(JobCommands, Queries):
+class SchedulerService(JobCommands, TaskCommands, Queries):
     """Durable scheduled jobs for one application process.
 
     ``storage`` is a :class:`~taskmgr.storage.Storage`, a database URL, or None for

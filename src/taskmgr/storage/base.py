@@ -272,6 +272,21 @@ class Storage(ABC):
         """
 
     @abstractmethod
+    def defer_executions(self, news: Sequence[NewExecution]) -> list[Execution]:
+        """Insert deferred runs, all in one transaction: all of them, or none.
+
+        A run whose ``idempotency_key`` its job already holds is not inserted: the
+        stored execution holding that key is returned in its place, race-free across
+        processes (the unique key decides, never a read before the write). Returns
+        one execution per ``news``, in order.
+
+        :raises InvalidInputError: the model refuses one of ``news``.
+        :raises JobNotFoundError: one of their jobs does not exist (nothing is written).
+        :raises ConflictError: an id is taken, or two of ``news`` share a job and an
+            idempotency key (nothing is written).
+        """
+
+    @abstractmethod
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Write the end of running executions, fenced: an outcome applies only while
         the execution is still ``running`` and owned by ``outcome.owner``; its

@@ -8,7 +8,7 @@ same way. No I/O and no business rules here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -128,6 +128,7 @@ def execution_from_new(new: NewExecution, **overrides: Any) -> Execution:
         "job_key": new.job_key,
         "scheduled_for": new.scheduled_for,
         "attempt": new.attempt,
+        "chain_id": new.chain_id or new.id,
         "trigger": new.trigger,
         "status": new.status,
         "due_at": new.due_at,
@@ -139,20 +140,29 @@ def execution_from_new(new: NewExecution, **overrides: Any) -> Execution:
         "dispatched_at": new.dispatched_at,
         "completed_at": new.completed_at,
         "error_message": new.error_message,
+        "idempotency_key": new.idempotency_key,
     }
     data.update(overrides)
     return build(Execution, data)
 
 
 def execution_conflict(execution: Execution) -> ConflictError:
-    """What ``add_execution`` raises when the id or the slot of ``execution`` is taken
-    (one message for every backend: the SQL one cannot tell which of the two it was)."""
+    """What ``add_execution`` raises when a unique key of ``execution`` is taken (one
+    message for every backend: the SQL one cannot tell which key it was)."""
     return ConflictError(
         f"execution {execution.id!r} of job {execution.job_key!r} for "
         f"{execution.scheduled_for.isoformat()} attempt {execution.attempt} conflicts with "
-        "a stored one: an execution with this id, or with this job, slot and attempt, "
-        "already exists"
+        "a stored one: an execution with this id, this scheduled slot, this attempt of "
+        "its chain or this idempotency key already exists"
     )
+
+
+def check_deferrals(executions: Sequence[Execution]) -> None:
+    """Refuse a batch of deferred runs in which two share a job and an idempotency key
+    (the caller asked for two different runs under one key)."""
+    keys = [(e.job_id, e.idempotency_key) for e in executions if e.idempotency_key is not None]
+    if len(set(keys)) != len(keys):
+        raise ConflictError("two deferred runs of one batch share a job and an idempotency key")
 
 
 def for_owner(new: NewExecution, owner: str, now: datetime) -> dict[str, Any]:

@@ -47,6 +47,9 @@ class NewExecution:
     dispatched_at: datetime | None = None
     completed_at: datetime | None = None
     error_message: str | None = None
+    #: The id of the run's first attempt (None: this is a first attempt, its own chain).
+    chain_id: str | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from taskmgr.storage.base import ClaimBatch, Claimed, JobAdvance, PendingDecisio
 from taskmgr.storage.common import execution_from_new, for_owner
 from taskmgr.storage.inputs import checked_plan, validated
 from taskmgr.storage.memory import queries
-from taskmgr.storage.memory.state import State, slot_of
+from taskmgr.storage.memory.state import State, unique_keys
 
 __all__ = ["claim"]
 
@@ -43,17 +43,17 @@ def _advance(
     state: State, advances: Sequence[JobAdvance], owner: str, now: datetime
 ) -> list[Claimed]:
     """Each advance is a compare-and-set on ``next_run_at``; it loses as a whole when
-    one of its executions has an id or a slot already stored (or twice in itself)."""
+    one of its executions has an id or a unique key already stored (or twice in itself)."""
     claimed: list[Claimed] = []
     for advance in advances:
         job = state.jobs.get(advance.job_id)
         if job is None or job.next_run_at != advance.expected_next_run_at:
             continue
         ids = {new.id for new in advance.executions}
-        slots = {slot_of(new) for new in advance.executions}
+        keys = [key for new in advance.executions for key in unique_keys(new)]
         if (
             len(ids) != len(advance.executions)
-            or len(slots) != len(advance.executions)
+            or len(set(keys)) != len(keys)
             or any(state.taken(new) for new in advance.executions)
         ):
             continue

@@ -6,16 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
-from taskmgr.core.models import Execution, Instance, Job
+from taskmgr.core.models import SLOT_TRIGGERS, Execution, ExecutionTrigger, Instance, Job
 from taskmgr.storage.base import NewExecution
 
-__all__ = ["Slot", "State", "slot_of"]
+__all__ = ["State", "UniqueKey", "unique_keys"]
 
-#: The unique key of an execution: ``(job_id, scheduled_for, attempt)``.
-Slot = tuple[int, datetime, int]
+#: One of the unique keys the SQL backend's indexes enforce, tagged by index.
+UniqueKey = tuple[str, object, object]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -23,8 +22,15 @@ V = TypeVar("V")
 _MISSING: Any = object()
 
 
-def slot_of(execution: Execution | NewExecution) -> Slot:
-    return (execution.job_id, execution.scheduled_for, execution.attempt)
+def unique_keys(execution: Execution | NewExecution) -> list[UniqueKey]:
+    """The keys no two executions share: the attempt of a chain, the slot of a
+    schedule, the idempotency key of a deferred run (as the SQL indexes say)."""
+    keys: list[UniqueKey] = [("chain", execution.chain_id or execution.id, execution.attempt)]
+    if ExecutionTrigger(execution.trigger) in SLOT_TRIGGERS:
+        keys.append(("slot", execution.job_id, execution.scheduled_for))
+    if execution.idempotency_key is not None:
+        keys.append(("idempotency", execution.job_id, execution.idempotency_key))
+    return keys
 
 
 @dataclass
@@ -35,8 +41,8 @@ class State:
     jobs: dict[int, Job] = field(default_factory=dict)
     job_ids: dict[str, int] = field(default_factory=dict)
     executions: dict[str, Execution] = field(default_factory=dict)
-    #: Execution id by slot: the unique key the SQL backend's constraint enforces.
-    slots: dict[Slot, str] = field(default_factory=dict)
+    #: Execution id by each of its unique keys (:func:`unique_keys`).
+    keys: dict[UniqueKey, str] = field(default_factory=dict)
     instances: dict[str, Instance] = field(default_factory=dict)
     next_job_id: int = 1
     _undo: list[tuple[dict[Any, Any], Any, Any]] | None = None
@@ -84,14 +90,21 @@ class State:
         self.drop(self.job_ids, job.key)
 
     def taken(self, new: Execution | NewExecution) -> bool:
-        """Whether an execution with this id or this slot is stored."""
-        return new.id in self.executions or slot_of(new) in self.slots
+        """Whether an execution with this id or one of its unique keys is stored."""
+        return new.id in self.executions or any(key in self.keys for key in unique_keys(new))
+
+    def holder(self, key: UniqueKey) -> Execution | None:
+        """The stored execution that holds ``key``, if any."""
+        execution_id = self.keys.get(key)
+        return None if execution_id is None else self.executions[execution_id]
 
     def put_execution(self, execution: Execution) -> None:
-        """Insert or replace an execution (its slot never changes)."""
+        """Insert or replace an execution (its unique keys never change)."""
         self.put(self.executions, execution.id, execution)
-        self.put(self.slots, slot_of(execution), execution.id)
+        for key in unique_keys(execution):
+            self.put(self.keys, key, execution.id)
 
     def drop_execution(self, execution: Execution) -> None:
         self.drop(self.executions, execution.id)
-        self.drop(self.slots, slot_of(execution))
+        for key in unique_keys(execution):
+            self.drop(self.keys, key)

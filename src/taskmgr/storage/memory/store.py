@@ -44,6 +44,7 @@ from taskmgr.storage.base import (
 from taskmgr.storage.common import (
     JOB_DELETED_BEFORE_START,
     apply_job_changes,
+    check_deferrals,
     execution_conflict,
     execution_from_new,
     job_from_definition,
@@ -218,6 +219,30 @@ class MemoryStorage(Storage):
             st.put_execution(execution)
         self._notify()
         return execution
+
+    def defer_executions(self, news: Sequence[NewExecution]) -> list[Execution]:
+        executions = [execution_from_new(new) for new in news]
+        check_deferrals(executions)
+        with self._lock, self._state.atomic():
+            st = self._state
+            stored: list[Execution] = []
+            for execution in executions:
+                if execution.job_id not in st.jobs:
+                    raise JobNotFoundError(execution.job_key)
+                held = (
+                    None
+                    if execution.idempotency_key is None
+                    else st.holder(("idempotency", execution.job_id, execution.idempotency_key))
+                )
+                if held is not None:
+                    stored.append(held)
+                    continue
+                if st.taken(execution):
+                    raise execution_conflict(execution)
+                st.put_execution(execution)
+                stored.append(execution)
+        self._notify()
+        return stored
 
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         outcomes = [checked_outcome(outcome) for outcome in outcomes]

@@ -309,6 +309,7 @@ def _planned_execution(new: NewExecution, owner: str, now: datetime) -> Executio
             "job_key": new.job_key,
             "scheduled_for": new.scheduled_for,
             "attempt": new.attempt,
+            "chain_id": new.chain_id or new.id,
             "trigger": ExecutionTrigger(new.trigger),
             "status": ExecutionStatus(new.status),
             "due_at": new.due_at,
@@ -327,5 +328,6 @@ def _planned_execution(new: NewExecution, owner: str, now: datetime) -> Executio
             "traceback": None,
             "result_summary": None,
             "celery_task_id": None,
+            "idempotency_key": new.idempotency_key,
         },
     )

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from taskmgr.core.models import Execution, ExecutionStatus, InstanceStatus
@@ -20,6 +22,7 @@ from taskmgr.storage.base import Claimed, ExecutionFilter, HistorySummary, NewEx
 from taskmgr.storage.common import (
     FINAL_STATUSES,
     JOB_DELETED_BEFORE_START,
+    check_deferrals,
     execution_conflict,
     execution_from_new,
 )
@@ -67,6 +70,60 @@ class ExecutionOperations(Database):
                 raise execution_conflict(execution) from exc
             self._changed(conn)
         return execution
+
+    def defer_executions(self, news: Sequence[NewExecution]) -> list[Execution]:
+        executions = [execution_from_new(new) for new in news]
+        check_deferrals(executions)
+        if not executions:
+            return []
+        jobs, table = self.tables.jobs, self.tables.executions
+        job_ids = sorted({e.job_id for e in executions})
+        keyed = [e for e in executions if e.idempotency_key is not None]
+        plain = [e for e in executions if e.idempotency_key is None]
+        with self._tx("defer_executions") as conn:
+            # A shared lock on the jobs: defers of one task run side by side, while a
+            # concurrent delete_job waits for them (and they for it).
+            query = sa.select(jobs.c.id).where(jobs.c.id.in_(job_ids))
+            if not self._sqlite:
+                query = query.with_for_update(read=True, key_share=True)
+            found = set(conn.execute(query).scalars())
+            for execution in executions:
+                if execution.job_id not in found:
+                    raise JobNotFoundError(execution.job_key)
+            try:
+                with conn.begin_nested():
+                    if plain:
+                        conn.execute(sa.insert(table), [execution_values(e) for e in plain])
+                    if keyed:
+                        insert = self._insert_unless_keyed()
+                        conn.execute(insert, [execution_values(e) for e in keyed])
+            except sa.exc.IntegrityError as exc:
+                raise execution_conflict(executions[0]) from exc
+            held: dict[tuple[int, str], Execution] = {}
+            if keyed:
+                c = table.c
+                rows = conn.execute(
+                    sa.select(table).where(
+                        c.job_id.in_(sorted({e.job_id for e in keyed})),
+                        c.idempotency_key.in_(sorted({e.idempotency_key or "" for e in keyed})),
+                    )
+                ).mappings()
+                for row in rows:
+                    stored = execution_from_row(row)
+                    assert stored.idempotency_key is not None
+                    held[(stored.job_id, stored.idempotency_key)] = stored
+            self._changed(conn)
+        return [
+            e if e.idempotency_key is None else held[(e.job_id, e.idempotency_key)]
+            for e in executions
+        ]
+
+    def _insert_unless_keyed(self) -> sa.Insert:
+        """An insert that leaves out a row whose job already holds its idempotency key
+        (waiting, on PostgreSQL, for a concurrent insert of that key to end)."""
+        table = self.tables.executions
+        insert = sqlite_insert(table) if self._sqlite else postgresql_insert(table)
+        return insert.on_conflict_do_nothing(index_elements=["job_id", "idempotency_key"])
 
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,6 +37,7 @@ __all__ = [
     "Revision",
     "SchemaStatus",
     "current_revision",
+    "downgrade",
     "head_revision",
     "history",
     "include_object",
@@ -223,6 +224,27 @@ def upgrade(
         (written by a newer version).
     :raises StorageError: the upgrade failed.
     """
+    return _migrate(engine, prefix, schema, to, command.upgrade)
+
+
+def downgrade(engine: Engine, to: str, prefix: str = "taskmgr_", schema: str | None = None) -> bool:
+    """Take the schema back to revision ``to`` (``base``: drop taskmgr's tables), for
+    going back to an older taskmgr. Returns whether anything was applied; each
+    revision's downgrade keeps the rows (see its docstring).
+
+    :raises SchemaAheadError: the database is at a revision this taskmgr does not know.
+    :raises StorageError: ``to`` is unknown, or the downgrade failed.
+    """
+    return _migrate(engine, prefix, schema, to, command.downgrade)
+
+
+def _migrate(
+    engine: Engine,
+    prefix: str,
+    schema: str | None,
+    to: str,
+    step: Callable[[Config, str], None],
+) -> bool:
     script = _script()
     heads = set(script.get_heads())
     try:
@@ -231,16 +253,21 @@ def upgrade(
             unknown = [rev for rev in current if not _known(script, rev)]
             if unknown:
                 raise _ahead_error(unknown, prefix, heads)
-            wanted = heads if to == "heads" else {script.get_revision(to).revision}
+            if to == "heads":
+                wanted = heads
+            elif to == "base":
+                wanted = set()
+            else:
+                wanted = {script.get_revision(to).revision}
             if set(current) == wanted:
                 connection.rollback()
                 return False
             logger.info(
                 "migrating taskmgr schema from %s to %s",
                 ", ".join(current) or "empty",
-                ", ".join(sorted(wanted)),
+                ", ".join(sorted(wanted)) or "empty",
             )
-            command.upgrade(alembic_config(prefix, schema, connection), to)
+            step(alembic_config(prefix, schema, connection), to)
             connection.commit()
             return True
     except StorageError:

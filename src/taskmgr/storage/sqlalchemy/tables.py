@@ -14,7 +14,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-__all__ = ["NAMING_CONVENTION", "Tables", "UTCDateTime", "build_metadata", "build_tables"]
+from taskmgr.core.models import SLOT_TRIGGERS
+
+__all__ = [
+    "IDEMPOTENCY_KEY_LENGTH",
+    "NAMING_CONVENTION",
+    "SCHEDULED_SLOT",
+    "Tables",
+    "UTCDateTime",
+    "build_metadata",
+    "build_tables",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -55,6 +65,17 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if tzinfo is UTC:
             return value
         return value.astimezone(UTC)
+
+
+#: The longest idempotency key stored.
+IDEMPOTENCY_KEY_LENGTH = 255
+
+#: The rows that are slots of a schedule: one per job and instant. Manual runs and
+#: deferred tasks have their own id (``chain_id``), and any number of them may share
+#: an instant; retries are told apart by their attempt.
+SCHEDULED_SLOT = sa.text(
+    '"trigger" IN ({})'.format(", ".join(f"'{t.value}'" for t in sorted(SLOT_TRIGGERS)))
+)
 
 
 def _json() -> sa.JSON:
@@ -122,6 +143,7 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("job_key", sa.String(255), nullable=False),
         sa.Column("scheduled_for", when, nullable=False),
         sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("chain_id", sa.String(36), nullable=False),
         sa.Column("trigger", sa.String(16), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("due_at", when, nullable=False),
@@ -139,8 +161,20 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("traceback", sa.Text, nullable=True),
         sa.Column("result_summary", _json(), nullable=True),
         sa.Column("celery_task_id", sa.String(255), nullable=True),
-        # G1: a slot is inserted at most once, whatever the callers do.
-        sa.UniqueConstraint("job_id", "scheduled_for", "attempt"),
+        sa.Column("idempotency_key", sa.String(IDEMPOTENCY_KEY_LENGTH), nullable=True),
+        # G1: a scheduled slot is inserted at most once, whatever the callers do ...
+        sa.Index(
+            None,
+            "job_id",
+            "scheduled_for",
+            unique=True,
+            postgresql_where=SCHEDULED_SLOT,
+            sqlite_where=SCHEDULED_SLOT,
+        ),
+        # ... and so is each attempt of a run, and a deferred run per idempotency key
+        # (NULL keys are distinct, on every database).
+        sa.UniqueConstraint("chain_id", "attempt"),
+        sa.UniqueConstraint("job_id", "idempotency_key"),
         sa.Index(None, "status", "due_at"),  # due pending executions
         sa.Index(None, "job_id", "status"),  # active runs per job
         sa.Index(None, "created_at", "id"),  # history, keyset pagination

@@ -57,11 +57,12 @@ from taskmgr.exceptions import (
     VersionConflictError,
 )
 from taskmgr.execution.events import EventKind, ExecutionEvent
-from taskmgr.service import SchedulerService
+from taskmgr.service import AsyncSchedulerService, SchedulerService
 from taskmgr.settings import TaskmgrSettings
 from taskmgr.version import __version__ as __version__
 
 __all__ = [
+    "AsyncSchedulerService",
     "ConflictError",
     "Cron",
     "Date",

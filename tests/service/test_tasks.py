@@ -6,12 +6,15 @@ is refused before anything is written. On every storage backend."""
 from __future__ import annotations
 
 import math
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from taskmgr import (
+    ConflictError,
+    ExecutionNotFoundError,
     ExecutionStatus,
     ExecutionTrigger,
     InvalidDatetimeError,
@@ -288,3 +291,48 @@ def test_task_declarations_are_checked() -> None:
         task("t", concurrency=True)  # type: ignore[arg-type]
     with pytest.raises(Exception, match="parentheses"):
         task(welcome)  # type: ignore[arg-type]
+
+
+def test_a_pending_run_can_be_cancelled_once(service: SchedulerService) -> None:
+    later = service.defer(welcome, delay=60, user_id=1)
+    cancelled = service.cancel_execution(later.id, actor="ops")
+    assert cancelled.status is ExecutionStatus.CANCELLED
+    assert cancelled.error_message == "cancelled by ops"
+    assert cancelled.completed_at == START
+    assert service.get_execution(later.id) == cancelled
+    with pytest.raises(ConflictError, match="only a pending one"):
+        service.cancel_execution(later.id)
+    done = service.defer(welcome, user_id=2)
+    service.run_due()
+    with pytest.raises(ConflictError, match="is success"):
+        service.cancel_execution(done.id)
+    with pytest.raises(ExecutionNotFoundError):
+        service.cancel_execution("no-such-id")
+
+
+def test_wait_returns_the_ended_run(service: SchedulerService) -> None:
+    deferred = service.defer(welcome, user_id=3)
+    service.run_due()
+    ended = service.wait(deferred.id, timeout=5)
+    assert ended.status is ExecutionStatus.SUCCESS
+    assert ended.result_summary == {"sent_to": 3}
+
+
+def test_wait_gives_up_after_its_timeout(service: SchedulerService) -> None:
+    pending = service.defer(welcome, delay=600, user_id=4)
+    with pytest.raises(TimeoutError, match="still pending"):
+        service.wait(pending.id, timeout=0.01)
+    with pytest.raises(InvalidInputError):
+        service.wait(pending.id, timeout=-1)
+    with pytest.raises(ExecutionNotFoundError):
+        service.wait("no-such-id", timeout=1)
+
+
+def test_wait_ends_when_the_run_ends(service: SchedulerService) -> None:
+    deferred = service.defer(welcome, user_id=5)
+    result: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: result.update(e=service.wait(deferred.id, timeout=60)))
+    waiter.start()
+    service.run_due()
+    waiter.join(60)
+    assert result["e"].status is ExecutionStatus.SUCCESS

@@ -34,6 +34,7 @@ def test_all_lists_exactly_the_public_names() -> None:
 #: is a change of the public API, for the changelog.
 PUBLIC_PATHS = {
     "taskmgr": [
+        "AsyncSchedulerService",
         "ConflictError",
         "Cron",
         "Date",

@@ -10,6 +10,7 @@ from typing import Any
 from taskmgr.core.clock import Clock
 from taskmgr.core.definition import check_kwargs_signature
 from taskmgr.core.models import (
+    Execution,
     ExecutionStatus,
     ExecutionTrigger,
     Job,
@@ -20,6 +21,7 @@ from taskmgr.core.registry import JobRegistry
 from taskmgr.core.rules import Liveness
 from taskmgr.core.validation import validate_kwargs
 from taskmgr.exceptions import JobOrphanedError, JobPausedError
+from taskmgr.execution.events import EventHub
 from taskmgr.settings import TaskmgrSettings
 from taskmgr.storage.base import NewExecution, Storage
 
@@ -33,6 +35,7 @@ class ServiceBase:
     settings: TaskmgrSettings
     liveness: Liveness
     poll_interval: float
+    events: EventHub
 
     @property
     def running(self) -> bool:
@@ -41,6 +44,9 @@ class ServiceBase:
 
     def open(self) -> None:
         """Connect the storage once (idempotent)."""
+        raise NotImplementedError
+
+    def get_execution(self, execution_id: str) -> Execution:
         raise NotImplementedError
 
     def _wake(self) -> None:

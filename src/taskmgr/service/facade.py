@@ -177,6 +177,8 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
         return names
 
     def start(self) -> SchedulerService:
+        """Open the storage, register this instance, sync the jobs declared in code and
+        start firing. :raises ServiceStateError: already running."""
         with self._lock:
             if self._started is not None:
                 raise ServiceStateError("the service is already running")
@@ -263,6 +265,7 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
         self.events.add(listener, kinds)
 
     def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (added with :meth:`add_listener`)."""
         self.events.remove(listener)
 
     # -- driving time by hand ---------------------------------------------------------

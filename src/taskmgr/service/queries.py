@@ -31,6 +31,7 @@ class Queries(ServiceBase):
     """The queries of :class:`~taskmgr.service.SchedulerService`."""
 
     def get_job(self, key: str) -> Job:
+        """The job ``key``. :raises JobNotFoundError: no such job."""
         self.open()
         return self.storage.get_job(key)
 
@@ -95,10 +96,12 @@ class Queries(ServiceBase):
         return ExecutionPage(items=items, next_cursor=next_cursor)
 
     def get_execution(self, execution_id: str) -> Execution:
+        """One execution by id. :raises ExecutionNotFoundError: no such execution."""
         self.open()
         return self.storage.get_execution(execution_id)
 
     def list_instances(self) -> list[Instance]:
+        """The instances of the cluster (running, stopped, dead) still on record."""
         self.open()
         return self.storage.list_instances()
 

@@ -6,6 +6,8 @@ a refused call leaves nothing behind."""
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,14 +20,20 @@ from taskmgr.core.models import (
 )
 from taskmgr.core.validation import ensure_aware, validate_actor
 from taskmgr.exceptions import InvalidInputError
+from taskmgr.execution.events import ExecutionEvent
+from taskmgr.service.arguments import positive
 from taskmgr.service.base import ServiceBase, requested_run
+from taskmgr.storage.base import NewExecution
 
-__all__ = ["MAX_IDEMPOTENCY_KEY", "TaskCommands"]
+__all__ = ["DEFER_OPTIONS", "MAX_IDEMPOTENCY_KEY", "TaskCommands"]
 
 #: The longest idempotency key accepted (the column's width).
 MAX_IDEMPOTENCY_KEY = 255
 #: Most runs one :meth:`TaskCommands.defer_many` call writes (one transaction).
 MAX_BATCH = 10_000
+#: The keyword options of :meth:`TaskCommands.defer`: no task argument can have these
+#: names (pass such arguments through ``defer_many``).
+DEFER_OPTIONS = frozenset({"run_at", "delay", "idempotency_key", "actor", "session"})
 #: Latest delay accepted: one year.
 MAX_DELAY = timedelta(days=366)
 
@@ -44,6 +52,7 @@ class TaskCommands(ServiceBase):
         delay: timedelta | float | None = None,
         idempotency_key: str | None = None,
         actor: str | None = None,
+        session: object | None = None,
         **kwargs: Any,
     ) -> Execution:
         """Ask for one run of ``task`` (its key, or the function declared with
@@ -57,13 +66,20 @@ class TaskCommands(ServiceBase):
         Under the task's ``concurrency`` (a job's ``max_instances`` with ``queue`` or
         ``skip``), the run waits ``pending`` for a free run; it is never skipped.
 
+        With ``session`` (your SQLAlchemy ``Session`` or ``Connection``, in its
+        transaction, on taskmgr's database), the run is written in your transaction:
+        it exists if and only if you commit, and the scheduler is woken after the
+        commit (the outbox pattern). Nothing is committed by taskmgr.
+
         :raises JobNotFoundError: no such task.
         :raises JobPausedError: the task is paused (nothing is written).
         :raises JobOrphanedError: its function is not registered in this process.
-        :raises InvalidInputError: bad arguments, ``run_at``, ``delay``, key or actor
-            (an :class:`InvalidKwargsError` names the path of a bad argument).
+        :raises InvalidInputError: bad arguments, ``run_at``, ``delay``, key, actor, or a
+            ``session`` on another database (an :class:`InvalidKwargsError` names the
+            path of a bad argument).
         """
-        return self._defer(task, [(kwargs, idempotency_key)], run_at, delay, actor)[0]
+        calls: list[tuple[Mapping[str, Any], str | None]] = [(kwargs, idempotency_key)]
+        return self._defer(task, calls, run_at, delay, actor, session)[0]
 
     def defer_many(
         self,
@@ -74,10 +90,66 @@ class TaskCommands(ServiceBase):
         run_at: datetime | None = None,
         delay: timedelta | float | None = None,
         actor: str | None = None,
+        session: object | None = None,
     ) -> list[Execution]:
         """Ask for one run of ``task`` per mapping of arguments, all written in one
-        transaction (all of them, or none if one is refused), in order. As
-        :meth:`defer` otherwise; at most 10,000 per call."""
+        transaction (all of them, or none if one is refused; yours with ``session``),
+        in order. As :meth:`defer` otherwise; at most 10,000 per call."""
+        return self._defer(task, self._checked_calls(kwargs_list), run_at, delay, actor, session)
+
+    def wait(self, execution_id: str, /, timeout: float = 30.0) -> Execution:
+        """The execution once it has ended (any final status), for a caller that wants
+        the result of a run it asked for. A failed attempt is ended: its retry is
+        another execution of the same ``chain_id``.
+
+        :raises ExecutionNotFoundError: no such execution.
+        :raises TimeoutError: it has not ended within ``timeout`` seconds.
+        """
+        timeout = positive("timeout", timeout)
+        ended = threading.Event()
+
+        def listener(event: ExecutionEvent) -> None:
+            if event.execution_id == execution_id:
+                ended.set()
+
+        deadline = time.monotonic() + timeout
+        self.events.add(listener, None)
+        try:
+            while True:
+                execution = self.get_execution(execution_id)
+                if execution.status.is_final:
+                    return execution
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"execution {execution_id!r} is still {execution.status.value} "
+                        f"after {timeout:g}s"
+                    )
+                # this process's events end the wait at once; other processes' runs
+                # are seen at the next look, within the poll interval
+                ended.wait(min(remaining, self.poll_interval))
+                ended.clear()
+        finally:
+            self.events.remove(listener)
+
+    def cancel_execution(self, execution_id: str, /, *, actor: str | None = None) -> Execution:
+        """Cancel a ``pending`` execution (a deferred run not started yet, a run
+        waiting for its time or for a free run): it ends ``cancelled``, the reason and
+        ``actor`` in its ``error_message``. A run that started meanwhile is not
+        cancelled.
+
+        :raises ExecutionNotFoundError: no such execution.
+        :raises ConflictError: it is no longer pending.
+        """
+        validate_actor(actor)
+        self.open()
+        message = "cancelled" + (f" by {actor}" if actor else "")
+        return self.storage.cancel_pending(execution_id, now=self.clock.now(), message=message)
+
+    @staticmethod
+    def _checked_calls(
+        kwargs_list: Iterable[Mapping[str, Any]],
+    ) -> list[tuple[Mapping[str, Any], str | None]]:
         if isinstance(kwargs_list, Mapping | str | bytes):
             raise InvalidInputError("must be a list of argument mappings", field="kwargs_list")
         calls: list[tuple[Mapping[str, Any], str | None]] = [(k, None) for k in kwargs_list]
@@ -91,7 +163,7 @@ class TaskCommands(ServiceBase):
                     f"must be a mapping of arguments, got {type(kwargs).__name__}",
                     field=f"kwargs_list[{index}]",
                 )
-        return self._defer(task, calls, run_at, delay, actor)
+        return calls
 
     def _defer(
         self,
@@ -100,7 +172,20 @@ class TaskCommands(ServiceBase):
         run_at: datetime | None,
         delay: timedelta | float | None,
         actor: str | None,
+        session: object | None,
     ) -> list[Execution]:
+        news = self._prepare(task, calls, run_at, delay, actor)
+        return self.storage.defer_executions(news, transaction=session, on_commit=self._wake)
+
+    def _prepare(
+        self,
+        task: Task,
+        calls: list[tuple[Mapping[str, Any], str | None]],
+        run_at: datetime | None,
+        delay: timedelta | float | None,
+        actor: str | None,
+    ) -> list[NewExecution]:
+        """The runs ``calls`` ask for, every input checked: nothing is written yet."""
         validate_actor(actor)
         for _, key in calls:
             _check_idempotency_key(key)
@@ -108,7 +193,7 @@ class TaskCommands(ServiceBase):
         now = self.clock.now()
         due = _due(now, run_at, delay)
         queued = job.overlap_policy is not OverlapPolicy.ALLOW
-        news = [
+        return [
             requested_run(
                 job,
                 ExecutionTrigger.DEFERRED,
@@ -121,11 +206,6 @@ class TaskCommands(ServiceBase):
             )
             for kwargs, key in calls
         ]
-        if not news:
-            return []
-        executions = self.storage.defer_executions(news)
-        self._wake()
-        return executions
 
 
 def _task_key(task: Task) -> str:

@@ -272,8 +272,19 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    def defer_executions(self, news: Sequence[NewExecution]) -> list[Execution]:
+    def defer_executions(
+        self,
+        news: Sequence[NewExecution],
+        *,
+        transaction: object | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> list[Execution]:
         """Insert deferred runs, all in one transaction: all of them, or none.
+
+        With ``transaction`` (a backend-specific handle on the host application's own
+        open transaction: for SQL storage a SQLAlchemy ``Session`` or ``Connection``
+        on this database), they are written in it and exist only if the host
+        commits. ``on_commit`` is called once they are committed.
 
         A run whose ``idempotency_key`` its job already holds is not inserted: the
         stored execution holding that key is returned in its place, race-free across
@@ -284,6 +295,8 @@ class Storage(ABC):
         :raises JobNotFoundError: one of their jobs does not exist (nothing is written).
         :raises ConflictError: an id is taken, or two of ``news`` share a job and an
             idempotency key (nothing is written).
+        :raises InvalidInputError: ``transaction`` is not one this backend can write
+            in, or it is on another database.
         """
 
     @abstractmethod
@@ -331,6 +344,16 @@ class Storage(ABC):
     @abstractmethod
     def get_execution(self, execution_id: str) -> Execution:
         """:raises ExecutionNotFoundError: no execution has this id."""
+
+    @abstractmethod
+    def cancel_pending(self, execution_id: str, *, now: datetime, message: str) -> Execution:
+        """End a ``pending`` execution as ``cancelled`` (``completed_at = now``, the
+        reason in ``error_message``), only if it is still pending: a claim that starts
+        it first wins. Returns the cancelled execution.
+
+        :raises ExecutionNotFoundError: no execution has this id.
+        :raises ConflictError: it is no longer pending (nothing is written).
+        """
 
     @abstractmethod
     def list_executions(

@@ -165,6 +165,14 @@ def check_deferrals(executions: Sequence[Execution]) -> None:
         raise ConflictError("two deferred runs of one batch share a job and an idempotency key")
 
 
+def not_pending(execution: Execution) -> ConflictError:
+    """What ``cancel_pending`` raises for an execution that already started or ended."""
+    return ConflictError(
+        f"execution {execution.id!r} is {execution.status.value}: only a pending one can "
+        "be cancelled"
+    )
+
+
 def for_owner(new: NewExecution, owner: str, now: datetime) -> dict[str, Any]:
     """Overrides for an execution inserted by ``claim``: running rows belong to ``owner``."""
     if new.status is not ExecutionStatus.RUNNING:

@@ -27,6 +27,7 @@ from taskmgr.core.models import (
 )
 from taskmgr.exceptions import (
     ExecutionNotFoundError,
+    InvalidInputError,
     JobBusyError,
     JobExistsError,
     JobNotFoundError,
@@ -48,6 +49,7 @@ from taskmgr.storage.common import (
     execution_conflict,
     execution_from_new,
     job_from_definition,
+    not_pending,
 )
 from taskmgr.storage.inputs import (
     checked_cursor,
@@ -220,7 +222,18 @@ class MemoryStorage(Storage):
         self._notify()
         return execution
 
-    def defer_executions(self, news: Sequence[NewExecution]) -> list[Execution]:
+    def defer_executions(
+        self,
+        news: Sequence[NewExecution],
+        *,
+        transaction: object | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> list[Execution]:
+        if transaction is not None:
+            raise InvalidInputError(
+                "MemoryStorage has no host transaction to write in: use SQL storage",
+                field="session",
+            )
         executions = [execution_from_new(new) for new in news]
         check_deferrals(executions)
         with self._lock, self._state.atomic():
@@ -242,6 +255,8 @@ class MemoryStorage(Storage):
                 st.put_execution(execution)
                 stored.append(execution)
         self._notify()
+        if on_commit is not None:
+            on_commit()
         return stored
 
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -335,6 +350,25 @@ class MemoryStorage(Storage):
             self._state.put_execution(validated(execution, pending))
         self._notify()
         return True
+
+    def cancel_pending(self, execution_id: str, *, now: datetime, message: str) -> Execution:
+        now = utc(now, "now")
+        with self._lock:
+            execution = self._state.executions.get(execution_id)
+            if execution is None:
+                raise ExecutionNotFoundError(execution_id)
+            if execution.status is not ExecutionStatus.PENDING:
+                raise not_pending(execution)
+            cancelled = validated(
+                execution,
+                {
+                    "status": ExecutionStatus.CANCELLED,
+                    "completed_at": now,
+                    "error_message": message,
+                },
+            )
+            self._state.put_execution(cancelled)
+        return cancelled
 
     def get_execution(self, execution_id: str) -> Execution:
         with self._lock:

@@ -3,7 +3,8 @@ hand-over to a worker, and the history (listing, retention, summary)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from taskmgr.exceptions import (
     ExecutionNotFoundError,
     JobBusyError,
     JobNotFoundError,
+    StorageError,
 )
 from taskmgr.storage.base import Claimed, ExecutionFilter, HistorySummary, NewExecution, Outcome
 from taskmgr.storage.common import (
@@ -25,6 +27,7 @@ from taskmgr.storage.common import (
     check_deferrals,
     execution_conflict,
     execution_from_new,
+    not_pending,
 )
 from taskmgr.storage.inputs import (
     checked_cursor,
@@ -35,6 +38,8 @@ from taskmgr.storage.inputs import (
     utc,
 )
 from taskmgr.storage.sqlalchemy.database import Database
+from taskmgr.storage.sqlalchemy.engine import describe_error
+from taskmgr.storage.sqlalchemy.host import after_commit, host_connection
 from taskmgr.storage.sqlalchemy.rows import execution_from_row, execution_values, job_from_row
 from taskmgr.storage.sqlalchemy.statements import OUTCOME_COLUMNS, active_counts
 
@@ -71,48 +76,73 @@ class ExecutionOperations(Database):
             self._changed(conn)
         return execution
 
-    def defer_executions(self, news: Sequence[NewExecution]) -> list[Execution]:
+    def defer_executions(
+        self,
+        news: Sequence[NewExecution],
+        *,
+        transaction: object | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> list[Execution]:
         executions = [execution_from_new(new) for new in news]
         check_deferrals(executions)
         if not executions:
             return []
+        if transaction is None:
+            with self._tx("defer_executions") as conn:
+                stored = self._defer_on(conn, executions, savepoint=True)
+            if on_commit is not None:
+                on_commit()
+            return stored
+        conn = host_connection(transaction, self.engine)
+        try:
+            # No savepoint of ours in the host's transaction: on SQLite without
+            # taskmgr's engine setup, releasing one could commit the host's work.
+            stored = self._defer_on(conn, executions, savepoint=False)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"defer_executions failed: {describe_error(exc)}") from exc
+        if on_commit is not None:
+            after_commit(transaction, on_commit)
+        return stored
+
+    def _defer_on(
+        self, conn: Connection, executions: list[Execution], *, savepoint: bool
+    ) -> list[Execution]:
         jobs, table = self.tables.jobs, self.tables.executions
         job_ids = sorted({e.job_id for e in executions})
         keyed = [e for e in executions if e.idempotency_key is not None]
         plain = [e for e in executions if e.idempotency_key is None]
-        with self._tx("defer_executions") as conn:
-            # A shared lock on the jobs: defers of one task run side by side, while a
-            # concurrent delete_job waits for them (and they for it).
-            query = sa.select(jobs.c.id).where(jobs.c.id.in_(job_ids))
-            if not self._sqlite:
-                query = query.with_for_update(read=True, key_share=True)
-            found = set(conn.execute(query).scalars())
-            for execution in executions:
-                if execution.job_id not in found:
-                    raise JobNotFoundError(execution.job_key)
-            try:
-                with conn.begin_nested():
-                    if plain:
-                        conn.execute(sa.insert(table), [execution_values(e) for e in plain])
-                    if keyed:
-                        insert = self._insert_unless_keyed()
-                        conn.execute(insert, [execution_values(e) for e in keyed])
-            except sa.exc.IntegrityError as exc:
-                raise execution_conflict(executions[0]) from exc
-            held: dict[tuple[int, str], Execution] = {}
-            if keyed:
-                c = table.c
-                rows = conn.execute(
-                    sa.select(table).where(
-                        c.job_id.in_(sorted({e.job_id for e in keyed})),
-                        c.idempotency_key.in_(sorted({e.idempotency_key or "" for e in keyed})),
-                    )
-                ).mappings()
-                for row in rows:
-                    stored = execution_from_row(row)
-                    assert stored.idempotency_key is not None
-                    held[(stored.job_id, stored.idempotency_key)] = stored
-            self._changed(conn)
+        # A shared lock on the jobs: defers of one task run side by side, while a
+        # concurrent delete_job waits for them (and they for it).
+        query = sa.select(jobs.c.id).where(jobs.c.id.in_(job_ids))
+        if not self._sqlite:
+            query = query.with_for_update(read=True, key_share=True)
+        found = set(conn.execute(query).scalars())
+        for execution in executions:
+            if execution.job_id not in found:
+                raise JobNotFoundError(execution.job_key)
+        try:
+            with conn.begin_nested() if savepoint else nullcontext():
+                if plain:
+                    conn.execute(sa.insert(table), [execution_values(e) for e in plain])
+                if keyed:
+                    insert = self._insert_unless_keyed()
+                    conn.execute(insert, [execution_values(e) for e in keyed])
+        except sa.exc.IntegrityError as exc:
+            raise execution_conflict(executions[0]) from exc
+        held: dict[tuple[int, str], Execution] = {}
+        if keyed:
+            c = table.c
+            rows = conn.execute(
+                sa.select(table).where(
+                    c.job_id.in_(sorted({e.job_id for e in keyed})),
+                    c.idempotency_key.in_(sorted({e.idempotency_key or "" for e in keyed})),
+                )
+            ).mappings()
+            for row in rows:
+                stored = execution_from_row(row)
+                assert stored.idempotency_key is not None
+                held[(stored.job_id, stored.idempotency_key)] = stored
+        self._changed(conn)
         return [
             e if e.idempotency_key is None else held[(e.job_id, e.idempotency_key)]
             for e in executions
@@ -249,6 +279,27 @@ class ExecutionOperations(Database):
             if result.rowcount == 1:
                 self._changed(conn)
         return bool(result.rowcount == 1)
+
+    def cancel_pending(self, execution_id: str, *, now: datetime, message: str) -> Execution:
+        now = utc(now, "now")
+        table = self.tables.executions
+        c = table.c
+        with self._tx("cancel_pending") as conn:
+            # Waits for a claim holding the row, then sees whether it started it.
+            result = conn.execute(
+                sa.update(table)
+                .where(c.id == execution_id, c.status == _PENDING)
+                .values(
+                    status=ExecutionStatus.CANCELLED.value, completed_at=now, error_message=message
+                )
+            )
+            row = conn.execute(sa.select(table).where(c.id == execution_id)).mappings().first()
+            if row is None:
+                raise ExecutionNotFoundError(execution_id)
+            execution = execution_from_row(row)
+            if result.rowcount != 1:
+                raise not_pending(execution)
+        return execution
 
     def get_execution(self, execution_id: str) -> Execution:
         executions = self.tables.executions

@@ -1,0 +1,156 @@
+"""The awaitable API: :class:`AsyncSchedulerService`, the same service for ``async def``
+code. Each method runs the one synchronous implementation in a worker thread, so it
+never blocks the event loop; there is no second implementation to drift from the
+first. Deferring inside an ``AsyncSession``/``AsyncConnection`` prepares the run in a
+thread and writes it on the host's connection, in the host's transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from taskmgr.core.models import Execution
+from taskmgr.service.facade import SchedulerService
+from taskmgr.service.tasks import Task
+
+__all__ = ["AsyncSchedulerService"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def awaitable(
+    method: Callable[Concatenate[SchedulerService, P], R],
+) -> Callable[Concatenate[AsyncSchedulerService, P], Coroutine[Any, Any, R]]:
+    """``method`` of the service, run in a worker thread (``asyncio.to_thread``)."""
+
+    @functools.wraps(method)
+    async def call(self: AsyncSchedulerService, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(method, self.sync, *args, **kwargs)
+
+    return call
+
+
+class AsyncSchedulerService:
+    """A :class:`SchedulerService` for ``async def`` code: every public method of the
+    service, awaitable. ``async with`` starts it and shuts it down."""
+
+    def __init__(self, service: SchedulerService) -> None:
+        if not isinstance(service, SchedulerService):
+            raise TypeError(f"expected a SchedulerService, got {type(service).__name__}")
+        self._service = service
+
+    @property
+    def sync(self) -> SchedulerService:
+        """The synchronous service this one awaits."""
+        return self._service
+
+    @property
+    def running(self) -> bool:
+        return self._service.running
+
+    async def __aenter__(self) -> AsyncSchedulerService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    # -- lifecycle -----------------------------------------------------------------
+    start = awaitable(SchedulerService.start)
+    shutdown = awaitable(SchedulerService.shutdown)
+    close = awaitable(SchedulerService.close)
+    open = awaitable(SchedulerService.open)
+    register = awaitable(SchedulerService.register)
+    run_due = awaitable(SchedulerService.run_due)
+    add_listener = awaitable(SchedulerService.add_listener)
+    remove_listener = awaitable(SchedulerService.remove_listener)
+
+    # -- jobs ----------------------------------------------------------------------
+    # mypy cannot prove ``**options`` never holds "self": the call is still typed.
+    create_job = awaitable(SchedulerService.create_job)  # type: ignore[arg-type]
+    update_job = awaitable(SchedulerService.update_job)  # type: ignore[arg-type]
+    delete_job = awaitable(SchedulerService.delete_job)
+    pause_job = awaitable(SchedulerService.pause_job)
+    resume_job = awaitable(SchedulerService.resume_job)
+    trigger_job = awaitable(SchedulerService.trigger_job)
+    set_retention = awaitable(SchedulerService.set_retention)
+    cleanup_history = awaitable(SchedulerService.cleanup_history)
+
+    # -- queries -------------------------------------------------------------------
+    get_job = awaitable(SchedulerService.get_job)
+    list_jobs = awaitable(SchedulerService.list_jobs)
+    preview = awaitable(SchedulerService.preview)
+    get_execution = awaitable(SchedulerService.get_execution)
+    list_executions = awaitable(SchedulerService.list_executions)
+    list_instances = awaitable(SchedulerService.list_instances)
+    health = awaitable(SchedulerService.health)
+    wait = awaitable(SchedulerService.wait)
+    cancel_execution = awaitable(SchedulerService.cancel_execution)
+
+    # -- tasks ---------------------------------------------------------------------
+
+    async def defer(
+        self,
+        task: Task,
+        /,
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+        session: object | None = None,
+        **kwargs: Any,
+    ) -> Execution:
+        """:meth:`SchedulerService.defer`; ``session`` may also be an ``AsyncSession``
+        or ``AsyncConnection`` (the run is then written in its transaction)."""
+        calls: list[tuple[Mapping[str, Any], str | None]] = [(kwargs, idempotency_key)]
+        [execution] = await self._defer(task, calls, run_at, delay, actor, session)
+        return execution
+
+    async def defer_many(
+        self,
+        task: Task,
+        kwargs_list: Iterable[Mapping[str, Any]],
+        /,
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        actor: str | None = None,
+        session: object | None = None,
+    ) -> list[Execution]:
+        """:meth:`SchedulerService.defer_many`, with ``session`` as for :meth:`defer`."""
+        calls = await asyncio.to_thread(self._service._checked_calls, kwargs_list)
+        return await self._defer(task, calls, run_at, delay, actor, session)
+
+    async def _defer(
+        self,
+        task: Task,
+        calls: list[tuple[Mapping[str, Any], str | None]],
+        run_at: datetime | None,
+        delay: timedelta | float | None,
+        actor: str | None,
+        session: object | None,
+    ) -> list[Execution]:
+        service = self._service
+        run_sync = getattr(session, "run_sync", None)  # AsyncSession, AsyncConnection
+        if session is None or run_sync is None:
+            return await asyncio.to_thread(
+                service._defer, task, calls, run_at, delay, actor, session
+            )
+        news = await asyncio.to_thread(service._prepare, task, calls, run_at, delay, actor)
+        executions: list[Execution] = await run_sync(
+            lambda host: service.storage.defer_executions(
+                news, transaction=host, on_commit=service._wake
+            )
+        )
+        return executions

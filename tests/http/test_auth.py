@@ -20,6 +20,8 @@ WRITE_OPERATIONS = {
     "taskmgr_update_job",
     "taskmgr_delete_job",
     "taskmgr_trigger_job",
+    "taskmgr_defer_job",
+    "taskmgr_cancel_execution",
     "taskmgr_pause_job",
     "taskmgr_resume_job",
     "taskmgr_cleanup_history",
@@ -47,7 +49,7 @@ def _body(operation_id: str) -> Any:
 
 def test_every_route_and_the_dashboard_need_credentials(client: TestClient) -> None:
     operations = _operations(client)
-    assert len(operations) == 16
+    assert len(operations) == 18
     for operation_id, method, path in operations:
         response = client.request(
             method, path, json=_body(operation_id), headers={"Authorization": ""}

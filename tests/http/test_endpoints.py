@@ -118,6 +118,68 @@ def test_create_without_a_schedule_makes_a_task(client: TestClient) -> None:
     assert job["next_run_at"] is None
 
 
+def test_defer_a_task_with_arguments_then_poll_it(
+    client: TestClient, service: SchedulerService
+) -> None:
+    _create(client, interval=None)
+    response = client.post(url("/jobs/api.add/defer"), json={"kwargs": {"a": 40}})
+    assert response.status_code == 202, response.text
+    execution = response.json()
+    assert execution["trigger"] == "deferred" and execution["status"] == "pending"
+    assert execution["actor"] == "alice" and execution["kwargs"] == {"a": 40}
+    assert response.headers["location"].endswith(f"{PREFIX}/executions/{execution['id']}")
+    service.run_due()
+    fetched = client.get(response.headers["location"]).json()
+    assert fetched["status"] == "success" and fetched["result_summary"] == 42
+    assert client.post(url("/jobs/api.add/defer")).status_code == 202  # no body: defaults
+    later = client.post(
+        url("/jobs/api.add/defer"), json={"run_at": "2030-01-01T00:00:00+01:00", "delay": None}
+    )
+    assert later.status_code == 202, later.text
+    assert later.json()["due_at"] == "2029-12-31T23:00:00Z"
+    delayed = client.post(url("/jobs/api.add/defer"), json={"delay": 30})
+    assert delayed.json()["due_at"] > execution["due_at"]
+
+
+def test_defer_with_an_idempotency_key_makes_one_run(client: TestClient) -> None:
+    _create(client, interval=None)
+    headers = {"Idempotency-Key": "order-7"}
+    first = client.post(url("/jobs/api.add/defer"), json={"kwargs": {"a": 1}}, headers=headers)
+    again = client.post(url("/jobs/api.add/defer"), json={"kwargs": {"a": 1}}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["idempotency_key"] == "order-7"
+    too_long = client.post(url("/jobs/api.add/defer"), headers={"Idempotency-Key": "k" * 256})
+    assert too_long.status_code == 422
+    assert len(client.get(url("/jobs/api.add/executions")).json()["items"]) == 1
+
+
+def test_defer_refuses_bad_input_and_writes_nothing(client: TestClient) -> None:
+    _create(client, interval=None)
+    cases = [
+        ({"kwargs": {"c": 1}}, "invalid_kwargs"),
+        ({"kwargs": {"delay": 1}}, "invalid_kwargs"),
+        ({"kwargs": {"a": 1}, "run_at": "2030-01-01T00:00:00"}, "validation_error"),
+        ({"kwargs": {"a": 1}, "delay": -5}, "invalid_input"),
+        ({"kwargs": {"a": "1"}, "extra": True}, "validation_error"),
+    ]
+    for body, kind in cases:
+        assert_problem(client.post(url("/jobs/api.add/defer"), json=body), 422, kind)
+    assert_problem(client.post(url("/jobs/api.nope/defer"), json={}), 404, "job_not_found")
+    assert client.get(url("/jobs/api.add/executions")).json()["items"] == []
+
+
+def test_cancel_a_pending_execution(client: TestClient) -> None:
+    _create(client, interval=None)
+    later = client.post(url("/jobs/api.add/defer"), json={"delay": 600}).json()
+    cancelled = client.post(url(f"/executions/{later['id']}/cancel"))
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["error_message"] == "cancelled by alice"
+    assert_problem(client.post(url(f"/executions/{later['id']}/cancel")), 409, "conflict")
+    assert_problem(client.post(url("/executions/nope/cancel")), 404, "execution_not_found")
+
+
 def test_trigger_runs_the_job_and_records_the_actor(
     client: TestClient, service: SchedulerService
 ) -> None:

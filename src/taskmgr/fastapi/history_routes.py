@@ -6,7 +6,7 @@ every job's executions, and one execution."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from taskmgr.fastapi.parameters import (
@@ -14,6 +14,7 @@ from taskmgr.fastapi.parameters import (
     MAX_PAGE,
     READ,
     Cursor,
+    ExecutionId,
     JobKey,
     Limit,
     Statuses,
@@ -81,7 +82,7 @@ def add_history_routes(router: APIRouter, service: SchedulerService) -> None:
         responses=problems(401, 403, 404, 422, 503),
     )
     def get_execution(
-        execution_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9-]+$")],
+        execution_id: ExecutionId,
     ) -> ExecutionOut:
         """One execution, with its error and traceback."""
         return ExecutionOut.of(service.get_execution(execution_id))

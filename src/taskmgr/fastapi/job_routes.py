@@ -44,7 +44,7 @@ from taskmgr.fastapi.schemas import (
 )
 from taskmgr.service import SchedulerService
 
-__all__ = ["MAX_PREVIEW", "add_job_routes"]
+__all__ = ["MAX_PREVIEW", "add_job_routes", "require_runner"]
 
 #: Largest ``n`` of the preview endpoint; larger values are clamped.
 MAX_PREVIEW = 100
@@ -169,7 +169,7 @@ def add_job_routes(
         ``Location`` points at it). 409 when the job is paused or its overlap policy
         refuses, unless ``force``; 503 when nothing runs to execute it."""
         request_body = body if body is not None else TriggerRequest()
-        _require_runner(service)
+        require_runner(service)
         key = (job_key, who or "")
         if limiter is not None:
             wait = limiter.acquire(key)
@@ -269,7 +269,7 @@ def _job_response(job: Job, response: Response) -> JobOut:
     return JobOut.of(job)
 
 
-def _require_runner(service: SchedulerService) -> None:
+def require_runner(service: SchedulerService) -> None:
     """A manual run is a row that a started service executes: this one, or another
     instance sharing the database. With neither, it would wait forever: say so."""
     if service.running:

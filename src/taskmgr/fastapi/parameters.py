@@ -17,6 +17,7 @@ __all__ = [
     "READ",
     "WRITE",
     "Cursor",
+    "ExecutionId",
     "JobKey",
     "Limit",
     "Statuses",
@@ -40,6 +41,7 @@ JobKey = Annotated[
     str,
     Path(pattern=JOB_KEY_REGEX, max_length=128, examples=["reports.nightly"]),
 ]
+ExecutionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Limit = Annotated[int, Query(ge=1, description=f"Page size; values above {MAX_PAGE} are clamped.")]
 Statuses = Annotated[list[ExecutionStatus] | None, Query(description="Any of these statuses.")]
 Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page.")]

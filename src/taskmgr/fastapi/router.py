@@ -4,8 +4,9 @@ Built by a factory that takes everything it depends on as arguments (the service
 the host's auth dependencies, limits), like fastapi-users' routers, so a host can
 mount it under any prefix, several times, and tests can build throwaway apps.
 Routes are plain ``def``: FastAPI runs them in its thread pool over the sync core.
-The routes themselves are in :mod:`.job_routes`, :mod:`.history_routes` and
-:mod:`.system_routes`, the parameters and responses they share in :mod:`.parameters`.
+The routes themselves are in :mod:`.job_routes`, :mod:`.task_routes`,
+:mod:`.history_routes` and :mod:`.system_routes`, the parameters and responses they
+share in :mod:`.parameters`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from taskmgr.fastapi.job_routes import add_job_routes
 from taskmgr.fastapi.limits import DEFAULT_MAX_BODY_BYTES, RateLimit, TriggerLimiter
 from taskmgr.fastapi.problems import ProblemRoute
 from taskmgr.fastapi.system_routes import add_system_routes
+from taskmgr.fastapi.task_routes import add_task_routes
 from taskmgr.service import SchedulerService
 
 __all__ = ["create_router"]
@@ -73,6 +75,7 @@ def create_router(
     writes = list(write_dependencies)
     limiter = TriggerLimiter(trigger_rate_limit) if trigger_rate_limit is not None else None
     add_job_routes(router, service, writes, limiter, actor if actor is not None else _anonymous)
+    add_task_routes(router, service, writes, actor if actor is not None else _anonymous)
     add_history_routes(router, service)
     add_system_routes(router, service, writes, dashboard_write)
     if dashboard:

@@ -270,6 +270,24 @@ class TriggerRequest(_In):
     )
 
 
+class DeferRequest(_In):
+    """Defer one run with these arguments, now, at ``run_at`` or after ``delay``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"kwargs": {"user_id": 42}, "delay": 60}]},
+    )
+
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    run_at: AwareDatetime | None = Field(
+        None, strict=False, description="Run at this instant (ISO 8601 with offset)."
+    )
+    delay: float | None = Field(
+        None, strict=False, description="Seconds to wait before running (0 to 366 days)."
+    )
+
+
 class ExecutionOut(_Out):
     id: str
     job_id: int

@@ -110,3 +110,30 @@ def test_healthcheck_fails_when_the_database_is_unreachable(cli: Cli) -> None:
     result = cli("healthcheck", "--database-url", "sqlite:////nonexistent/dir/x.db", code=1)
     assert result.output.startswith("unhealthy:")
     assert result.output.count("\n") == 1
+
+
+def test_defer_and_cancel(cli: Cli) -> None:
+    key = _started_once(cli)
+    deferred = cli.json("jobs", "defer", key, "--app", cli.app, "--delay", "600")
+    assert deferred["trigger"] == "deferred" and deferred["status"] == "pending"
+    assert deferred["actor"] == "cli"
+    keyed = [
+        cli.json("jobs", "defer", key, "--app", cli.app, "--idempotency-key", "once")["id"]
+        for _ in range(2)
+    ]
+    assert keyed[0] == keyed[1]
+    assert "deferred execution" in cli("jobs", "defer", key, "--app", cli.app).output
+    assert "not JSON" in cli("jobs", "defer", key, "--app", cli.app, "--kwargs", "{", code=2).stderr
+    assert (
+        "JSON object"
+        in cli("jobs", "defer", key, "--app", cli.app, "--kwargs", "[]", code=2).stderr
+    )
+    reserved = cli("jobs", "defer", key, "--app", cli.app, "--kwargs", '{"delay": 1}', code=2)
+    assert "delay" in reserved.stderr
+    unknown = cli("jobs", "defer", key, "--app", cli.app, "--kwargs", '{"x": 1}', code=1)
+    assert "signature" in unknown.stderr
+
+    cancelled = cli.json("executions", "cancel", deferred["id"])
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error_message"] == "cancelled by cli"
+    assert "only a pending one" in cli("executions", "cancel", deferred["id"], code=1).stderr

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from benchmarks._common import Result, postgres_available, redis_available
 
-SCENARIOS = ("fire-rate", "scale", "celery", "http", "instances")
+SCENARIOS = ("fire-rate", "scale", "celery", "http", "instances", "tasks")
 
 #: The figures compared (taskmgr / baseline) in each scenario.
 RATIO_KEYS = {
@@ -20,6 +20,7 @@ RATIO_KEYS = {
     "celery dispatch": ("executions/s", "p99 ms"),
     "http": ("req/s", "p99 ms"),
     "instances": ("fires/s",),
+    "tasks": ("single defers/s",),
 }
 _KINDS = ("sqlite", "postgres")
 
@@ -105,7 +106,7 @@ def machine() -> str:
 
 
 def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[Result]]]]:
-    from benchmarks import celery_dispatch, fire_rate, http_load, instances, scale
+    from benchmarks import celery_dispatch, fire_rate, http_load, instances, scale, tasks
 
     pg = postgres_available()
     redis = redis_available()
@@ -121,6 +122,7 @@ def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[
         steps.append(("http", lambda: http_load.run(200)))
         if pg:
             steps.append(("instances", lambda: instances.run(1000, 3.0)))
+        steps.append(("tasks", lambda: tasks.run(300, 5000, 2000, 50, kinds)))
     else:
         steps.append(("fire-rate", lambda: fire_rate.run([250, 500, 1000, 2000, 4000], 5.0, kinds)))
         steps.append(
@@ -131,6 +133,7 @@ def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[
         steps.append(("http", lambda: http_load.run(1000)))
         if pg:
             steps.append(("instances", lambda: instances.run(2000, 5.0)))
+        steps.append(("tasks", lambda: tasks.run(2000, 20000, 10000, 200, kinds)))
     return [(name, step) for name, step in steps if not only or name in only]
 
 

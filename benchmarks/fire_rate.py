@@ -181,9 +181,9 @@ class RawSQL:
         ).bindparams(sa.bindparam("next", type_=when), sa.bindparam("slot", type_=when))
         self.insert = sa.text(
             "INSERT INTO taskmgr_executions (id, job_id, job_key, scheduled_for, attempt, "
-            "trigger, status, due_at, queued, kwargs, owner, created_at, dispatched_at) "
-            "VALUES (:id, :job_id, :job_key, :slot, 1, 'schedule', 'running', :slot, "
-            ":queued, '{}', 'raw', :now, :now)"
+            "chain_id, trigger, status, due_at, queued, kwargs, owner, created_at, "
+            "dispatched_at) VALUES (:id, :job_id, :job_key, :slot, 1, :id, 'schedule', "
+            "'running', :slot, :queued, '{}', 'raw', :now, :now)"
         ).bindparams(sa.bindparam("slot", type_=when), sa.bindparam("now", type_=when))
         self.finish = sa.text(
             "UPDATE taskmgr_executions SET status = 'success', started_at = :started, "

@@ -36,8 +36,8 @@ def build(database: str) -> FastAPI:
     find_sql = sa.text("SELECT id, kwargs FROM taskmgr_jobs WHERE job_key = :key")
     insert_sql = sa.text(
         "INSERT INTO taskmgr_executions (id, job_id, job_key, scheduled_for, attempt, "
-        "trigger, status, due_at, queued, kwargs, created_at) VALUES (:id, :job_id, :key, "
-        ":now, 1, 'manual', 'pending', :now, false, '{}', :now)"
+        "chain_id, trigger, status, due_at, queued, kwargs, created_at) VALUES (:id, "
+        ":job_id, :key, :now, 1, :id, 'manual', 'pending', :now, false, '{}', :now)"
     )
 
     @app.get("/bare/jobs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from benchmarks import __main__ as cli
-from benchmarks import fire_rate, http_load, instances, scale
+from benchmarks import fire_rate, http_load, instances, scale, tasks
 from benchmarks._common import Result
 
 from tests.services import require_postgres
@@ -55,3 +55,19 @@ def test_the_plan_names_only_known_scenarios() -> None:
     names = {name for name, _ in cli.plan(quick=True, only=[])}
     assert names <= set(cli.SCENARIOS)
     assert {name for name, _ in cli.plan(quick=True, only=["http"])} == {"http"}
+
+
+def test_tasks_run_taskmgr_and_celery_delay() -> None:
+    results = tasks.run(5, 20, 20, 3, ["sqlite"])
+    variants = {r.variant for r in results}
+    assert "taskmgr sqlite" in variants
+    _check(results, "tasks", variants)
+    ours = next(r for r in results if r.variant == "taskmgr sqlite")
+    assert set(ours.figures) == {
+        "single defers/s",
+        "bulk defers/s",
+        "executed/s",
+        "start p50 ms",
+        "start p99 ms",
+    }
+    assert ours.figures["start p99 ms"] >= ours.figures["start p50 ms"]

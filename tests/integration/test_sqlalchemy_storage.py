@@ -294,7 +294,7 @@ def test_concurrent_first_opens_migrate_once(make_storage: MakeStorage) -> None:
         thread.join(timeout=60)
     assert not errors, errors
     schema = storages[0].tables.metadata.schema
-    assert migrate.current_revision(storages[0].engine, "taskmgr_", schema) == "tm0002"
+    assert migrate.current_revision(storages[0].engine, "taskmgr_", schema) == "tm0003"
 
 
 def test_custom_table_prefix(make_storage: MakeStorage) -> None:

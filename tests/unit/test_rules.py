@@ -16,6 +16,7 @@ from taskmgr import (
     InstanceStatus,
     Interval,
     InvalidInputError,
+    InvalidKwargsError,
     Job,
     JobSource,
     OverlapPolicy,
@@ -28,13 +29,16 @@ from taskmgr.core.rules import (
     Liveness,
     admit,
     anchor,
+    concurrency_value,
     first_slot,
     is_active_run,
     manual_admission,
     option_changes,
     resume_slot,
+    run_group,
     same_schedule,
 )
+from taskmgr.core.triggers import Manual
 from taskmgr.scheduling.sync import add_new_job
 from taskmgr.storage.memory import MemoryStorage
 
@@ -162,3 +166,39 @@ def test_liveness_judges_instances_by_their_last_heartbeat() -> None:
     # an instance claims only while its peers surely still see it alive
     assert liveness.may_claim(9.9)
     assert not liveness.may_claim(10.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [("acme", '"acme"'), (42, "42"), (-1, "-1"), (True, "true"), (None, "null"),
+     ("1", '"1"'), (1, "1"), ("café", '"café"'), ("", '""')],
+)  # fmt: skip
+def test_the_concurrency_value_is_canonical_json_of_a_scalar(value: object, text: str) -> None:
+    assert concurrency_value(value, field="kwargs.customer") == text
+
+
+def test_values_of_different_types_are_different_groups() -> None:
+    texts = [concurrency_value(v, field="f") for v in (1, True, "1", "true", None, "null")]
+    assert len(set(texts)) == len(texts)
+
+
+@pytest.mark.parametrize(
+    "value", [1.5, [1], {"id": 1}, (1,), b"x", "x" * 254, 10**300, OverlapPolicy.QUEUE]
+)
+def test_a_value_that_cannot_name_a_group_is_refused_with_its_path(value: object) -> None:
+    with pytest.raises(InvalidKwargsError) as refused:
+        concurrency_value(value, field="kwargs.customer")
+    assert refused.value.field == "kwargs.customer"
+
+
+def test_the_longest_value_accepted_is_255_characters_of_json() -> None:
+    assert len(concurrency_value("x" * 253, field="f")) == 255
+
+
+def test_runs_count_per_value_only_for_a_task_with_a_concurrency_key() -> None:
+    keyed = job(Manual(), max_instances=2, overlap_policy="queue", concurrency_key="customer")
+    plain = job(Manual(), max_instances=2, overlap_policy="queue")
+    assert run_group(keyed, '"a"') == (keyed.id, '"a"')
+    assert run_group(keyed, '"a"') != run_group(keyed, '"b"')
+    assert run_group(keyed, None) == (keyed.id, None)  # written before the key was set
+    assert run_group(plain, '"a"') == run_group(plain, '"b"') == (plain.id, None)

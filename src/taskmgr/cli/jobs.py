@@ -53,6 +53,7 @@ def jobs_list(target: Target, state: str | None) -> None:
 
 
 def _show_job(job: Job) -> None:
+    per = f" per {job.concurrency_key}" if job.concurrency_key else ""
     pairs(
         [
             ("key", job.key),
@@ -62,7 +63,7 @@ def _show_job(job: Job) -> None:
             ("schedule", _schedule(job)),
             ("next run", when(job.next_run_at)),
             ("last run", when(job.last_run_at)),
-            ("overlap", f"{job.overlap_policy.value} (max {job.max_instances})"),
+            ("overlap", f"{job.overlap_policy.value} (max {job.max_instances}{per})"),
             ("misfire grace", job.misfire_grace_time),
             ("retries", job.max_retries),
             ("timeout", job.timeout),

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from taskmgr.core.definition import (
     build_definition,
     build_trigger,
+    check_concurrency_key,
     check_function,
     check_kwargs_signature,
     function_name,
@@ -101,6 +102,7 @@ def task(
     names: Mapping[str, str] | None = None,
     description: str | None = None,
     concurrency: int | None = None,
+    concurrency_key: str | None = None,
     max_retries: int = 0,
     retry_backoff: RetryBackoff | tuple[float, ...] | Mapping[str, float] | None = None,
     timeout: float | None = None,
@@ -110,10 +112,15 @@ def task(
     """Declare a function as a task: a job without a schedule, run when it is deferred
     (:meth:`SchedulerService.defer`) with keyword arguments checked against its
     signature. ``concurrency`` bounds how many of its runs go at once across the
-    cluster (the others wait ``pending``); None runs every due one::
+    cluster (the others wait ``pending``); None runs every due one. With
+    ``concurrency_key`` (the name of one of its arguments) the bound holds per value
+    of that argument instead: at most ``concurrency`` runs per value at once::
 
         @task("emails.welcome", max_retries=3, timeout=30)
         def send_welcome(user_id: int) -> None: ...
+
+        @task("reports.build", concurrency=1, concurrency_key="customer_id")
+        def build_report(customer_id: int) -> None: ...
     """
     if callable(key):
         raise InvalidFunctionError('@task needs parentheses: write @task() or @task("key")')
@@ -122,6 +129,7 @@ def task(
         "description": description,
         "max_instances": 1 if concurrency is None else concurrency,
         "overlap_policy": OverlapPolicy.ALLOW if concurrency is None else OverlapPolicy.QUEUE,
+        "concurrency_key": concurrency_key,
         "misfire_grace_time": None,
         "max_retries": max_retries,
         "retry_backoff": retry_backoff,
@@ -138,6 +146,11 @@ def task(
             f"must be None or an integer in 1-{MAX_INSTANCES}, got {concurrency!r}",
             field="concurrency",
         )
+    if concurrency_key is not None and concurrency is None:
+        raise InvalidPolicyError(
+            "needs concurrency=N: the number of runs at once per value of the argument",
+            field="concurrency_key",
+        )
     return _declaring(key, Manual(), options)
 
 
@@ -153,6 +166,7 @@ def _declaring(key: str | None, spec: TriggerSpec, options: Mapping[str, Any]) -
             key=key if key is not None else name, func=name, trigger=spec, options=options
         )
         check_kwargs_signature(func, definition.kwargs, partial=isinstance(spec, Manual))
+        check_concurrency_key(func, definition.concurrency_key)
         setattr(func, _ATTRIBUTE, definition)
         return func
 

@@ -7,13 +7,26 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from types import NoneType
 from typing import Any
 
 from taskmgr.core.models import JobDefinition, RetryBackoff
 from taskmgr.core.triggers import Cron, Date, Interval, Manual, TriggerSpec, parse_trigger
-from taskmgr.exceptions import InvalidFunctionError, InvalidKwargsError, InvalidTriggerError
+from taskmgr.exceptions import (
+    InvalidFunctionError,
+    InvalidKwargsError,
+    InvalidPolicyError,
+    InvalidTriggerError,
+)
 
-__all__ = ["build_definition", "build_trigger", "check_function", "function_name"]
+__all__ = [
+    "argument_value",
+    "build_definition",
+    "build_trigger",
+    "check_concurrency_key",
+    "check_function",
+    "function_name",
+]
 
 #: Options of a job besides its trigger, with their defaults (``JobDefinition``'s).
 OPTION_NAMES = (
@@ -22,6 +35,7 @@ OPTION_NAMES = (
     "kwargs",
     "max_instances",
     "overlap_policy",
+    "concurrency_key",
     "misfire_grace_time",
     "coalesce",
     "max_retries",
@@ -74,6 +88,50 @@ def check_kwargs_signature(
         raise InvalidKwargsError(
             f"do not match the signature of {function_name(func)}: {exc}", field="kwargs"
         ) from None
+
+
+#: Parameters that a keyword argument can fill (a concurrency key must name one).
+_BY_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def check_concurrency_key(func: Callable[..., Any], key: str | None) -> None:
+    """Refuse a ``concurrency_key`` that names no argument ``func`` takes by keyword, or
+    one whose default is not a JSON scalar (a run that omits the argument is grouped by
+    its default)."""
+    if key is None:
+        return
+    parameter = inspect.signature(func).parameters.get(key)
+    if parameter is None or parameter.kind not in _BY_KEYWORD:
+        raise InvalidPolicyError(
+            f"{function_name(func)} has no argument {key!r} that can be passed by keyword",
+            field="concurrency_key",
+        )
+    default = parameter.default
+    if default is not inspect.Parameter.empty and type(default) not in (str, int, bool, NoneType):
+        raise InvalidPolicyError(
+            f"the default of argument {key!r} of {function_name(func)} must be a string, "
+            f"an integer, a boolean or None, got {type(default).__name__}",
+            field="concurrency_key",
+        )
+
+
+def argument_value(func: Callable[..., Any], name: str, kwargs: Mapping[str, Any]) -> Any:
+    """The value ``func`` receives for its argument ``name`` when called with ``kwargs``
+    (checked against its signature already): the given one, else the default.
+
+    :raises InvalidKwargsError: ``func`` has no such argument, or it has no default and
+        is not given (the function was changed since the key was set).
+    """
+    if name in kwargs:
+        return kwargs[name]
+    parameter = inspect.signature(func).parameters.get(name)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        raise InvalidKwargsError(
+            f"{function_name(func)} has no argument {name!r} with a default, and it is "
+            "not given (it is the task's concurrency_key)",
+            field=f"kwargs.{name}",
+        )
+    return parameter.default
 
 
 def build_trigger(

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 import math
 import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from taskmgr.core.triggers import TriggerSpec
+from taskmgr.core.triggers import Manual, TriggerSpec
 from taskmgr.core.validation import reraise_validation, validate_job_key, validate_kwargs
 from taskmgr.exceptions import InvalidPolicyError
 
@@ -32,6 +40,7 @@ __all__ = [
     "InstanceStatus",
     "Job",
     "JobDefinition",
+    "JobQueue",
     "JobSource",
     "JobState",
     "OverlapPolicy",
@@ -43,6 +52,9 @@ DEFAULT_MISFIRE_GRACE_TIME = 60.0
 #: Largest ``max_retries`` / ``max_instances`` accepted.
 MAX_RETRIES = 100
 MAX_INSTANCES = 1000
+#: Longest ``concurrency_key`` (an argument name) and stored ``concurrency_value``.
+MAX_CONCURRENCY_KEY = 100
+MAX_CONCURRENCY_VALUE = 255
 #: Longest ``timeout`` / ``misfire_grace_time`` accepted (seconds): one year.
 MAX_SECONDS = 366 * 86400.0
 
@@ -180,6 +192,9 @@ class JobDefinition(_Model):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     max_instances: int = 1
     overlap_policy: OverlapPolicy = OverlapPolicy.SKIP
+    #: A task's argument whose value groups its runs: ``max_instances`` then bounds
+    #: the runs of each value, not of the whole task (None: the whole task).
+    concurrency_key: str | None = None
     misfire_grace_time: float | None = DEFAULT_MISFIRE_GRACE_TIME
     coalesce: bool = True
     max_retries: int = 0
@@ -280,9 +295,50 @@ class JobDefinition(_Model):
             raise InvalidPolicyError(f"must be true or false, got {value!r}", field=info.field_name)
         return value
 
+    @field_validator("concurrency_key", mode="before")
+    @classmethod
+    def _concurrency_key(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        if (
+            not isinstance(value, str)
+            or not value.isidentifier()
+            or keyword.iskeyword(value)
+            or len(value) > MAX_CONCURRENCY_KEY
+        ):
+            raise InvalidPolicyError(
+                f"must be None or the name of an argument (a Python identifier of at most "
+                f"{MAX_CONCURRENCY_KEY} characters), got {value!r}",
+                field="concurrency_key",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _bounded_per_value(self) -> JobDefinition:
+        # Runs are grouped by an argument value only where every run is asked for with
+        # arguments (a task: no slot of a schedule), and where a run of a full group
+        # waits rather than being skipped or started anyway (the queue policy).
+        if self.concurrency_key is not None:
+            if not isinstance(self.trigger, Manual):
+                raise InvalidPolicyError(
+                    "only a task (a job without a schedule) can bound its runs per argument value",
+                    field="concurrency_key",
+                )
+            if self.overlap_policy is not OverlapPolicy.QUEUE:
+                raise InvalidPolicyError(
+                    "needs the queue overlap policy (a task's concurrency=N): the runs "
+                    f"of a busy value wait, got {self.overlap_policy.value!r}",
+                    field="concurrency_key",
+                )
+        return self
+
     def fingerprint(self) -> str:
         """A stable hash of the definition, to tell whether code changed it since last sync."""
-        data = self.model_dump(mode="json")
+        # Without a concurrency key the hash is the one of the versions before the
+        # option existed, so upgrading does not make every job look changed in code.
+        data = self.model_dump(
+            mode="json", exclude={"concurrency_key"} if self.concurrency_key is None else None
+        )
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -298,6 +354,8 @@ class Job(_Model):
     kwargs: dict[str, Any]
     max_instances: int
     overlap_policy: OverlapPolicy
+    #: The argument whose value groups the runs of a task (see ``JobDefinition``).
+    concurrency_key: str | None
     misfire_grace_time: float | None
     coalesce: bool
     max_retries: int
@@ -333,6 +391,9 @@ class Execution(_Model):
     #: A pending execution that waits until the job has fewer than ``max_instances`` runs.
     queued: bool = False
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: For a task with a ``concurrency_key``: the value of that argument, as canonical
+    #: JSON, fixed when the run is written (the group it counts in); else None.
+    concurrency_value: str | None = Field(default=None, max_length=MAX_CONCURRENCY_VALUE)
     owner: str | None = None
     actor: str | None = None
     created_at: datetime
@@ -359,6 +420,21 @@ class Instance(_Model):
     status: InstanceStatus
     started_at: datetime
     last_heartbeat: datetime
+
+
+class JobQueue(_Model):
+    """One job's work not yet ended: its ``pending`` and ``running`` executions, as
+    read at one instant ``now``."""
+
+    job_id: int
+    job_key: str
+    #: Pending executions, due or not (a run deferred to later, a retry in backoff).
+    pending: int
+    #: Those of the pending executions whose ``due_at`` has come: the queue's depth.
+    due: int
+    running: int
+    #: The earliest ``due_at`` of the due pending executions (None: none is due).
+    oldest_due_at: datetime | None = None
 
 
 class ExecutionPage(_Model):

@@ -10,6 +10,7 @@ the two to the same answers.
 from __future__ import annotations
 
 import enum
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Any
 
 from taskmgr.core.definition import OPTION_NAMES
 from taskmgr.core.models import (
+    MAX_CONCURRENCY_VALUE,
     ExecutionStatus,
     ExecutionTrigger,
     Instance,
@@ -26,7 +28,7 @@ from taskmgr.core.models import (
     OverlapPolicy,
 )
 from taskmgr.core.triggers import Date, Interval, TriggerSpec
-from taskmgr.exceptions import InvalidInputError
+from taskmgr.exceptions import InvalidInputError, InvalidKwargsError
 
 __all__ = [
     "RUN_WHILE_PAUSED",
@@ -34,11 +36,13 @@ __all__ = [
     "Liveness",
     "admit",
     "anchor",
+    "concurrency_value",
     "first_slot",
     "is_active_run",
     "manual_admission",
     "option_changes",
     "resume_slot",
+    "run_group",
     "same_schedule",
 ]
 
@@ -93,6 +97,42 @@ def manual_admission(policy: OverlapPolicy, *, force: bool) -> tuple[bool, bool]
     if force:
         return False, False
     return policy is OverlapPolicy.QUEUE, policy is OverlapPolicy.SKIP
+
+
+# -- concurrency per argument value ------------------------------------------------
+
+
+def concurrency_value(value: object, *, field: str) -> str:
+    """The group of a run of a task with a ``concurrency_key``: the value of that
+    argument as canonical JSON (``"acme"``, ``42``, ``true``, ``null``). Equal values
+    give equal text, and values of different types differ (``1`` is not ``true``, nor
+    ``"1"``). It is computed once, when the run is written, and kept by its retries.
+
+    :raises InvalidKwargsError: the value is not a string, an integer, a boolean or
+        None, or its JSON is longer than 255 characters (``field`` names its path).
+    """
+    if type(value) not in (str, int, bool, type(None)):
+        raise InvalidKwargsError(
+            "the task's concurrency_key argument must be a string, an integer, a boolean "
+            f"or None, got {type(value).__name__}",
+            field=field,
+        )
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) > MAX_CONCURRENCY_VALUE:
+        raise InvalidKwargsError(
+            f"the task's concurrency_key argument is longer than {MAX_CONCURRENCY_VALUE} "
+            "characters as JSON",
+            field=field,
+        )
+    return text
+
+
+def run_group(job: Job, concurrency_value: str | None) -> tuple[int, str | None]:
+    """The runs a run of ``job`` counts with against ``max_instances``: those of the
+    whole job, or, for a task with a ``concurrency_key``, those with its
+    ``concurrency_value`` (a run written before the key was set, value None, counts
+    with the others written without one)."""
+    return (job.id, concurrency_value if job.concurrency_key is not None else None)
 
 
 #: The runs that still start while their job is paused: those somebody asked for

@@ -277,4 +277,6 @@ def next_attempt(claimed: Claimed, now: datetime, rand: float | None = None) -> 
         created_at=now,
         kwargs=execution.kwargs,
         actor=execution.actor,
+        # the retry takes its attempt's place in the same group
+        concurrency_value=execution.concurrency_value,
     )

@@ -17,7 +17,7 @@ from taskmgr.core.models import (
     JobState,
     new_execution_id,
 )
-from taskmgr.core.rules import RUN_WHILE_PAUSED, Admission, admit
+from taskmgr.core.rules import RUN_WHILE_PAUSED, Admission, admit, run_group
 from taskmgr.storage.base import ClaimBatch, ClaimPlan, JobAdvance, NewExecution, PendingDecision
 
 __all__ = ["MAX_CATCHUP_SLOTS", "Planner"]
@@ -27,6 +27,9 @@ logger = logging.getLogger("taskmgr.scheduler")
 #: Most slots of one job examined in one claim after an outage. Slots past this are
 #: summarised on the last ``missed`` row instead of one row each.
 MAX_CATCHUP_SLOTS = 1000
+
+#: The runs counted together against ``max_instances`` (:func:`~taskmgr.core.rules.run_group`).
+Group = tuple[int, str | None]
 
 
 class Planner:
@@ -44,7 +47,7 @@ class Planner:
         self.new_id = new_id
 
     def __call__(self, batch: ClaimBatch) -> ClaimPlan:
-        active = dict(batch.active)
+        active = _active_by_group(batch)
         orphans: set[int] = set()
         pending = [
             decision
@@ -71,7 +74,7 @@ class Planner:
         self,
         execution: Execution,
         batch: ClaimBatch,
-        active: dict[int, int],
+        active: dict[Group, int],
         orphans: set[int],
     ) -> PendingDecision | None:
         job = batch.jobs.get(execution.job_id)
@@ -85,9 +88,10 @@ class Planner:
         if job.state is JobState.PAUSED and execution.trigger not in RUN_WHILE_PAUSED:
             return self._cancel(execution, "the job is paused")
         if execution.queued:
-            if active.get(job.id, 0) >= job.max_instances:
-                return None  # keeps waiting for a free run
-            active[job.id] = active.get(job.id, 0) + 1
+            group = run_group(job, execution.concurrency_value)
+            if active.get(group, 0) >= job.max_instances:
+                return None  # keeps waiting for a free run (of its group)
+            active[group] = active.get(group, 0) + 1
         return PendingDecision(execution.id, ExecutionStatus.RUNNING)
 
     @staticmethod
@@ -96,7 +100,7 @@ class Planner:
 
     # -- due slots -----------------------------------------------------------------
 
-    def _advance(self, job: Job, now: datetime, active: dict[int, int]) -> JobAdvance:
+    def _advance(self, job: Job, now: datetime, active: dict[Group, int]) -> JobAdvance:
         assert job.next_run_at is not None  # due jobs have one
         slots, next_run_at, truncated = due_slots(job, now)
         runs = self._runs(job, slots, now)
@@ -108,12 +112,13 @@ class Planner:
             if reason is not None:
                 rows.append(self._final(job, slot, now, ExecutionStatus.MISSED, reason))
                 continue
-            used = active.get(job.id, 0)
+            group = run_group(job, None)  # a slot of a schedule has no argument value
+            used = active.get(group, 0)
             admission = admit(
                 job.overlap_policy, active=used, max_instances=job.max_instances, trigger=trigger
             )
             if admission is Admission.RUN:
-                active[job.id] = used + 1
+                active[group] = used + 1
                 last_run_at = slot
                 rows.append(self._row(job, slot, now, trigger, ExecutionStatus.RUNNING))
             elif admission is Admission.QUEUE:
@@ -216,6 +221,18 @@ class Planner:
             completed_at=now,
             error_message=message,
         )
+
+
+def _active_by_group(batch: ClaimBatch) -> dict[Group, int]:
+    """The batch's active runs per :func:`~taskmgr.core.rules.run_group`: per job, or
+    per argument value for the jobs that have a ``concurrency_key``."""
+    active: dict[Group, int] = {
+        (job_id, None): count
+        for job_id, count in batch.active.items()
+        if (job := batch.jobs.get(job_id)) is None or job.concurrency_key is None
+    }
+    active.update(batch.active_groups)
+    return active
 
 
 def due_slots(job: Job, now: datetime) -> tuple[list[datetime], datetime | None, bool]:

@@ -15,6 +15,7 @@ from taskmgr.core.definition import (
     TRIGGER_ARGS,
     build_definition,
     build_trigger,
+    check_concurrency_key,
     check_kwargs_signature,
 )
 from taskmgr.core.models import (
@@ -23,6 +24,7 @@ from taskmgr.core.models import (
     Job,
     JobSource,
     JobState,
+    OverlapPolicy,
 )
 from taskmgr.core.rules import (
     anchor,
@@ -73,6 +75,9 @@ class JobCommands(ServiceBase):
         """Create a job at run time for a registered function (or a function object,
         which is registered). Options are those of ``@scheduled_job``; ``timezone``,
         ``misfire_grace_time`` and ``max_retries`` default to the service's settings.
+        A task (no trigger) may take ``concurrency_key``, the name of one of its
+        function's arguments: ``max_instances`` (default 1) then bounds its runs per
+        value of that argument, and the overlap policy defaults to ``queue``.
 
         :raises JobExistsError: the key is taken (nothing is written).
         :raises InvalidInputError: any invalid argument (nothing is written).
@@ -89,10 +94,18 @@ class JobCommands(ServiceBase):
         for option in ("misfire_grace_time", "max_retries"):
             if option not in options and getattr(conf, option) is not None:
                 options[option] = getattr(conf, option)
+        if isinstance(spec, Manual) and options.get("concurrency_key") is not None:
+            # bounded per argument value: the runs of a busy value wait (max_instances
+            # per value, 1 unless given)
+            options.setdefault("overlap_policy", OverlapPolicy.QUEUE)
+        if isinstance(spec, Manual) and not {"max_instances", "overlap_policy"} & set(options):
+            # a task made at run time starts every due run, as ``@task()`` does
+            options["overlap_policy"] = OverlapPolicy.ALLOW
         definition = build_definition(key=key, func=name, trigger=spec, options=options)
         check_kwargs_signature(
             self.registry.get(name), definition.kwargs, partial=isinstance(spec, Manual)
         )
+        check_concurrency_key(self.registry.get(name), definition.concurrency_key)
         self.open()
         job = add_new_job(
             self.storage, definition, source=JobSource.API, fingerprint=None, now=self.clock.now()
@@ -130,6 +143,7 @@ class JobCommands(ServiceBase):
             check_kwargs_signature(
                 self.registry.get(name), definition.kwargs, partial=isinstance(spec, Manual)
             )
+            check_concurrency_key(self.registry.get(name), definition.concurrency_key)
         now = self.clock.now()
         updates = option_changes(job, definition)
         if spec is not job.trigger:  # a trigger was given: it applies from now
@@ -212,6 +226,7 @@ class JobCommands(ServiceBase):
                 now=now,
                 queued=queued,
                 actor=actor,
+                concurrency_value=self._group(job, merged),
             ),
             max_active=job.max_instances if limited else None,
         )

@@ -50,6 +50,9 @@ class NewExecution:
     #: The id of the run's first attempt (None: this is a first attempt, its own chain).
     chain_id: str | None = None
     idempotency_key: str | None = None
+    #: The group of a run of a task with a ``concurrency_key``
+    #: (:func:`taskmgr.core.rules.concurrency_value`); None otherwise.
+    concurrency_value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,8 @@ class ClaimBatch:
     now: datetime
     #: Active jobs with ``next_run_at <= now``, earliest first (at most ``limit``).
     due_jobs: Sequence[Job]
-    #: Pending executions with ``due_at <= now``, earliest first (at most ``limit``).
+    #: Pending executions with ``due_at <= now``, earliest first (at most ``limit``),
+    #: but for the queued runs of full groups (see ``active_groups``).
     #:
     #: Rows due at the same instant come in insertion order (jobs: also by id) on the
     #: memory backend and SQLite (the index's order); on PostgreSQL in the order the
@@ -99,6 +103,12 @@ class ClaimBatch:
     #: (:func:`taskmgr.core.rules.is_active_run`: running, plus pending that are not
     #: queued), per job id in ``jobs``.
     active: Mapping[int, int]
+    #: The same count per ``(job id, concurrency_value)``, for the jobs in ``jobs``
+    #: that have a ``concurrency_key`` (:func:`taskmgr.core.rules.run_group`); a group
+    #: without an active run is absent. Due queued runs of a group already at
+    #: ``max_instances`` are left out of ``due_pending`` (they could not start, and
+    #: would take the places of other groups' runs under ``limit``).
+    active_groups: Mapping[tuple[int, str | None], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

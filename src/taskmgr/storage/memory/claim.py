@@ -31,6 +31,7 @@ def claim(
         due_pending=due_pending,
         jobs=jobs,
         active=queries.active_counts(state, jobs),
+        active_groups=queries.active_group_counts(state, jobs),
     )
     plan = checked_plan(planner(batch))
     claimed = _advance(state, plan.advances, owner, now)

@@ -35,7 +35,11 @@ from taskmgr.storage.sqlalchemy.rows import (
     job_from_row,
     trusted_model,
 )
-from taskmgr.storage.sqlalchemy.statements import Statements, active_counts
+from taskmgr.storage.sqlalchemy.statements import (
+    Statements,
+    active_counts,
+    active_group_counts,
+)
 from taskmgr.storage.sqlalchemy.tables import Tables
 
 __all__ = ["ClaimApplier"]
@@ -114,13 +118,18 @@ class ClaimApplier:
             )
             due_pending = [e for e in due_pending if e.job_id not in busy]
 
+        # Counted on the locked job rows, as max_instances is: a claimer that starts a
+        # run of a group holds its job's row until it commits, so another one counting
+        # that group either skips the job or sees the started run.
         active = active_counts(self.conn, self.sql, sorted(self.held))
+        keyed = sorted(i for i, job in self.held.items() if job.concurrency_key is not None)
         return ClaimBatch(
             now=self.now,
             due_jobs=due_jobs,
             due_pending=due_pending,
             jobs=dict(self.held),
             active=active,
+            active_groups=active_group_counts(self.conn, self.sql, keyed),
         )
 
     # -- apply ---------------------------------------------------------------------
@@ -316,6 +325,7 @@ def _planned_execution(new: NewExecution, owner: str, now: datetime) -> Executio
             "queued": new.queued,
             # deep copy as execution_from_new does, skipped for the common empty kwargs
             "kwargs": copy.deepcopy(kwargs) if kwargs else kwargs,
+            "concurrency_value": new.concurrency_value,
             "owner": owner if running else new.owner,
             "actor": new.actor,
             "created_at": new.created_at,

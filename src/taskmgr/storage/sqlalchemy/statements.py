@@ -17,7 +17,15 @@ from sqlalchemy.engine import Connection
 from taskmgr.core.models import ExecutionStatus, JobState
 from taskmgr.storage.sqlalchemy.tables import Tables
 
-__all__ = ["OUTCOME_COLUMNS", "Statements", "active_counts", "active_run", "statements"]
+__all__ = [
+    "OUTCOME_COLUMNS",
+    "Statements",
+    "active_counts",
+    "active_group_counts",
+    "active_run",
+    "full_groups",
+    "statements",
+]
 
 _PENDING = ExecutionStatus.PENDING.value
 _RUNNING = ExecutionStatus.RUNNING.value
@@ -35,12 +43,31 @@ OUTCOME_COLUMNS = (
 )
 
 
-def active_run(executions: sa.Table) -> sa.ColumnElement[bool]:
+def active_run(executions: sa.FromClause) -> sa.ColumnElement[bool]:
     """The rule :func:`taskmgr.core.rules.is_active_run` as a SQL condition on
     ``executions``: a run counts against ``max_instances`` if it is running, or pending
     and not queued. Every statement that counts active runs uses this one clause."""
     c = executions.c
     return sa.or_(c.status == _RUNNING, sa.and_(c.status == _PENDING, c.queued.is_(False)))
+
+
+def full_groups(tables: Tables) -> sa.Select[Any]:
+    """The ``(job_id, concurrency_value)`` groups of the jobs that have a
+    ``concurrency_key`` whose active runs (:func:`active_run`) number ``max_instances``
+    or more: their queued runs cannot start now."""
+    jobs, active = tables.jobs, tables.executions.alias("group_run")
+    a = active.c
+    return (
+        sa.select(a.job_id, a.concurrency_value)
+        .join(jobs, jobs.c.id == a.job_id)
+        .where(
+            jobs.c.concurrency_key.is_not(None),
+            a.concurrency_value.is_not(None),
+            active_run(active),
+        )
+        .group_by(a.job_id, a.concurrency_value, jobs.c.max_instances)
+        .having(sa.func.count() >= jobs.c.max_instances)
+    )
 
 
 class Statements:
@@ -62,9 +89,18 @@ class Statements:
             .order_by(j.next_run_at)
             .limit(limit)
         )
+        # A queued run of a full group is not read: it could not start, and a backlog
+        # of one busy group would fill the limit and keep the other groups' runs
+        # waiting. The group test comes last in the OR, so rows without a group never
+        # evaluate it (and its subquery is only run once one is met).
+        waiting_for_group = sa.tuple_(c.job_id, c.concurrency_value).in_(full_groups(tables))
         self.due_pending = lock(
             sa.select(executions)
-            .where(c.status == _PENDING, c.due_at <= sa.bindparam("b_now"))
+            .where(
+                c.status == _PENDING,
+                c.due_at <= sa.bindparam("b_now"),
+                sa.or_(c.concurrency_value.is_(None), c.queued.is_(False), ~waiting_for_group),
+            )
             .order_by(c.due_at)
             .limit(limit)
         )
@@ -101,6 +137,11 @@ class Statements:
             sa.select(c.job_id, sa.func.count())
             .where(c.job_id.in_(ids), active_run(executions))
             .group_by(c.job_id)
+        )
+        self.active_group_counts = (
+            sa.select(c.job_id, c.concurrency_value, sa.func.count())
+            .where(c.job_id.in_(ids), active_run(executions))
+            .group_by(c.job_id, c.concurrency_value)
         )
         self.outcome_owners = lock(
             sa.select(c.id, c.owner).where(c.id.in_(ids), c.status == _RUNNING), skip_locked=False
@@ -160,3 +201,14 @@ def active_counts(conn: Connection, sql: Statements, job_ids: Sequence[int]) -> 
     counts = dict.fromkeys(job_ids, 0)
     counts.update({job_id: count for job_id, count in rows})  # noqa: C416
     return counts
+
+
+def active_group_counts(
+    conn: Connection, sql: Statements, job_ids: Sequence[int]
+) -> dict[tuple[int, str | None], int]:
+    """Executions counted against ``max_instances`` per ``(job_id, concurrency_value)``
+    of the jobs ``job_ids`` (groups without one are absent)."""
+    if not job_ids:
+        return {}
+    rows = conn.execute(sql.active_group_counts, {"b_ids": list(job_ids)})
+    return {(job_id, value): count for job_id, value, count in rows}

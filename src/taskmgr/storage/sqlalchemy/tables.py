@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from taskmgr.core.models import SLOT_TRIGGERS
+from taskmgr.core.models import MAX_CONCURRENCY_KEY, MAX_CONCURRENCY_VALUE, SLOT_TRIGGERS
 
 __all__ = [
     "IDEMPOTENCY_KEY_LENGTH",
@@ -130,6 +130,8 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("created_at", when, nullable=False),
         sa.Column("updated_at", when, nullable=False),
+        # A task's argument whose value groups its runs under max_instances (tm0003).
+        sa.Column("concurrency_key", sa.String(MAX_CONCURRENCY_KEY), nullable=True),
         sa.UniqueConstraint("job_key"),
         # The due-job scan: state = 'active' AND next_run_at <= now ORDER BY next_run_at.
         sa.Index(None, "state", "next_run_at"),
@@ -162,6 +164,8 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("result_summary", _json(), nullable=True),
         sa.Column("celery_task_id", sa.String(255), nullable=True),
         sa.Column("idempotency_key", sa.String(IDEMPOTENCY_KEY_LENGTH), nullable=True),
+        # The run's group when its task has a concurrency_key: canonical JSON (tm0003).
+        sa.Column("concurrency_value", sa.String(MAX_CONCURRENCY_VALUE), nullable=True),
         # G1: a scheduled slot is inserted at most once, whatever the callers do ...
         sa.Index(
             None,

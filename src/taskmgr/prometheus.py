@@ -13,10 +13,13 @@ across processes:
 
 * **From the database, at scrape time** (the same answer from every process, however
   many schedulers and Celery workers run): executions in the stored history by job
-  and status, each job's last success and next run, jobs by state, live instances.
+  and status, each job's last success and next run, each job's queue (pending
+  executions due now, and how long the oldest has waited), jobs by state, live
+  instances.
 * **From this process's events** (counters and histograms, summed across targets in
   PromQL): executions ended here by job and status, run duration, start delay
-  (start minus scheduled time), missed, skipped and lost slots recorded here.
+  (start minus scheduled time), defer-to-start latency of deferred tasks (start
+  minus the time of the defer), missed, skipped and lost slots recorded here.
   prometheus-client's multiprocess mode cannot carry a custom collector, and
   duration histograms cannot be rebuilt from the database cheaply.
 
@@ -29,6 +32,7 @@ import logging
 import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 try:
@@ -44,7 +48,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "taskmgr.prometheus needs prometheus-client: pip install 'taskmgr[prometheus]'"
     ) from exc
 
-from taskmgr.core.models import JobState
+from taskmgr.core.models import ExecutionTrigger, Job, JobQueue, JobState
 from taskmgr.execution.events import EventKind, ExecutionEvent
 
 if TYPE_CHECKING:
@@ -89,6 +93,7 @@ class TaskmgrCollector(Collector):
         self._lost: dict[str, int] = {}
         self._duration: dict[str, _Histogram] = {}
         self._delay: dict[str, _Histogram] = {}
+        self._defer_to_start: dict[str, _Histogram] = {}
         self._registry = registry
         service.add_listener(self._on_event)
         if registry is not None:
@@ -109,6 +114,13 @@ class TaskmgrCollector(Collector):
                 if event.started_at is not None and event.scheduled_for is not None:
                     delay = (event.started_at - event.scheduled_for).total_seconds()
                     self._observe(self._delay, job, max(0.0, delay))
+                if (
+                    event.trigger is ExecutionTrigger.DEFERRED
+                    and event.started_at is not None
+                    and event.created_at is not None
+                ):
+                    waited = (event.started_at - event.created_at).total_seconds()
+                    self._observe(self._defer_to_start, job, max(0.0, waited))
                 return
             pair = (job, event.status.value)
             self._executions[pair] = self._executions.get(pair, 0) + 1
@@ -151,6 +163,7 @@ class TaskmgrCollector(Collector):
             histograms = {
                 "duration": {k: self._snapshot(h) for k, h in self._duration.items()},
                 "start_delay": {k: self._snapshot(h) for k, h in self._delay.items()},
+                "defer_to_start": {k: self._snapshot(h) for k, h in self._defer_to_start.items()},
             }
         family = CounterMetricFamily(
             "taskmgr_executions",
@@ -173,6 +186,8 @@ class TaskmgrCollector(Collector):
         helps = {
             "duration": "Run time of executions that ended in this process.",
             "start_delay": "Start minus scheduled time of executions started in this process.",
+            "defer_to_start": "Start minus defer time of deferred tasks started in this "
+            "process (a run deferred with a delay includes it).",
         }
         for what, per_job in histograms.items():
             histogram = HistogramMetricFamily(
@@ -199,10 +214,12 @@ class TaskmgrCollector(Collector):
         try:
             service.open()
             storage = service.storage
+            now = service.clock.now()
             summary = storage.history_summary()
+            # Bounded: reads only the executions that have not ended, one row per job.
+            queues = storage.job_queues(now=now)
             jobs = storage.list_jobs()
             instances = storage.list_instances()
-            now = service.clock.now()
         except Exception:
             logger.exception("metrics: could not read the database")
             error.add_metric([], 1.0)
@@ -241,6 +258,8 @@ class TaskmgrCollector(Collector):
                 next_run.add_metric([stored.key], stored.next_run_at.timestamp())
         yield next_run
 
+        yield from _queue_metrics(jobs, queues, now)
+
         by_state = GaugeMetricFamily("taskmgr_jobs", "Jobs by state.", labels=["state"])
         for state, n in states.items():
             by_state.add_metric([state], float(n))
@@ -252,6 +271,37 @@ class TaskmgrCollector(Collector):
             "Instances (schedulers and workers) running with a fresh heartbeat.",
             value=float(live),
         )
+
+
+def _queue_metrics(
+    jobs: Sequence[Job], queues: Sequence[JobQueue], now: datetime
+) -> Iterator[Metric]:
+    """Queue depth and oldest due age per job: 0 for a job with nothing waiting, so a
+    drained queue reads 0 rather than vanishing."""
+    depth = dict.fromkeys((job.key for job in jobs), 0)
+    age = dict.fromkeys(depth, 0.0)
+    for queue in queues:  # a deleted job and its successor may share a key: add up
+        depth[queue.job_key] = depth.get(queue.job_key, 0) + queue.due
+        waited = 0.0
+        if queue.oldest_due_at is not None:
+            waited = max((now - queue.oldest_due_at).total_seconds(), 0.0)
+        age[queue.job_key] = max(age.get(queue.job_key, 0.0), waited)
+    family = GaugeMetricFamily(
+        "taskmgr_queue_depth",
+        "Pending executions whose due time has come (waiting to start), by job.",
+        labels=["job"],
+    )
+    for job, n in sorted(depth.items()):
+        family.add_metric([job], float(n))
+    yield family
+    family = GaugeMetricFamily(
+        "taskmgr_queue_oldest_pending_age_seconds",
+        "How long the job's oldest due pending execution has waited (0: none waits).",
+        labels=["job"],
+    )
+    for job, seconds in sorted(age.items()):
+        family.add_metric([job], seconds)
+    yield family
 
 
 def _bound(value: float) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskmgr import scheduled_job
+from taskmgr import scheduled_job, task
 
 
 @scheduled_job(interval=60, misfire_grace_time=30, coalesce=True)
@@ -18,3 +18,8 @@ def boom() -> None:
 @scheduled_job(interval=1, misfire_grace_time=None, coalesce=False)
 def tick() -> None:
     pass
+
+
+@task()
+def send(to: str) -> str:
+    return to

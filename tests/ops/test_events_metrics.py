@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from taskmgr import ExecutionStatus, SchedulerService
+from taskmgr import ExecutionStatus, ExecutionTrigger, SchedulerService
 from taskmgr.execution.events import EventKind, ExecutionEvent
 from taskmgr.prometheus import TaskmgrCollector
 from taskmgr.testing import FakeClock, make_test_service
@@ -23,6 +23,7 @@ from tests.ops import jobs
 START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
 OK = "tests.ops.jobs.ok"
 BOOM = "tests.ops.jobs.boom"
+SEND = "tests.ops.jobs.send"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -132,6 +133,42 @@ def test_prometheus_counts_after_a_run(service: SchedulerService, clock: FakeClo
 
     collector.close()
     assert value("taskmgr_jobs", state="active") is None
+
+
+def test_prometheus_queue_gauges_and_defer_to_start_latency(clock: FakeClock) -> None:
+    registry = CollectorRegistry()
+    with make_test_service([jobs.ok, jobs.send], clock=clock) as service:
+        TaskmgrCollector(service, registry=registry)
+        seen: list[ExecutionEvent] = []
+        service.add_listener(seen.append, kinds=["started"])
+
+        def value(name: str, job: str) -> float | None:
+            return registry.get_sample_value(name, {"job": job})
+
+        assert value("taskmgr_queue_depth", SEND) == 0  # a drained queue reads 0
+        first = service.defer(jobs.send, to="a")
+        service.defer(jobs.send, to="b")
+        service.defer(jobs.send, delay=600, to="later")
+        clock.advance(seconds=30)
+        assert value("taskmgr_queue_depth", SEND) == 2  # the delayed one is not due
+        assert value("taskmgr_queue_oldest_pending_age_seconds", SEND) == 30.0
+        assert value("taskmgr_queue_depth", OK) == 0
+        assert value("taskmgr_queue_oldest_pending_age_seconds", OK) == 0.0
+
+        assert len(service.run_due()) == 2
+        assert service.events.flush()
+        started = next(e for e in seen if e.execution_id == first.id)
+        assert started.trigger is ExecutionTrigger.DEFERRED
+        assert started.created_at == START
+        assert value("taskmgr_queue_depth", SEND) == 0
+        assert value("taskmgr_execution_defer_to_start_seconds_count", SEND) == 2
+        assert value("taskmgr_execution_defer_to_start_seconds_sum", SEND) == 60.0
+        # scheduled slots are not deferred tasks
+        clock.advance(seconds=30)
+        assert len(service.run_due()) == 1
+        assert service.events.flush()
+        assert value("taskmgr_execution_start_delay_seconds_count", OK) == 1
+        assert value("taskmgr_execution_defer_to_start_seconds_count", OK) is None
 
 
 def test_nothing_registered_at_import() -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from taskmgr.core.models import ExecutionStatus
+from taskmgr.core.models import ExecutionStatus, ExecutionTrigger
 from taskmgr.exceptions import NotFoundError
 from taskmgr.storage.base import Claimed, ClaimPlan, Outcome, Storage
 
@@ -68,6 +68,11 @@ class ExecutionEvent:
     duration_ms: int | None = None
     error_type: str | None = None
     error_message: str | None = None
+    #: Why the execution exists (a deferred task, a slot, a retry). Like ``created_at``,
+    #: None on the outcome of a run this process did not see start.
+    trigger: ExecutionTrigger | None = None
+    #: When its row was inserted (for a deferred task: when it was deferred).
+    created_at: datetime | None = None
 
     def log_extra(self) -> dict[str, Any]:
         return {
@@ -81,7 +86,8 @@ class ExecutionEvent:
 
 
 Listener = Callable[[ExecutionEvent], None]
-_Identity = tuple[str, datetime, int]  # job key, scheduled for, attempt
+#: job key, scheduled for, attempt, trigger, created at
+_Identity = tuple[str, datetime, int, ExecutionTrigger, datetime]
 _STOP = object()
 
 
@@ -213,7 +219,7 @@ class EventHub:
 
     def _started_event(self, claimed: Claimed, started_at: datetime | None) -> ExecutionEvent:
         e = claimed.execution
-        self._running[e.id] = (e.job_key, e.scheduled_for, e.attempt)
+        self._running[e.id] = (e.job_key, e.scheduled_for, e.attempt, e.trigger, e.created_at)
         return ExecutionEvent(
             EventKind.STARTED,
             e.id,
@@ -223,6 +229,8 @@ class EventHub:
             ExecutionStatus.RUNNING,
             self.instance_id,
             started_at=started_at,
+            trigger=e.trigger,
+            created_at=e.created_at,
         )
 
     def _claim_events(
@@ -253,6 +261,8 @@ class EventHub:
                     self.instance_id,
                     completed_at=row.completed_at,
                     error_message=row.error_message,
+                    trigger=ExecutionTrigger(row.trigger),
+                    created_at=row.created_at,
                 )
                 for row in rows
             )
@@ -276,7 +286,9 @@ class EventHub:
             kind = _OUTCOME_KINDS.get(outcome.status)
             if not ok or kind is None:
                 continue
-            key, slot, attempt = identity if identity is not None else (None, None, None)
+            key, slot, attempt, trigger, created_at = (
+                identity if identity is not None else (None, None, None, None, None)
+            )
             events.append(
                 ExecutionEvent(
                     kind,
@@ -291,6 +303,8 @@ class EventHub:
                     duration_ms=outcome.duration_ms,
                     error_type=outcome.error_type,
                     error_message=outcome.error_message,
+                    trigger=trigger,
+                    created_at=created_at,
                 )
             )
         return events
@@ -310,6 +324,8 @@ class EventHub:
                 started_at=item.execution.started_at,
                 completed_at=completed_at,
                 error_message=f"its owner {item.execution.owner} stopped heartbeating",
+                trigger=item.execution.trigger,
+                created_at=item.execution.created_at,
             )
             for item in claimed
         ]

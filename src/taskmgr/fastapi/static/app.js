@@ -16,6 +16,7 @@ const state = {
   canWrite: false,
   jobs: [],
   recent: new Map(), // job key -> newest executions
+  queues: new Map(), // job id -> its pending and running counts (GET queues)
   job: null, // the job shown on the job page
   executions: [],
   cursor: null,
@@ -82,17 +83,19 @@ function localTime(iso) {
   return iso ? new Date(iso).toLocaleString() : "—";
 }
 
+function span(size) { // whole seconds, in words
+  if (size < 60) return `${size} s`;
+  if (size < 3600) return `${Math.floor(size / 60)} min ${size % 60} s`;
+  if (size < 86400) return `${Math.floor(size / 3600)} h ${Math.floor((size % 3600) / 60)} min`;
+  return `${Math.floor(size / 86400)} d ${Math.floor((size % 86400) / 3600)} h`;
+}
+
 function relative(iso) {
   if (!iso) return "—";
   const seconds = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
   // The list refreshes every few seconds: a run just past is running, not late.
   if (seconds <= 0 && seconds > -REFRESH_MS / 500) return "due now";
-  const size = Math.abs(seconds);
-  let text;
-  if (size < 60) text = `${size} s`;
-  else if (size < 3600) text = `${Math.floor(size / 60)} min ${size % 60} s`;
-  else if (size < 86400) text = `${Math.floor(size / 3600)} h ${Math.floor((size % 3600) / 60)} min`;
-  else text = `${Math.floor(size / 86400)} d ${Math.floor((size % 86400) / 3600)} h`;
+  const text = span(Math.abs(seconds));
   return seconds >= 0 ? `in ${text}` : `${text} overdue`;
 }
 
@@ -105,6 +108,25 @@ function duration(ms) {
 
 function statusLabel(status) {
   return el("span", { class: `status s-${status}` }, `${GLYPHS[status] || "?"} ${status}`);
+}
+
+function isTask(job) {
+  return job.trigger.type === "manual";
+}
+
+// A job's executions that have not ended: counts by glyph and word, and how long the
+// oldest due one has waited (by the server's clock, as of the last refresh).
+function queueSummary(queue, idle) {
+  if (!queue) return [el("span", { class: "muted", title: "nothing pending or running" }, idle)];
+  const lines = [];
+  if (queue.pending) lines.push(el("div", { class: "count s-pending" }, `${GLYPHS.pending} ${queue.pending} pending`));
+  if (queue.running) lines.push(el("div", { class: "count s-running" }, `${GLYPHS.running} ${queue.running} running`));
+  if (queue.pending > queue.due) lines.push(el("div", { class: "muted small" }, `${queue.pending - queue.due} not due yet`));
+  if (queue.oldest_due_age_seconds !== null) {
+    lines.push(el("div", { class: "muted small oldest", title: `due since ${queue.oldest_due_at} (UTC)` },
+      `oldest waiting ${span(Math.round(queue.oldest_due_age_seconds))}`));
+  }
+  return lines;
 }
 
 function timeCell(iso) {
@@ -222,7 +244,12 @@ async function loadJobs() {
       state.recent.set(job.key, page.items);
     }
   };
-  await Promise.all([worker(), worker(), worker(), worker()]);
+  await Promise.all([loadQueues(), worker(), worker(), worker(), worker()]);
+}
+
+async function loadQueues() {
+  const queues = await api("queues");
+  state.queues = new Map(queues.map((q) => [q.job_id, q]));
 }
 
 // -- jobs view -----------------------------------------------------------------------
@@ -249,6 +276,7 @@ function stateBadge(job) {
 function renderJobs() {
   const text = $("filter-text").value.trim().toLowerCase();
   const wanted = $("filter-state").value;
+  const kind = $("filter-kind").value;
   const lastWanted = $("filter-status").value;
   const rows = [];
   for (const job of state.jobs) {
@@ -257,18 +285,21 @@ function renderJobs() {
     const haystack = [job.key, displayName(job), job.description || ""].join(" ").toLowerCase();
     if (text && !haystack.includes(text)) continue;
     if (wanted && job.state !== wanted) continue;
+    if (kind && (kind === "task") !== isTask(job)) continue;
     if (lastWanted && (last ? last.status : "none") !== lastWanted) continue;
     const href = `#job/${encodeURIComponent(job.key)}`;
     rows.push(el("tr", { "data-key": job.key },
       el("td", {},
         el("a", { href, title: job.description || "" }, displayName(job)),
         el("div", { class: "key muted" }, job.key)),
-      el("td", { title: JSON.stringify(job.trigger) }, job.schedule),
+      el("td", { class: "schedule", title: JSON.stringify(job.trigger) },
+        isTask(job) ? [el("span", { class: "badge kind-task" }, "⇢ task"), el("div", { class: "muted small" }, "runs when deferred")] : job.schedule),
       el("td", {}, stateBadge(job)),
       el("td", { class: "next-run" },
         job.next_run_at && job.state === "active"
           ? [el("span", { class: "countdown", "data-at": job.next_run_at }, relative(job.next_run_at)), el("div", { class: "muted small" }, timeCell(job.next_run_at))]
           : el("span", { class: "muted" }, "—")),
+      el("td", { class: "queue" }, queueSummary(state.queues.get(job.id), "—")),
       el("td", { class: "last-run" },
         last ? [statusLabel(last.status), el("div", { class: "muted small" }, `${duration(last.duration_ms)} · `, timeCell(last.scheduled_for))]
           : el("span", { class: "muted" }, "never")),
@@ -294,6 +325,7 @@ async function loadJobPage(key, keepRows) {
     api(`jobs/${encodeURIComponent(key)}`),
     api(`jobs/${encodeURIComponent(key)}/preview?n=5`),
     api(`jobs/${encodeURIComponent(key)}/executions?limit=${TIMELINE_RUNS}`),
+    loadQueues(),
   ]);
   state.job = job;
   if (!keepRows || !state.executions.length) {
@@ -308,9 +340,12 @@ async function loadJobPage(key, keepRows) {
   $("job-actions").replaceChildren(...jobActions(job));
   const trigger = job.trigger;
   $("job-details").replaceChildren(
-    ...detail("Schedule", `${job.schedule} `, el("span", { class: "key muted" }, trigger.expression || (trigger.every ? `${trigger.every} s` : trigger.at))),
+    ...(isTask(job)
+      ? detail("Kind", el("span", { class: "badge kind-task" }, "⇢ task"), " runs when deferred, with arguments")
+      : detail("Schedule", `${job.schedule} `, el("span", { class: "key muted" }, trigger.expression || (trigger.every ? `${trigger.every} s` : trigger.at)))),
     ...detail("State", stateBadge(job)),
-    ...detail("Next runs", el("span", {}, preview.fire_times.map((t) => localTime(t)).join(" · ") || "none")),
+    ...detail("Queue", el("div", { class: "queue" }, queueSummary(state.queues.get(job.id), "nothing pending or running"))),
+    ...(isTask(job) ? [] : detail("Next runs", el("span", {}, preview.fire_times.map((t) => localTime(t)).join(" · ") || "none"))),
     ...detail("Last run", timeCell(job.last_run_at)),
     ...detail("Function", el("span", { class: "key" }, job.func)),
     ...detail("Time zone", trigger.timezone || "UTC"),
@@ -361,10 +396,16 @@ async function openDrawer(id) {
     ...detail("Completed", timeCell(execution.completed_at)),
     ...detail("Duration", duration(execution.duration_ms)),
     ...detail("Lateness", duration(execution.lateness_ms)),
-    ...detail("Trigger", execution.trigger + (execution.actor ? ` by ${execution.actor}` : "")),
+    ...(execution.status === "pending" ? detail("Due", timeCell(execution.due_at)) : []),
+    ...detail(execution.trigger === "deferred" ? "Deferred at" : "Created", timeCell(execution.created_at)),
+    ...detail("Trigger", execution.trigger),
+    ...(execution.actor ? detail("Actor", execution.actor) : []),
+    ...(execution.idempotency_key ? detail("Idempotency key", el("span", { class: "key" }, execution.idempotency_key)) : []),
+    ...detail("Chain", el("span", { class: "key" }, execution.chain_id),
+      execution.chain_id === execution.id ? el("span", { class: "muted" }, " (this execution: the first attempt)") : null),
     ...detail("Instance", el("span", { class: "key" }, execution.owner || "—")),
     ...detail("Celery task", el("span", { class: "key" }, execution.celery_task_id || "—")),
-    ...detail("Arguments", el("span", { class: "key" }, JSON.stringify(execution.kwargs))),
+    ...detail("Arguments", el("pre", { class: "args" }, JSON.stringify(execution.kwargs, null, 2))),
     ...detail("Result", el("span", { class: "key" }, execution.result_summary === null ? "—" : JSON.stringify(execution.result_summary))),
     ...detail("Error", execution.error_type ? `${execution.error_type}: ${execution.error_message || ""}` : (execution.error_message || "—")),
     ...detail("Execution id", el("span", { class: "key" }, execution.id)),
@@ -432,7 +473,7 @@ function navigate() {
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
-  for (const id of ["filter-text", "filter-state", "filter-status"]) $(id).addEventListener("input", renderJobs);
+  for (const id of ["filter-text", "filter-kind", "filter-state", "filter-status"]) $(id).addEventListener("input", renderJobs);
   $("filters").addEventListener("submit", (event) => event.preventDefault());
   $("more-executions").addEventListener("click", loadOlder);
   $("drawer-close").addEventListener("click", () => { $("drawer").hidden = true; });

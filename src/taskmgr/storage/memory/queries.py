@@ -4,7 +4,8 @@ order (the tie-breaks the contract in :mod:`taskmgr.storage.base` states)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from taskmgr.core.models import (
@@ -12,6 +13,7 @@ from taskmgr.core.models import (
     ExecutionStatus,
     InstanceStatus,
     Job,
+    JobQueue,
     JobSource,
     JobState,
 )
@@ -21,11 +23,14 @@ from taskmgr.storage.memory.state import State
 
 __all__ = [
     "active_counts",
+    "active_group_counts",
     "due_jobs",
     "due_pending",
     "finished_before",
+    "full_groups",
     "gone_instances",
     "history_summary",
+    "job_queues",
     "jobs_matching",
     "matching",
     "next_due_at",
@@ -63,12 +68,16 @@ def due_jobs(state: State, now: datetime, limit: int) -> list[Job]:
 def due_pending(state: State, now: datetime, limit: int) -> list[Execution]:
     """Pending executions due at ``now``: earliest ``due_at`` first, ties in the order
     they were inserted (as SQLite's index reads them; the sort is stable and the dict
-    keeps insertion order, also when a row is replaced)."""
+    keeps insertion order, also when a row is replaced). Queued runs of a full group
+    (:func:`full_groups`) are left out, as the SQL backend's statement leaves them."""
     due = [
         execution
         for execution in state.executions.values()
         if execution.status is ExecutionStatus.PENDING and execution.due_at <= now
     ]
+    if any(e.queued and e.concurrency_value is not None for e in due):
+        full = full_groups(state)
+        due = [e for e in due if not (e.queued and (e.job_id, e.concurrency_value) in full)]
     due.sort(key=lambda execution: execution.due_at)
     return due[:limit]
 
@@ -81,6 +90,35 @@ def active_counts(state: State, job_ids: Iterable[int]) -> dict[int, int]:
         if execution.job_id in counts and is_active_run(execution.status, execution.queued):
             counts[execution.job_id] += 1
     return counts
+
+
+def active_group_counts(state: State, jobs: Mapping[int, Job]) -> dict[tuple[int, str | None], int]:
+    """Executions counted against ``max_instances`` per ``(job id, concurrency_value)``,
+    for the jobs of ``jobs`` that have a ``concurrency_key`` (groups with none absent)."""
+    keyed = {job_id for job_id, job in jobs.items() if job.concurrency_key is not None}
+    counts: dict[tuple[int, str | None], int] = {}
+    for e in state.executions.values():
+        if e.job_id in keyed and is_active_run(e.status, e.queued):
+            group = (e.job_id, e.concurrency_value)
+            counts[group] = counts.get(group, 0) + 1
+    return counts
+
+
+def full_groups(state: State) -> set[tuple[int, str]]:
+    """The ``(job id, concurrency_value)`` groups of the jobs that have a
+    ``concurrency_key`` whose active runs number ``max_instances`` or more."""
+    counts: dict[tuple[int, str], int] = {}
+    for e in state.executions.values():
+        job = state.jobs.get(e.job_id)
+        if (
+            job is not None
+            and job.concurrency_key is not None
+            and e.concurrency_value is not None
+            and is_active_run(e.status, e.queued)
+        ):
+            group = (e.job_id, e.concurrency_value)
+            counts[group] = counts.get(group, 0) + 1
+    return {group for group, n in counts.items() if n >= state.jobs[group[0]].max_instances}
 
 
 def next_due_at(state: State) -> datetime | None:
@@ -143,6 +181,40 @@ def history_summary(state: State) -> HistorySummary:
             if seen is None or e.completed_at > seen:
                 last_success[e.job_key] = e.completed_at
     return HistorySummary(counts=counts, last_success=last_success)
+
+
+@dataclass
+class _Tally:
+    pending: int = 0
+    due: int = 0
+    running: int = 0
+    oldest_due_at: datetime | None = None
+
+
+def job_queues(state: State, now: datetime) -> list[JobQueue]:
+    """Pending and running executions per job, as ``Storage.job_queues`` counts them."""
+    found: dict[tuple[str, int], _Tally] = {}
+    for e in state.executions.values():
+        if e.status is ExecutionStatus.RUNNING:
+            found.setdefault((e.job_key, e.job_id), _Tally()).running += 1
+        elif e.status is ExecutionStatus.PENDING:
+            tally = found.setdefault((e.job_key, e.job_id), _Tally())
+            tally.pending += 1
+            if e.due_at <= now:
+                tally.due += 1
+                if tally.oldest_due_at is None or e.due_at < tally.oldest_due_at:
+                    tally.oldest_due_at = e.due_at
+    return [
+        JobQueue(
+            job_id=job_id,
+            job_key=key,
+            pending=tally.pending,
+            due=tally.due,
+            running=tally.running,
+            oldest_due_at=tally.oldest_due_at,
+        )
+        for (key, job_id), tally in sorted(found.items())  # str order is code point order
+    ]
 
 
 def gone_instances(state: State) -> dict[str, InstanceStatus]:

@@ -24,6 +24,13 @@ def test_every_example_is_covered() -> None:
     readme = (EXAMPLES / "README.md").read_text()
     for name in covered:
         assert name in readme
+    # fastapi_app/ runs under uvicorn in tests/http/test_example_app.py; its README
+    # names each of its modules and the signup endpoint that test exercises.
+    app_dir = EXAMPLES / "fastapi_app"
+    app_readme = (app_dir / "README.md").read_text()
+    for path in app_dir.glob("*.py"):
+        assert f"`{path.name}`" in app_readme, path.name
+    assert "POST /signup" in app_readme and "/signup" in readme
 
 
 @pytest.mark.slow

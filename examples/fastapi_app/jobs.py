@@ -1,11 +1,15 @@
-"""The example shop's scheduled jobs, declared where they live, like any host's."""
+"""The example shop's scheduled jobs and its one task, declared where they live, like
+any host's."""
 
 from __future__ import annotations
 
 import logging
 import random
 
-from taskmgr import current_execution, scheduled_job
+import db
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskmgr import current_execution, scheduled_job, task
 
 logger = logging.getLogger("shop.jobs")
 
@@ -49,3 +53,15 @@ def sync_catalogue(full: bool = False) -> dict[str, object]:
 def rebuild_search_index(language: str = "en") -> str:
     """Not scheduled in code: operators create jobs for it through the API."""
     return f"rebuilt the {language} index"
+
+
+@task("emails.welcome", max_retries=3, timeout=30, description="Mails a new user.")
+async def send_welcome(user_id: int) -> dict[str, object]:
+    """Deferred by ``POST /signup`` in the signup's own transaction: it runs only if
+    that transaction committed, and then always finds the user's row."""
+    async with AsyncSession(db.engine) as session:
+        user = await session.get(db.User, user_id)
+    if user is None:  # cannot happen: the run and the row were committed together
+        raise LookupError(f"no user {user_id}")
+    logger.info("sent the welcome mail to %s", user.email)
+    return {"sent_to": user.email}

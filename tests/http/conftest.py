@@ -34,6 +34,7 @@ OPERATIONS = [
     "taskmgr_list_executions",
     "taskmgr_get_execution",
     "taskmgr_cancel_execution",
+    "taskmgr_list_queues",
     "taskmgr_list_instances",
     "taskmgr_get_health",
     "taskmgr_cleanup_history",

@@ -10,6 +10,7 @@ Set ``TASKMGR_UPDATE_SCREENSHOT=1`` to refresh ``docs/dashboard.png``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from fastapi import Depends
 
-from taskmgr import SchedulerService
+from taskmgr import SchedulerService, task
 from taskmgr.fastapi import create_app
 from taskmgr.storage.memory import MemoryStorage
 from tests.http.conftest import ADMIN, PREFIX, READER, actor_name, principal, require_writer
@@ -38,6 +39,15 @@ FLAGS = [
 ]
 TIMEOUT_MS = 15_000
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+TASK = "demo.send-email"
+#: Holds the task's run until the server stops: its other runs wait pending.
+GATE = threading.Event()
+
+
+@task(TASK, concurrency=1, description="A task: one email at a time.")
+def send_email(to: str, template: str = "welcome") -> str:
+    GATE.wait(30)
+    return f"{template} mail sent to {to}"
 
 
 def _require_browser() -> Any:
@@ -63,7 +73,8 @@ def server() -> Iterator[str]:
 
     from taskmgr.cli import demo as _demo
 
-    service = SchedulerService(MemoryStorage(), jobs=[_demo], poll_interval=0.2)
+    GATE.clear()
+    service = SchedulerService(MemoryStorage(), jobs=[_demo, send_email], poll_interval=0.2)
     app = create_app(
         service,
         prefix=PREFIX,
@@ -81,6 +92,7 @@ def server() -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}{PREFIX}/"
     finally:
+        GATE.set()
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
@@ -125,6 +137,33 @@ def test_dashboard_in_headless_chromium(server: str, tmp_path: Path) -> None:
             manual.first.locator("button.rowlink").click()
             page.wait_for_selector("#drawer:not([hidden])")
             assert "a new minute" in page.locator("#drawer-body").inner_text()
+            page.locator("#drawer-close").click()
+
+            # a task: one run holds its only slot, the two deferred after it wait
+            for n, to in enumerate(["ada@example.com", "bob@example.com", "cy@example.com"]):
+                response = context.request.post(
+                    f"{server}jobs/{TASK}/defer",
+                    data={"kwargs": {"to": to}},
+                    headers={**ADMIN, "Idempotency-Key": f"welcome-{n}"},
+                )
+                assert response.status == 202, response.text()
+            page.goto(server)
+            row = page.locator(f'tr[data-key="{TASK}"]')
+            row.locator(".queue", has_text=re.compile(r"2 pending.*1 running", re.S)).wait_for()
+            assert "task" in row.locator(".schedule").inner_text()
+            assert "oldest waiting" in row.locator(".queue").inner_text()
+            page.select_option("#filter-kind", "task")
+            assert page.locator("#jobs tbody tr").count() == 1
+            page.select_option("#filter-kind", "")
+            page.goto(server + f"#job/{TASK}")
+            waiting = page.locator("#executions tbody tr", has_text="pending")
+            waiting.first.wait_for()
+            waiting.last.locator("button.rowlink").click()  # the oldest: the second deferred
+            page.wait_for_selector("#drawer:not([hidden])")
+            drawer = page.locator("#drawer-body").inner_text()
+            assert '"to": "bob@example.com"' in drawer
+            assert "welcome-1" in drawer and "alice" in drawer and "deferred" in drawer
+            page.screenshot(path=str(tmp_path / "task-drawer.png"))
             page.locator("#drawer-close").click()
 
             page.goto(server)

@@ -8,6 +8,7 @@ from starlette.testclient import TestClient
 
 from taskmgr import SchedulerService
 from taskmgr.testing import FakeClock
+from tests.http import jobs
 from tests.http.conftest import ADMIN, OPERATIONS, PREFIX, assert_problem, url
 
 
@@ -178,6 +179,47 @@ def test_cancel_a_pending_execution(client: TestClient) -> None:
     assert cancelled.json()["error_message"] == "cancelled by alice"
     assert_problem(client.post(url(f"/executions/{later['id']}/cancel")), 409, "conflict")
     assert_problem(client.post(url("/executions/nope/cancel")), 404, "execution_not_found")
+
+
+def test_queues_count_waiting_and_running_runs_per_job(
+    client: TestClient, service: SchedulerService, clock: FakeClock
+) -> None:
+    assert client.get(url("/queues")).json() == []
+    block = _create(client, key="api.block", func="tests.http.jobs.blocking", interval=None)
+    add = _create(client, interval=None)
+    jobs.started.clear()
+    jobs.release.clear()
+    running = client.post(url("/jobs/api.block/defer")).json()
+    try:
+        service.run_due(wait=False)
+        assert jobs.started.wait(10)
+        for body in ({"kwargs": {"a": 1}}, {"kwargs": {"a": 2}}, {"delay": 600}):
+            assert client.post(url("/jobs/api.add/defer"), json=body).status_code == 202
+        clock.advance(seconds=90)
+        assert client.get(url("/queues")).json() == [
+            {
+                "job_id": add["id"],
+                "job_key": "api.add",
+                "pending": 3,
+                "due": 2,  # the delayed one is not due yet
+                "running": 0,
+                "oldest_due_at": "2026-03-02T08:00:00Z",
+                "oldest_due_age_seconds": 90.0,
+            },
+            {
+                "job_id": block["id"],
+                "job_key": "api.block",
+                "pending": 0,
+                "due": 0,
+                "running": 1,
+                "oldest_due_at": None,
+                "oldest_due_age_seconds": None,
+            },
+        ]
+    finally:
+        jobs.release.set()
+    assert service.wait(running["id"]).status.value == "success"
+    assert [q["job_key"] for q in client.get(url("/queues")).json()] == ["api.add"]
 
 
 def test_trigger_runs_the_job_and_records_the_actor(

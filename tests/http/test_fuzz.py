@@ -29,7 +29,12 @@ from taskmgr.testing import make_test_service
 from tests.http.conftest import ADMIN, OPERATIONS, build_app, register_all
 
 MAX_EXAMPLES = 20
-NO_INPUT = {"taskmgr_list_instances", "taskmgr_get_health", "taskmgr_get_session"}
+NO_INPUT = {
+    "taskmgr_list_instances",
+    "taskmgr_list_queues",
+    "taskmgr_get_health",
+    "taskmgr_get_session",
+}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ class DispatchContext:
     storage: Storage | None = None
     #: Called on the job's thread as each run starts (the service's event hub).
     on_start: Callable[[ExecutionRun], None] | None = None
+    #: The event loop of the code that started the service, if it was started from
+    #: one (also from a worker thread on its behalf): ``async def`` jobs run there.
+    host_loop: asyncio.AbstractEventLoop | None = None
 
 
 class Dispatcher(ABC):

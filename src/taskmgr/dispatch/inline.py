@@ -57,10 +57,7 @@ class InlineDispatcher(Dispatcher):
     def start(self, context: DispatchContext) -> None:
         self._context = context
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="taskmgr-job")
-        try:
-            self._host_loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._host_loop = None
+        self._host_loop = context.host_loop
 
     def capacity(self) -> int:
         # Twice the pool: enough queued work to keep every worker busy between ticks,

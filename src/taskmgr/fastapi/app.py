@@ -14,13 +14,13 @@ from fastapi import FastAPI
 
 from taskmgr.fastapi.lifespan import lifespan
 from taskmgr.fastapi.router import create_router
-from taskmgr.service import SchedulerService
+from taskmgr.fastapi.services import AnyService
 from taskmgr.version import __version__
 
 __all__ = ["BackgroundServer", "create_app", "serve"]
 
 
-def create_app(service: SchedulerService, *, prefix: str = "", **router_options: Any) -> FastAPI:
+def create_app(service: AnyService, *, prefix: str = "", **router_options: Any) -> FastAPI:
     """A FastAPI app that starts and stops ``service`` and serves its router (and
     dashboard) under ``prefix``. ``router_options`` go to ``create_router``."""
     app = FastAPI(title="taskmgr", version=__version__, lifespan=lifespan(service))
@@ -29,7 +29,7 @@ def create_app(service: SchedulerService, *, prefix: str = "", **router_options:
 
 
 def serve(
-    service: SchedulerService,
+    service: AnyService,
     host: str = "127.0.0.1",
     port: int = 8765,
     *,
@@ -61,7 +61,7 @@ class BackgroundServer:
 
     def __init__(
         self,
-        service: SchedulerService,
+        service: AnyService,
         host: str = "127.0.0.1",
         port: int = 8765,
         **router_options: Any,

@@ -11,8 +11,9 @@ allows nothing but the page's own files: no inline script, no other origin.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from importlib import resources
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
@@ -36,11 +37,11 @@ _FILES = {
 }
 
 
-def _asset_route(name: str, media_type: str) -> Callable[[Request], Response]:
+def _asset_route(name: str, media_type: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
     content = resources.files("taskmgr.fastapi").joinpath("static", name).read_bytes()
     etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
 
-    def asset(request: Request) -> Response:
+    async def asset(request: Request) -> Response:  # in memory: no thread needed
         headers = {**SECURITY_HEADERS, "ETag": etag}
         if etag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)

@@ -1,5 +1,6 @@
 """The history routes of :func:`~taskmgr.fastapi.create_router`: a job's executions,
-every job's executions, and one execution."""
+every job's executions, one execution, and the queues (each job's executions that
+have not ended)."""
 
 # No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations
 # at run time.
@@ -20,13 +21,13 @@ from taskmgr.fastapi.parameters import (
     Statuses,
     problems,
 )
-from taskmgr.fastapi.schemas import JOB_KEY_REGEX, ExecutionOut, ExecutionPageOut
-from taskmgr.service import SchedulerService
+from taskmgr.fastapi.schemas import JOB_KEY_REGEX, ExecutionOut, ExecutionPageOut, JobQueueOut
+from taskmgr.service import AsyncSchedulerService
 
 __all__ = ["add_history_routes"]
 
 
-def add_history_routes(router: APIRouter, service: SchedulerService) -> None:
+def add_history_routes(router: APIRouter, service: AsyncSchedulerService) -> None:
     """Add the history routes (all reads) to ``router``."""
 
     @router.get(
@@ -34,15 +35,15 @@ def add_history_routes(router: APIRouter, service: SchedulerService) -> None:
         operation_id="taskmgr_list_job_executions",
         responses=JOB_READ,
     )
-    def list_job_executions(
+    async def list_job_executions(
         job_key: JobKey,
         limit: Limit = 50,
         cursor: Cursor = None,
         status: Statuses = None,
     ) -> ExecutionPageOut:
         """The job's executions, newest first (404 for an unknown job)."""
-        service.get_job(job_key)
-        page = service.list_executions(
+        await service.get_job(job_key)
+        page = await service.list_executions(
             job_key, status=status, limit=min(limit, MAX_PAGE), cursor=cursor
         )
         return ExecutionPageOut(
@@ -50,7 +51,7 @@ def add_history_routes(router: APIRouter, service: SchedulerService) -> None:
         )
 
     @router.get("/executions", operation_id="taskmgr_list_executions", responses=READ)
-    def list_executions(
+    async def list_executions(
         limit: Limit = 50,
         cursor: Cursor = None,
         job: Annotated[str | None, Query(pattern=JOB_KEY_REGEX, max_length=128)] = None,
@@ -63,7 +64,7 @@ def add_history_routes(router: APIRouter, service: SchedulerService) -> None:
         ] = None,
     ) -> ExecutionPageOut:
         """Executions of every job, newest first, filtered by job, status and time."""
-        page = service.list_executions(
+        page = await service.list_executions(
             job,
             status=status,
             since=since,
@@ -81,8 +82,18 @@ def add_history_routes(router: APIRouter, service: SchedulerService) -> None:
         name="taskmgr_get_execution",
         responses=problems(401, 403, 404, 422, 503),
     )
-    def get_execution(
+    async def get_execution(
         execution_id: ExecutionId,
     ) -> ExecutionOut:
         """One execution, with its error and traceback."""
-        return ExecutionOut.of(service.get_execution(execution_id))
+        return ExecutionOut.of(await service.get_execution(execution_id))
+
+    @router.get("/queues", operation_id="taskmgr_list_queues", responses=READ)
+    async def list_queues() -> list[JobQueueOut]:
+        """Per job with executions not yet ended (a task with runs waiting, a job
+        running), ordered by job key: how many are pending, how many of those are due,
+        how many run, and how long the oldest due one has waited. Jobs with nothing
+        pending or running are left out."""
+        queues = await service.job_queues()
+        now = service.sync.clock.now()  # no I/O: an offset measured at start
+        return [JobQueueOut.of(queue, now) for queue in queues]

@@ -42,7 +42,7 @@ from taskmgr.fastapi.schemas import (
     PreviewOut,
     TriggerRequest,
 )
-from taskmgr.service import SchedulerService
+from taskmgr.service import AsyncSchedulerService
 
 __all__ = ["MAX_PREVIEW", "add_job_routes", "require_runner"]
 
@@ -52,7 +52,7 @@ MAX_PREVIEW = 100
 
 def add_job_routes(
     router: APIRouter,
-    service: SchedulerService,
+    service: AsyncSchedulerService,
     writes: list[DependsParam],
     limiter: TriggerLimiter | None,
     actor_dependency: Callable[..., str | None],
@@ -61,7 +61,7 @@ def add_job_routes(
     ``limiter`` bounds manual runs, ``actor_dependency`` names who asks for one."""
 
     @router.get("/jobs", operation_id="taskmgr_list_jobs", responses=READ)
-    def list_jobs(
+    async def list_jobs(
         limit: Limit = 50,
         cursor: Cursor = None,
         state: Annotated[JobState | None, Query()] = None,
@@ -73,13 +73,13 @@ def add_job_routes(
         size = min(limit, MAX_PAGE)
         after = _after_key(cursor)
         if not q:
-            jobs = service.list_jobs(state=state, after=after, limit=size)
+            jobs = await service.list_jobs(state=state, after=after, limit=size)
             if len(jobs) == size:  # one more row tells whether there is a next page
-                jobs += service.list_jobs(state=state, after=jobs[-1].key, limit=1)
+                jobs += await service.list_jobs(state=state, after=jobs[-1].key, limit=1)
         else:
             jobs = []
             while len(jobs) <= size:  # scan in pages until this page is full
-                batch = service.list_jobs(state=state, after=after, limit=MAX_PAGE)
+                batch = await service.list_jobs(state=state, after=after, limit=MAX_PAGE)
                 jobs.extend(job for job in batch if _matches(job, q))
                 if len(batch) < MAX_PAGE:
                     break
@@ -96,12 +96,12 @@ def add_job_routes(
         dependencies=writes,
         responses=WRITE,
     )
-    def create_job(body: JobCreate, request: Request, response: Response) -> JobOut:
+    async def create_job(body: JobCreate, request: Request, response: Response) -> JobOut:
         """Create a job for a function registered in code (the body names it; nothing
         is ever imported). 409 ``job_exists`` when the key is taken."""
         options = body.model_dump(exclude_unset=True)
         key, func = options.pop("key"), options.pop("func")
-        job = service.create_job(key, func, **options)
+        job = await service.create_job(key, func, **options)
         response.headers["Location"] = str(request.url_for("taskmgr_get_job", job_key=job.key))
         return _job_response(job, response)
 
@@ -111,9 +111,9 @@ def add_job_routes(
         name="taskmgr_get_job",
         responses=JOB_READ,
     )
-    def get_job(job_key: JobKey, response: Response) -> JobOut:
+    async def get_job(job_key: JobKey, response: Response) -> JobOut:
         """One job; its ``ETag`` is its version (send it back in ``If-Match``)."""
-        return _job_response(service.get_job(job_key), response)
+        return _job_response(await service.get_job(job_key), response)
 
     @router.patch(
         "/jobs/{job_key}",
@@ -121,7 +121,7 @@ def add_job_routes(
         dependencies=writes,
         responses={**WRITE, **problems(412)},
     )
-    def update_job(
+    async def update_job(
         job_key: JobKey,
         body: JobPatch,
         response: Response,
@@ -131,9 +131,9 @@ def add_job_routes(
         expected = _expected_version(if_match)
         changes = body.model_dump(exclude_unset=True)
         if not changes:
-            return _job_response(service.get_job(job_key), response)
+            return _job_response(await service.get_job(job_key), response)
         try:
-            job = service.update_job(job_key, expected_version=expected, **changes)
+            job = await service.update_job(job_key, expected_version=expected, **changes)
         except VersionConflictError as exc:
             raise HTTPProblem(412, "version_conflict", exc.message) from exc
         return _job_response(job, response)
@@ -146,9 +146,9 @@ def add_job_routes(
         responses=WRITE,
         response_class=Response,
     )
-    def delete_job(job_key: JobKey) -> Response:
+    async def delete_job(job_key: JobKey) -> Response:
         """Delete a job; its pending runs are cancelled, its history is kept."""
-        service.delete_job(job_key)
+        await service.delete_job(job_key)
         return Response(status_code=204)
 
     @router.post(
@@ -158,7 +158,7 @@ def add_job_routes(
         dependencies=writes,
         responses={**WRITE, **problems(429)},
     )
-    def trigger_job(
+    async def trigger_job(
         job_key: JobKey,
         request: Request,
         response: Response,
@@ -169,7 +169,7 @@ def add_job_routes(
         ``Location`` points at it). 409 when the job is paused or its overlap policy
         refuses, unless ``force``; 503 when nothing runs to execute it."""
         request_body = body if body is not None else TriggerRequest()
-        require_runner(service)
+        await require_runner(service)
         key = (job_key, who or "")
         if limiter is not None:
             wait = limiter.acquire(key)
@@ -181,7 +181,7 @@ def add_job_routes(
                     headers={"Retry-After": str(max(math.ceil(wait), 1))},
                 )
         try:
-            execution = service.trigger_job(
+            execution = await service.trigger_job(
                 job_key, kwargs=request_body.kwargs, actor=who, force=request_body.force
             )
         except BaseException:
@@ -198,9 +198,9 @@ def add_job_routes(
         dependencies=writes,
         responses=WRITE,
     )
-    def pause_job(job_key: JobKey, response: Response) -> JobOut:
+    async def pause_job(job_key: JobKey, response: Response) -> JobOut:
         """Stop firing the job (idempotent). Slots while paused are not run."""
-        return _job_response(service.pause_job(job_key), response)
+        return _job_response(await service.pause_job(job_key), response)
 
     @router.post(
         "/jobs/{job_key}/resume",
@@ -208,18 +208,18 @@ def add_job_routes(
         dependencies=writes,
         responses=WRITE,
     )
-    def resume_job(job_key: JobKey, response: Response) -> JobOut:
+    async def resume_job(job_key: JobKey, response: Response) -> JobOut:
         """Fire the job again from now on (idempotent). A one-shot job whose time
         passed while it was paused keeps its slot: its misfire policy decides."""
-        return _job_response(service.resume_job(job_key), response)
+        return _job_response(await service.resume_job(job_key), response)
 
     @router.get("/jobs/{job_key}/preview", operation_id="taskmgr_preview_job", responses=JOB_READ)
-    def preview_job(
+    async def preview_job(
         job_key: JobKey,
         n: Annotated[int, Query(ge=1, description=f"Values above {MAX_PREVIEW} are clamped.")] = 5,
     ) -> PreviewOut:
         """The job's next ``n`` fire times."""
-        times = service.preview(job_key, min(n, MAX_PREVIEW))
+        times = await service.preview(job_key, min(n, MAX_PREVIEW))
         return PreviewOut(job_key=job_key, fire_times=times)
 
 
@@ -269,12 +269,12 @@ def _job_response(job: Job, response: Response) -> JobOut:
     return JobOut.of(job)
 
 
-def require_runner(service: SchedulerService) -> None:
+async def require_runner(service: AsyncSchedulerService) -> None:
     """A manual run is a row that a started service executes: this one, or another
     instance sharing the database. With neither, it would wait forever: say so."""
     if service.running:
         return
-    health = service.health()
+    health = await service.health()
     if not health.database:
         raise HTTPProblem(
             503, "storage_unavailable", f"the database is unavailable: {health.error}"

@@ -3,16 +3,16 @@
 Pass it as ``FastAPI(lifespan=lifespan(service))``, or enter it inside the host's
 own lifespan (``async with lifespan(service):``) to compose the two. A mounted
 sub-app's lifespan never runs (Starlette), which is why taskmgr ships a router
-plus this function rather than an app.
+plus this function rather than an app. It starts and stops the service through an
+:class:`~taskmgr.AsyncSchedulerService`, so neither blocks the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 from types import TracebackType
 from typing import Any
 
-from taskmgr.service import SchedulerService
+from taskmgr.fastapi.services import AnyService, awaitable_service
 
 __all__ = ["ServiceLifespan", "lifespan"]
 
@@ -25,19 +25,20 @@ class ServiceLifespan:
     it is left running on exit (whoever starts a resource stops it).
     """
 
-    def __init__(self, service: SchedulerService) -> None:
-        self.service = service
+    def __init__(self, service: AnyService) -> None:
+        self.aservice = awaitable_service(service)
+        #: The sync service (what was passed, or what the awaitable one wraps).
+        self.service = self.aservice.sync
         self._started = False
 
     def __call__(self, app: Any) -> ServiceLifespan:
-        return ServiceLifespan(self.service)
+        return ServiceLifespan(self.aservice)
 
     async def __aenter__(self) -> None:
         if not self.service.running:
-            # Started on the event loop's thread on purpose: the inline dispatcher
-            # then runs ``async def`` jobs on the host's loop. start() only opens the
-            # database and syncs jobs, once, before the app serves anything.
-            self.service.start()
+            # In a worker thread (it opens the database and syncs jobs), on behalf of
+            # this loop: the inline dispatcher runs ``async def`` jobs on the host's loop.
+            await self.aservice.start()
             self._started = True
 
     async def __aexit__(
@@ -50,9 +51,9 @@ class ServiceLifespan:
             self._started = False
             # In a thread: shutdown waits for running jobs, and async ones need this
             # loop to keep turning to finish.
-            await asyncio.to_thread(self.service.shutdown)
+            await self.aservice.shutdown()
 
 
-def lifespan(service: SchedulerService) -> ServiceLifespan:
+def lifespan(service: AnyService) -> ServiceLifespan:
     """Start ``service`` when the app starts and stop it when the app stops."""
     return ServiceLifespan(service)

@@ -3,7 +3,8 @@
 Built by a factory that takes everything it depends on as arguments (the service,
 the host's auth dependencies, limits), like fastapi-users' routers, so a host can
 mount it under any prefix, several times, and tests can build throwaway apps.
-Routes are plain ``def``: FastAPI runs them in its thread pool over the sync core.
+Routes are ``async def`` awaiting an :class:`~taskmgr.AsyncSchedulerService`: each
+call to the sync core runs in a worker thread, so none blocks the event loop.
 The routes themselves are in :mod:`.job_routes`, :mod:`.task_routes`,
 :mod:`.history_routes` and :mod:`.system_routes`, the parameters and responses they
 share in :mod:`.parameters`.
@@ -21,15 +22,15 @@ from taskmgr.fastapi.history_routes import add_history_routes
 from taskmgr.fastapi.job_routes import add_job_routes
 from taskmgr.fastapi.limits import DEFAULT_MAX_BODY_BYTES, RateLimit, TriggerLimiter
 from taskmgr.fastapi.problems import ProblemRoute
+from taskmgr.fastapi.services import AnyService, awaitable_service
 from taskmgr.fastapi.system_routes import add_system_routes
 from taskmgr.fastapi.task_routes import add_task_routes
-from taskmgr.service import SchedulerService
 
 __all__ = ["create_router"]
 
 
 def create_router(
-    service: SchedulerService,
+    service: AnyService,
     *,
     dependencies: Sequence[DependsParam] = (),
     write_dependencies: Sequence[DependsParam] = (),
@@ -40,7 +41,8 @@ def create_router(
     trigger_rate_limit: RateLimit | None = None,
     dashboard_write: bool | None = None,
 ) -> APIRouter:
-    """The JSON API (and, with ``dashboard``, the dashboard at ``GET /``) for ``service``.
+    """The JSON API (and, with ``dashboard``, the dashboard at ``GET /``) for ``service``,
+    a :class:`~taskmgr.SchedulerService` or an :class:`~taskmgr.AsyncSchedulerService`.
 
     :param dependencies: applied to every route, the dashboard included: your auth
         (e.g. ``[Depends(require_user)]``). Required unless ``public=True``.
@@ -59,6 +61,7 @@ def create_router(
         service's ``dashboard_write`` setting (``TASKMGR_DASHBOARD_WRITE``). The JSON
         API's writes are governed by ``write_dependencies`` alone.
     :raises ValueError: no ``dependencies`` and not ``public``.
+    :raises TypeError: ``service`` is not a service.
     """
     if not dependencies and not public:
         raise ValueError(
@@ -71,13 +74,15 @@ def create_router(
         or max_body_bytes < 1
     ):
         raise ValueError(f"max_body_bytes must be a positive integer, got {max_body_bytes!r}")
+    aservice = awaitable_service(service)
     router = APIRouter(dependencies=list(dependencies), route_class=_route_class(max_body_bytes))
     writes = list(write_dependencies)
     limiter = TriggerLimiter(trigger_rate_limit) if trigger_rate_limit is not None else None
-    add_job_routes(router, service, writes, limiter, actor if actor is not None else _anonymous)
-    add_task_routes(router, service, writes, actor if actor is not None else _anonymous)
-    add_history_routes(router, service)
-    add_system_routes(router, service, writes, dashboard_write)
+    who = actor if actor is not None else _anonymous
+    add_job_routes(router, aservice, writes, limiter, who)
+    add_task_routes(router, aservice, writes, who)
+    add_history_routes(router, aservice)
+    add_system_routes(router, aservice, writes, dashboard_write)
     if dashboard:
         add_dashboard_routes(router)
     return router

@@ -22,6 +22,7 @@ from taskmgr.core.models import (
     Instance,
     InstanceStatus,
     Job,
+    JobQueue,
     JobSource,
     JobState,
     OverlapPolicy,
@@ -40,6 +41,7 @@ __all__ = [
     "JobOut",
     "JobPage",
     "JobPatch",
+    "JobQueueOut",
     "PreviewOut",
     "SessionOut",
     "TriggerRequest",
@@ -138,6 +140,15 @@ class _ScheduleFields(_In):
     )
     max_instances: int | None = None
     overlap_policy: OverlapPolicy | None = None
+    concurrency_key: str | None = Field(
+        None,
+        max_length=100,
+        description=(
+            "Tasks only: the name of an argument; max_instances then bounds the runs per "
+            "value of that argument."
+        ),
+        examples=["customer_id"],
+    )
     misfire_grace_time: float | None = Field(
         None, description="Seconds a slot may start late (null: no limit)."
     )
@@ -217,6 +228,9 @@ class JobOut(_Out):
     kwargs: dict[str, Any]
     max_instances: int
     overlap_policy: OverlapPolicy
+    concurrency_key: str | None = Field(
+        description="A task's argument whose value groups its runs under max_instances."
+    )
     misfire_grace_time: float | None
     coalesce: bool
     max_retries: int
@@ -316,6 +330,9 @@ class ExecutionOut(_Out):
     idempotency_key: str | None = Field(
         description="The key that made a deferred run unique for its task, if any."
     )
+    concurrency_value: str | None = Field(
+        description="The value of its task's concurrency_key argument, as JSON, if any."
+    )
 
     @classmethod
     def of(cls, execution: Execution) -> ExecutionOut:
@@ -331,6 +348,48 @@ class ExecutionPageOut(_Out):
 
     items: list[ExecutionOut]
     next_cursor: str | None = None
+
+
+class JobQueueOut(_Out):
+    """One job's executions that have not ended: waiting (pending) and running."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": 3,
+                    "job_key": "emails.welcome",
+                    "pending": 12,
+                    "due": 10,
+                    "running": 4,
+                    "oldest_due_at": "2026-01-02T09:59:30Z",
+                    "oldest_due_age_seconds": 30.0,
+                }
+            ]
+        },
+    )
+
+    job_id: int
+    job_key: str
+    pending: int = Field(
+        description="Pending executions, due or not (deferred to later, retries in backoff)."
+    )
+    due: int = Field(description="Pending executions whose due time has come: the queue depth.")
+    running: int = Field(description="Executions running now, on any instance.")
+    oldest_due_at: datetime | None = Field(
+        description="The earliest due time of the due pending executions (null: none is due)."
+    )
+    oldest_due_age_seconds: float | None = Field(
+        description="How long the oldest due pending execution has waited, in seconds."
+    )
+
+    @classmethod
+    def of(cls, queue: JobQueue, now: datetime) -> JobQueueOut:
+        age = None
+        if queue.oldest_due_at is not None:
+            age = max((now - queue.oldest_due_at).total_seconds(), 0.0)
+        return cls(**queue.model_dump(), oldest_due_age_seconds=age)
 
 
 class InstanceOut(_Out):

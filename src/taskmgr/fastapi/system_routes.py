@@ -21,7 +21,7 @@ from taskmgr.fastapi.schemas import (
     InstanceOut,
     SessionOut,
 )
-from taskmgr.service import SchedulerService
+from taskmgr.service import AsyncSchedulerService
 
 __all__ = ["add_system_routes"]
 
@@ -37,7 +37,7 @@ class _SessionRoute(ProblemRoute):
 
 def add_system_routes(
     router: APIRouter,
-    service: SchedulerService,
+    service: AsyncSchedulerService,
     writes: list[DependsParam],
     dashboard_write: bool | None,
 ) -> None:
@@ -45,10 +45,10 @@ def add_system_routes(
     session route probes; ``dashboard_write`` overrides the service's setting."""
 
     @router.get("/instances", operation_id="taskmgr_list_instances", responses=READ)
-    def list_instances() -> list[InstanceOut]:
+    async def list_instances() -> list[InstanceOut]:
         """Scheduler instances sharing the database, newest first."""
-        now = service.clock.now()
-        return [InstanceOut.of(instance, now) for instance in service.list_instances()]
+        now = service.sync.clock.now()  # no I/O: an offset measured at start
+        return [InstanceOut.of(instance, now) for instance in await service.list_instances()]
 
     @router.get(
         "/health",
@@ -59,10 +59,10 @@ def add_system_routes(
             503: {"model": HealthOut, "description": "The database is unavailable."},
         },
     )
-    def get_health() -> Any:
+    async def get_health() -> Any:
         """Database reachable, schema current, live instances and the oldest overdue job.
         503 (with the same body) when the database does not answer."""
-        health = HealthOut.of(service.health())
+        health = HealthOut.of(await service.health())
         if not health.database:
             return JSONResponse(health.model_dump(mode="json"), status_code=503)
         return health
@@ -73,16 +73,16 @@ def add_system_routes(
         dependencies=writes,
         responses=problems(401, 403, 413, 415, 422, 503),
     )
-    def cleanup_history(body: CleanupRequest) -> CleanupResult:
+    async def cleanup_history(body: CleanupRequest) -> CleanupResult:
         """Delete finished executions older than ``retention_days`` (pending and
         running ones are never deleted)."""
-        return CleanupResult(deleted=service.cleanup_history(body.retention_days))
+        return CleanupResult(deleted=await service.cleanup_history(body.retention_days))
 
     write_in_dashboard = (
-        service.settings.dashboard_write if dashboard_write is None else dashboard_write
+        service.sync.settings.dashboard_write if dashboard_write is None else dashboard_write
     )
 
-    def _session() -> SessionOut:
+    async def _session() -> SessionOut:
         """What the caller may do (``can_write``: the write dependencies let it through
         and the dashboard's write mode is on)."""
         return SessionOut(can_write=write_in_dashboard)

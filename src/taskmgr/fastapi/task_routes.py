@@ -15,7 +15,7 @@ from taskmgr.fastapi.errors import HTTPProblem
 from taskmgr.fastapi.job_routes import require_runner
 from taskmgr.fastapi.parameters import WRITE, ExecutionId, JobKey
 from taskmgr.fastapi.schemas import DeferRequest, ExecutionOut
-from taskmgr.service import SchedulerService
+from taskmgr.service import AsyncSchedulerService
 from taskmgr.service.tasks import DEFER_OPTIONS, MAX_IDEMPOTENCY_KEY
 
 __all__ = ["add_task_routes"]
@@ -23,7 +23,7 @@ __all__ = ["add_task_routes"]
 
 def add_task_routes(
     router: APIRouter,
-    service: SchedulerService,
+    service: AsyncSchedulerService,
     writes: list[DependsParam],
     actor_dependency: Callable[..., str | None],
 ) -> None:
@@ -37,7 +37,7 @@ def add_task_routes(
         dependencies=writes,
         responses=WRITE,
     )
-    def defer_job(
+    async def defer_job(
         job_key: JobKey,
         request: Request,
         response: Response,
@@ -66,8 +66,8 @@ def add_task_routes(
                 f"argument name(s) {', '.join(reserved)} are defer's own options: "
                 "a task cannot take them",
             )
-        require_runner(service)
-        execution = service.defer(
+        await require_runner(service)
+        execution = await service.defer(
             job_key,
             run_at=request_body.run_at,
             delay=request_body.delay,
@@ -85,9 +85,9 @@ def add_task_routes(
         dependencies=writes,
         responses=WRITE,
     )
-    def cancel_execution(
+    async def cancel_execution(
         execution_id: ExecutionId, who: Annotated[str | None, Depends(actor_dependency)]
     ) -> ExecutionOut:
         """Cancel a pending execution (it ends ``cancelled``). 409 when it already
         started or ended."""
-        return ExecutionOut.of(service.cancel_execution(execution_id, actor=who))
+        return ExecutionOut.of(await service.cancel_execution(execution_id, actor=who))

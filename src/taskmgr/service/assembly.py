@@ -6,6 +6,7 @@ Everything here is wiring: no rule of scheduling lives in this module.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,8 @@ class Parts:
     batch_size: int
     poll_interval: float
     background: bool
+    #: The event loop the service was started from, if any (``async def`` jobs run there).
+    host_loop: asyncio.AbstractEventLoop | None = None
 
 
 @dataclass(slots=True)
@@ -151,6 +154,7 @@ def start_components(
                 report=outcomes.submit,
                 storage=storage,
                 on_start=events.run_started,
+                host_loop=parts.host_loop,
             )
         )
     except BaseException:

@@ -10,6 +10,10 @@ The installed package has no fault switch: a test process wraps its real storage
 ``pause_at="after_execute"``
     The jobs run; the first write of their outcomes parks (after writing the
     marker), so they returned but nothing of their end is stored.
+``pause_at="after_reap"``
+    The first sweep that marks executions ``lost`` commits as usual, then the
+    reaper thread parks (after writing the marker), before it does anything else
+    with them (such as inserting their retries).
 ``uncoordinated=True``
     Claims bypass the database: every process fires every slot from its own copy of
     the schedules, as independent APScheduler processes would. Only for proving that
@@ -35,13 +39,13 @@ from taskmgr.core.models import (
     new_execution_id,
 )
 from taskmgr.scheduling.planner import due_slots
-from taskmgr.storage.base import Claimed, Outcome, Planner, Storage
+from taskmgr.storage.base import Claimed, NewExecution, Outcome, Planner, Storage
 
 __all__ = ["POINTS", "FaultyStorage"]
 
 logger = logging.getLogger("tests.faults")
 
-POINTS = ("after_claim_commit", "after_execute")
+POINTS = ("after_claim_commit", "after_execute", "after_reap")
 
 
 class FaultyStorage(Storage):
@@ -82,6 +86,18 @@ class FaultyStorage(Storage):
             self._park("after_execute")
         return self.inner.record_outcomes(outcomes)
 
+    def reap(
+        self,
+        *,
+        heartbeat_before: datetime,
+        now: datetime,
+        retry: Callable[[Claimed], NewExecution | None] | None = None,
+    ) -> list[Claimed] | None:
+        lost = self.inner.reap(heartbeat_before=heartbeat_before, now=now, retry=retry)
+        if lost and self.pause_at == "after_reap":
+            self._park("after_reap")
+        return lost
+
     def _claim_uncoordinated(self, now: datetime, owner: str, limit: int) -> list[Claimed]:
         if self._next_runs is None:
             jobs = self.inner.list_jobs(states=[JobState.ACTIVE])
@@ -107,7 +123,7 @@ def _forward(name: str) -> Callable[..., Any]:
 for _name in dir(Storage):
     if (
         not _name.startswith("_")
-        and _name not in ("claim", "record_outcomes")
+        and _name not in ("claim", "record_outcomes", "reap")
         and callable(getattr(Storage, _name))
     ):
         setattr(FaultyStorage, _name, _forward(_name))

@@ -73,24 +73,24 @@ def test_bad_app_is_one_clear_line(cli: Cli, app: str, message: str) -> None:
 def test_db_commands(cli: Cli) -> None:
     assert cli.json("db", "current") == {
         "current": None,
-        "head": "tm0002",
+        "head": "tm0003",
         "state": "empty",
         "ok": False,
     }
     assert "run `taskmgr db upgrade`" in cli("db", "check", code=1).output
-    assert cli.json("db", "upgrade") == {"from": None, "to": "tm0002", "applied": True}
-    assert "already at tm0002" in cli("db", "upgrade").output
+    assert cli.json("db", "upgrade") == {"from": None, "to": "tm0003", "applied": True}
+    assert "already at tm0003" in cli("db", "upgrade").output
     assert cli.json("db", "check")["ok"] is True
-    assert "tm0002" in cli("db", "current").output
-    assert [r["revision"] for r in cli.json("db", "history")] == ["tm0001", "tm0002"]
+    assert "tm0003" in cli("db", "current").output
+    assert [r["revision"] for r in cli.json("db", "history")] == ["tm0001", "tm0002", "tm0003"]
     assert cli.json("db", "downgrade", "--to", "tm0001") == {
-        "from": "tm0002",
+        "from": "tm0003",
         "to": "tm0001",
         "applied": True,
     }
     assert "already at tm0001" in cli("db", "downgrade", "--to", "tm0001").output
     assert "downgraded tm0001 -> empty database" in cli("db", "downgrade", "--to", "base").output
-    assert cli.json("db", "upgrade")["to"] == "tm0002"
+    assert cli.json("db", "upgrade")["to"] == "tm0003"
     sql = cli.json("db", "sql")["sql"]
     assert "CREATE TABLE" in sql
     assert "taskmgr_alembic_version" in sql

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from taskmgr.core.models import ExecutionStatus, InstanceStatus
-from taskmgr.storage.base import Storage
+from taskmgr.core.models import ExecutionStatus, ExecutionTrigger, InstanceStatus
+from taskmgr.storage.base import Claimed, ExecutionFilter, NewExecution, Storage
 
 from .helpers import MINUTE, T0, add_job, instance, new_execution, running
 
@@ -90,3 +90,43 @@ def test_reap_leaves_live_instances_alone(storage: Storage) -> None:
     assert storage.reap(heartbeat_before=T0, now=T0 + MINUTE) == []  # cutoff is exclusive
     assert storage.get_execution(run.id) == run
     assert storage.list_instances()[0].status is InstanceStatus.RUNNING
+
+
+def test_reap_inserts_the_retries_it_is_given_in_its_transaction(storage: Storage) -> None:
+    job = add_job(storage, "work")
+    storage.register_instance(instance("dead", last_heartbeat=T0 - 5 * MINUTE))
+    first = storage.add_execution(running(job, "dead", scheduled_for=T0 - 3 * MINUTE))
+    second = storage.add_execution(running(job, "dead", scheduled_for=T0 - 2 * MINUTE))
+    third = storage.add_execution(running(job, "dead", scheduled_for=T0 - MINUTE))
+    # the retry of the second is somehow stored already: it is left out, not doubled
+    taken = new_execution(job, scheduled_for=second.scheduled_for, attempt=2, chain_id=second.id)
+    storage.add_execution(taken)
+
+    def retry(claimed: Claimed) -> NewExecution | None:
+        execution = claimed.execution
+        if execution.id == third.id:
+            return None  # no retries left
+        assert execution.status is ExecutionStatus.LOST
+        return new_execution(
+            job,
+            scheduled_for=execution.scheduled_for,
+            attempt=2,
+            chain_id=execution.id,
+            trigger=ExecutionTrigger.RETRY,
+            due_at=T0 + MINUTE,
+        )
+
+    reaped = storage.reap(heartbeat_before=T0 - MINUTE, now=T0, retry=retry)
+    assert sorted(c.execution.id for c in reaped or []) == sorted([first.id, second.id, third.id])
+    attempts = [
+        (e.chain_id, e.attempt, e.status)
+        for e in storage.list_executions(ExecutionFilter(), limit=10)
+        if e.attempt == 2
+    ]
+    assert sorted(attempts) == sorted(
+        [
+            (first.id, 2, ExecutionStatus.PENDING),
+            (second.id, 2, ExecutionStatus.PENDING),
+        ]
+    )
+    assert storage.get_execution(taken.id).trigger is ExecutionTrigger.MANUAL  # the stored one

@@ -5,7 +5,7 @@ A hypothesis state machine drives a ``MemoryStorage`` and a SQLite
 ones), at the same instants of an injected clock that the rules move forward, and
 compares every answer: returned models, counts, flags, and the type of every error.
 After each step it also compares the whole stored state (jobs, history, instances,
-summary, next due time), so a divergence is caught at the step that caused it.
+summary, queues, next due time), so a divergence is caught at the step that caused it.
 
 Ids are made to agree: execution ids come from the test and from the real
 :class:`~taskmgr.scheduling.planner.Planner`, whose ``new_id`` is seeded per claim;
@@ -33,11 +33,12 @@ from taskmgr.core.models import (
     Instance,
     InstanceStatus,
     Job,
+    JobQueue,
     JobSource,
     JobState,
     OverlapPolicy,
 )
-from taskmgr.core.triggers import Cron, Date, Interval
+from taskmgr.core.triggers import Cron, Date, Interval, Manual
 from taskmgr.exceptions import TaskmgrError
 from taskmgr.scheduling.planner import Planner
 from taskmgr.storage import MemoryStorage, Storage
@@ -60,8 +61,10 @@ FUNCTIONS = frozenset({"tests.work.a", "tests.work.b"})
 # Keys and ids whose order differs between case-insensitive and code-point collations.
 KEYS = ["a", "B", "a-b", "a.b", "a_b", "Z9", "job:1"]
 OWNERS = ["i1", "i2", "I3", "w-1"]
-#: A key, mostly one of the jobs every run starts with.
-KEY = st.sampled_from(["a", "B", "a", "B", *KEYS])
+#: A key, mostly one of the jobs every run starts with ("t": a task bound per value).
+KEY = st.sampled_from(["a", "B", "a", "B", "t", *KEYS])
+#: Groups of runs of a task with a concurrency key (None: written without one).
+GROUPS = [None, '"x"', '"y"', "1"]
 SECONDS = [0, 1, 15, 29, 30, 31, 59, 60, 61, 90, 600, 3600]
 FINAL = [s for s in ExecutionStatus if s.is_final]
 #: A job id neither backend ever gives out (the reference of a job that is gone).
@@ -150,10 +153,11 @@ class BackendsAgree(RuleBasedStateMachine):
                 self.norm(list(value.due_pending), side),
                 {job_id(k): self.norm(job, side) for k, job in value.jobs.items()},
                 {job_id(k): n for k, n in value.active.items()},
+                {(job_id(k), v): n for (k, v), n in value.active_groups.items()},
             )
         if isinstance(value, Job):
             return {**value.model_dump(), "id": job_id(value.id)}
-        if isinstance(value, Execution):
+        if isinstance(value, Execution | JobQueue):
             return {**value.model_dump(), "job_id": job_id(value.job_id)}
         if isinstance(value, Claimed):
             return ("claimed", self.norm(value.execution, side), self.norm(value.job, side))
@@ -242,6 +246,8 @@ class BackendsAgree(RuleBasedStateMachine):
         options = {"max_instances": 1, "overlap_policy": OverlapPolicy.QUEUE}
         self.add_job("a", "tests.work.a", "every-60", options, JobState.ACTIVE, "code", 0)
         self.add_job("B", "tests.work.b", "cron", {}, JobState.ACTIVE, "api", -60)
+        keyed = {**options, "concurrency_key": "c"}
+        self.add_job("t", "tests.work.a", "manual", keyed, JobState.ACTIVE, "api", None)
         self.register_instance("i1", InstanceStatus.RUNNING, 0, 0, naive=False)
 
     @rule(
@@ -279,6 +285,7 @@ class BackendsAgree(RuleBasedStateMachine):
             "every-90": Interval(timedelta(seconds=90), start=self.now),
             "cron": Cron("*/2 * * * *"),
             "date": Date(self.now + timedelta(seconds=30)),
+            "manual": Manual(),
         }[trigger]
         defined = definition(key, func=func, trigger=spec, **options)
         next_run_at = None if offset is None else self.now + timedelta(seconds=offset)
@@ -322,6 +329,8 @@ class BackendsAgree(RuleBasedStateMachine):
                 {"trigger": {"type": "interval", "every": 30}},
                 {"kwargs": {"n": 2}},
                 {"source": "api"},
+                {"concurrency_key": "c"},  # refused but on "t"
+                {"concurrency_key": None},
             ],
             [
                 {"state": "bogus"},
@@ -482,6 +491,7 @@ class BackendsAgree(RuleBasedStateMachine):
         max_active=st.sampled_from([None, 0, 1, 2]),
         reuse_id=mostly([False], [True]),
         naive=mostly([False], [True]),
+        group=st.sampled_from(GROUPS),
         data=st.data(),
     )
     def add_execution(
@@ -496,6 +506,7 @@ class BackendsAgree(RuleBasedStateMachine):
         max_active: int | None,
         reuse_id: bool,
         naive: bool,
+        group: str | None,
         data: st.DataObject,
     ) -> None:
         if reuse_id and self.executions:
@@ -523,14 +534,16 @@ class BackendsAgree(RuleBasedStateMachine):
                 dispatched_at=self.now if running else None,
                 completed_at=self.now if finished else None,
                 error_message="" if finished else None,
+                concurrency_value=group,
             )
             return storage.add_execution(new, max_active=max_active)
 
         self.both("add_execution", call)
 
-    @rule(queued=st.booleans(), delay=st.sampled_from([0, 0, 1]))
-    def trigger_every_job(self, queued: bool, delay: int) -> None:
-        """A manual run of every job at one instant (many rows tie on ``due_at``)."""
+    @rule(queued=st.booleans(), delay=st.sampled_from([0, 0, 1]), group=st.sampled_from(GROUPS))
+    def trigger_every_job(self, queued: bool, delay: int, group: str | None) -> None:
+        """A manual run of every job at one instant (many rows tie on ``due_at``), all
+        in one group (which only the jobs with a concurrency key count by)."""
         moment = self.now + timedelta(seconds=delay)
         for job in self.memory.list_jobs():
             execution_id = _uuid(MANUAL, next(self.ids))
@@ -546,6 +559,7 @@ class BackendsAgree(RuleBasedStateMachine):
                     due_at=moment,
                     created_at=self.now,
                     queued=queued,
+                    concurrency_value=group,
                 )
                 for side in ("memory", "sql")
             }
@@ -803,6 +817,7 @@ class BackendsAgree(RuleBasedStateMachine):
         self.executions = list(executions)
         self.both("list_instances()", lambda s, _: s.list_instances())
         self.both("history_summary()", lambda s, _: s.history_summary())
+        self.both("job_queues()", lambda s, _: s.job_queues(now=self.now))
         self.both("next_due_at()", lambda s, _: s.next_due_at())
 
 

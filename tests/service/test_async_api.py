@@ -123,6 +123,20 @@ async def test_async_with_starts_and_shuts_down(tmp_path: Path) -> None:
     await asyncio.to_thread(service.close)
 
 
+@task("async.where")
+async def where() -> int:
+    return id(asyncio.get_running_loop())
+
+
+async def test_async_jobs_run_on_the_loop_that_started_the_service() -> None:
+    service = make_test_service([where], clock=FakeClock(datetime(2026, 3, 2, 8, 0, tzinfo=UTC)))
+    async with AsyncSchedulerService(service) as aservice:  # started in a worker thread
+        await aservice.defer(where)
+        [run] = await aservice.run_due()  # the job runs here while run_due waits
+    assert run.status is ExecutionStatus.SUCCESS
+    assert run.result_summary == id(asyncio.get_running_loop())
+
+
 async def test_an_async_session_defers_in_the_host_transaction(tmp_path: Path) -> None:
     path = tmp_path / "app.db"
     storage = SQLAlchemyStorage(f"sqlite:///{path}")

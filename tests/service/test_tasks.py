@@ -24,6 +24,7 @@ from taskmgr import (
     JobNotFoundError,
     JobPausedError,
     Manual,
+    OverlapPolicy,
     TaskmgrSettings,
     scheduled_job,
     task,
@@ -210,8 +211,12 @@ def test_create_job_without_a_trigger_makes_a_task(service: SchedulerService) ->
     job = service.create_job("adhoc.welcome", welcome)
     assert isinstance(job.trigger, Manual)
     assert job.next_run_at is None
-    service.defer("adhoc.welcome", user_id=5)
-    assert [e.status for e in service.run_due()] == [ExecutionStatus.SUCCESS]
+    # as @task() does, it starts every due run: none waits for another to end
+    assert job.overlap_policy is OverlapPolicy.ALLOW
+    service.defer_many("adhoc.welcome", [{"user_id": 5}, {"user_id": 6}, {"user_id": 7}])
+    assert [e.status for e in service.run_due()] == [ExecutionStatus.SUCCESS] * 3
+    bounded = service.create_job("adhoc.bounded", welcome, max_instances=2)
+    assert bounded.overlap_policy is not OverlapPolicy.ALLOW
 
 
 def test_a_paused_task_refuses_defers_and_runs_those_already_asked_for(
@@ -223,6 +228,30 @@ def test_a_paused_task_refuses_defers_and_runs_those_already_asked_for(
         service.defer(welcome, user_id=2)
     assert [e.id for e in service.run_due()] == [asked.id]
     assert len(stored(service)) == 1
+
+
+def test_a_task_changed_elsewhere_is_deferred_as_it_is_now(
+    storage: Storage, clock: FakeClock
+) -> None:
+    """A service remembers the task it last deferred to; a change made by another
+    process (a pause, new default arguments, a delete and re-create) is never missed."""
+    with (
+        make_test_service([welcome], clock=clock, storage=storage) as ours,
+        make_test_service([welcome], clock=clock, storage=storage) as theirs,
+    ):
+        ours.defer(welcome, user_id=1)
+        theirs.pause_job("emails.welcome")
+        with pytest.raises(JobPausedError):
+            ours.defer(welcome, user_id=2)
+        theirs.resume_job("emails.welcome")
+        theirs.update_job("emails.welcome", kwargs={"greeting": "hi"})
+        assert ours.defer(welcome, user_id=3).kwargs == {"user_id": 3, "greeting": "hi"}
+        theirs.delete_job("emails.welcome")
+        with pytest.raises(JobNotFoundError):
+            ours.defer(welcome, user_id=4)
+        again = theirs.create_job("emails.welcome", welcome)
+        assert ours.defer(welcome, user_id=5).job_id == again.id
+        assert sorted(e.kwargs["user_id"] for e in stored(ours)) == [1, 3, 5]
 
 
 NOT_JSON: list[tuple[dict[str, Any], str]] = [

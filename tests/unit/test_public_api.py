@@ -71,6 +71,7 @@ PUBLIC_PATHS = {
         "JobNotFoundError",
         "JobOrphanedError",
         "JobPausedError",
+        "JobQueue",
         "JobRegistry",
         "JobSource",
         "JobState",

@@ -17,7 +17,6 @@ so after a database outage nobody is declared dead before it could heartbeat aga
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -26,7 +25,6 @@ from datetime import datetime, timedelta
 
 from taskmgr.core.clock import Clock
 from taskmgr.core.rules import Liveness
-from taskmgr.exceptions import JobNotFoundError
 from taskmgr.execution.run import next_attempt
 from taskmgr.storage.base import Claimed, Storage
 
@@ -133,7 +131,13 @@ class Maintenance:
         if healthy is None or time.monotonic() - healthy < self.liveness.heartbeat_timeout:
             return 0
         now = self.clock.now()
-        lost = self.storage.reap(heartbeat_before=self.liveness.dead_before(now), now=now)
+        # the retries are inserted with the lost rows: a reaper dying right after its
+        # commit, or a failing insert, cannot drop one
+        lost = self.storage.reap(
+            heartbeat_before=self.liveness.dead_before(now),
+            now=now,
+            retry=lambda claimed: next_attempt(claimed, now),
+        )
         if lost is None:
             return 0  # another instance is sweeping right now
         if lost and self.on_lost is not None:
@@ -152,10 +156,6 @@ class Maintenance:
                     "taskmgr_attempt": execution.attempt,
                 },
             )
-            retry = next_attempt(claimed, now)
-            if retry is not None:
-                with contextlib.suppress(JobNotFoundError):  # deleted meanwhile
-                    self.storage.add_execution(retry)
         removed = self.storage.delete_instances(
             last_heartbeat_before=now - timedelta(seconds=self.liveness.instance_retention)
         )

@@ -14,8 +14,10 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from taskmgr.core.models import Execution
+from taskmgr.exceptions import VersionConflictError
 from taskmgr.service.facade import SchedulerService
-from taskmgr.service.tasks import Task
+from taskmgr.service.tasks import DEFER_TRIES, Task
+from taskmgr.storage.base import NewExecution
 
 __all__ = ["AsyncSchedulerService"]
 
@@ -66,7 +68,12 @@ class AsyncSchedulerService:
         await self.shutdown()
 
     # -- lifecycle -----------------------------------------------------------------
-    start = awaitable(SchedulerService.start)
+    async def start(self) -> SchedulerService:
+        """:meth:`SchedulerService.start`, in a worker thread. ``async def`` jobs run on
+        the awaiting event loop, as when the sync service is started on it."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(self._service._start, loop)
+
     shutdown = awaitable(SchedulerService.shutdown)
     close = awaitable(SchedulerService.close)
     open = awaitable(SchedulerService.open)
@@ -92,6 +99,7 @@ class AsyncSchedulerService:
     preview = awaitable(SchedulerService.preview)
     get_execution = awaitable(SchedulerService.get_execution)
     list_executions = awaitable(SchedulerService.list_executions)
+    job_queues = awaitable(SchedulerService.job_queues)
     list_instances = awaitable(SchedulerService.list_instances)
     health = awaitable(SchedulerService.health)
     wait = awaitable(SchedulerService.wait)
@@ -147,10 +155,28 @@ class AsyncSchedulerService:
             return await asyncio.to_thread(
                 service._defer, task, calls, run_at, delay, actor, session
             )
-        news = await asyncio.to_thread(service._prepare, task, calls, run_at, delay, actor)
-        executions: list[Execution] = await run_sync(
-            lambda host: service.storage.defer_executions(
-                news, transaction=host, on_commit=service._wake
+        for attempt in range(DEFER_TRIES):
+            news, versions = await asyncio.to_thread(
+                functools.partial(service._prepare, fresh=attempt > 0),
+                task,
+                calls,
+                run_at,
+                delay,
+                actor,
             )
-        )
-        return executions
+            try:
+                executions: list[Execution] = await run_sync(_write_in, service, news, versions)
+                return executions
+            except VersionConflictError:  # the task changed while it was prepared
+                if attempt == DEFER_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _write_in(
+    host: Any, service: SchedulerService, news: list[NewExecution], versions: dict[int, int]
+) -> list[Execution]:
+    """Write prepared runs on the host's (sync) session or connection."""
+    return service.storage.defer_executions(
+        news, transaction=host, on_commit=service._wake, job_versions=versions
+    )

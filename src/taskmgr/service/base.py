@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from taskmgr.core.clock import Clock
-from taskmgr.core.definition import check_kwargs_signature
+from taskmgr.core.definition import argument_value, check_kwargs_signature
 from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
@@ -18,7 +18,7 @@ from taskmgr.core.models import (
     new_execution_id,
 )
 from taskmgr.core.registry import JobRegistry
-from taskmgr.core.rules import Liveness
+from taskmgr.core.rules import Liveness, concurrency_value
 from taskmgr.core.validation import validate_kwargs
 from taskmgr.exceptions import JobOrphanedError, JobPausedError
 from taskmgr.execution.events import EventHub
@@ -36,6 +36,8 @@ class ServiceBase:
     liveness: Liveness
     poll_interval: float
     events: EventHub
+    #: The jobs last read by ``defer``, by key (checked by version when written).
+    _known_tasks: dict[str, Job]
 
     @property
     def running(self) -> bool:
@@ -82,6 +84,19 @@ class ServiceBase:
         check_kwargs_signature(self.registry.get(job.func), merged)
         return merged
 
+    def _group(self, job: Job, arguments: Mapping[str, Any]) -> str | None:
+        """The ``concurrency_value`` of a run of ``job`` with ``arguments`` (checked by
+        :meth:`_arguments`): None unless the job has a ``concurrency_key``.
+
+        :raises InvalidKwargsError: the argument's value cannot group runs, naming its
+            path (``kwargs.customer_id``).
+        """
+        key = job.concurrency_key
+        if key is None:
+            return None
+        value = argument_value(self.registry.get(job.func), key, arguments)
+        return concurrency_value(value, field=f"kwargs.{key}")
+
 
 def requested_run(
     job: Job,
@@ -93,6 +108,7 @@ def requested_run(
     queued: bool,
     actor: str | None,
     idempotency_key: str | None = None,
+    concurrency_value: str | None = None,
 ) -> NewExecution:
     """The first attempt of a run somebody asked for (a manual run, a deferred task),
     due at ``due``: not a slot of the schedule, so it may share its instant."""
@@ -110,4 +126,5 @@ def requested_run(
         queued=queued,
         actor=actor,
         idempotency_key=idempotency_key,
+        concurrency_value=concurrency_value,
     )

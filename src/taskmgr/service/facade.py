@@ -9,6 +9,7 @@ running by a dispatcher; all of them share the storage, which is the source of t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -105,6 +106,7 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
         # Unless a clock is injected, time is the database's (see DatabaseClock).
         self.clock: Clock = clock or DatabaseClock(self.storage.database_now)
         self.registry = JobRegistry()
+        self._known_tasks = {}
         for target in jobs:
             self.registry.register(target)
         self.background = background
@@ -179,6 +181,11 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
     def start(self) -> SchedulerService:
         """Open the storage, register this instance, sync the jobs declared in code and
         start firing. :raises ServiceStateError: already running."""
+        return self._start(_running_loop())
+
+    def _start(self, host_loop: asyncio.AbstractEventLoop | None) -> SchedulerService:
+        """:meth:`start`; ``async def`` jobs run on ``host_loop`` when given (the
+        awaitable API starts the service in a worker thread on behalf of a loop)."""
         with self._lock:
             if self._started is not None:
                 raise ServiceStateError("the service is already running")
@@ -195,6 +202,7 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
                     batch_size=self.batch_size,
                     poll_interval=self.poll_interval,
                     background=self.background,
+                    host_loop=host_loop,
                 ),
                 self._on_outcomes,
             )
@@ -293,3 +301,11 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
                 raise TimeoutError(f"executions did not end within {timeout}s")
             with self._written:
                 self._written.wait(min(remaining, 0.05))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running on this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -1,5 +1,6 @@
-"""The service's read side: jobs, upcoming fire times, the history, the instances of
-the cluster and a health summary for probes. Nothing here writes."""
+"""The service's read side: jobs, upcoming fire times, the history, the queues of
+pending and running executions, the instances of the cluster and a health summary
+for probes. Nothing here writes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from taskmgr.core.models import (
     Health,
     Instance,
     Job,
+    JobQueue,
     JobState,
 )
 from taskmgr.core.validation import ensure_aware
@@ -99,6 +101,14 @@ class Queries(ServiceBase):
         """One execution by id. :raises ExecutionNotFoundError: no such execution."""
         self.open()
         return self.storage.get_execution(execution_id)
+
+    def job_queues(self) -> list[JobQueue]:
+        """Per job with work not yet ended, its pending executions (``due``: those
+        whose due time has come, by this service's clock), its running ones and the
+        earliest due time of the due ones; ordered by job key. Reads only executions
+        that have not ended, in one statement."""
+        self.open()
+        return self.storage.job_queues(now=self.clock.now())
 
     def list_instances(self) -> list[Instance]:
         """The instances of the cluster (running, stopped, dead) still on record."""

@@ -16,16 +16,17 @@ from taskmgr.core.decorators import get_definition
 from taskmgr.core.models import (
     Execution,
     ExecutionTrigger,
+    Job,
     OverlapPolicy,
 )
 from taskmgr.core.validation import ensure_aware, validate_actor
-from taskmgr.exceptions import InvalidInputError
+from taskmgr.exceptions import InvalidInputError, VersionConflictError
 from taskmgr.execution.events import ExecutionEvent
 from taskmgr.service.arguments import positive
 from taskmgr.service.base import ServiceBase, requested_run
 from taskmgr.storage.base import NewExecution
 
-__all__ = ["DEFER_OPTIONS", "MAX_IDEMPOTENCY_KEY", "TaskCommands"]
+__all__ = ["DEFER_OPTIONS", "DEFER_TRIES", "MAX_IDEMPOTENCY_KEY", "TaskCommands"]
 
 #: The longest idempotency key accepted (the column's width).
 MAX_IDEMPOTENCY_KEY = 255
@@ -36,6 +37,10 @@ MAX_BATCH = 10_000
 DEFER_OPTIONS = frozenset({"run_at", "delay", "idempotency_key", "actor", "session"})
 #: Latest delay accepted: one year.
 MAX_DELAY = timedelta(days=366)
+#: Tries of one defer whose task changed while it was prepared (each reads it anew).
+DEFER_TRIES = 3
+#: Most tasks whose job a service remembers between defers.
+_MAX_KNOWN = 1024
 
 Task = Callable[..., Any] | str
 
@@ -174,8 +179,16 @@ class TaskCommands(ServiceBase):
         actor: str | None,
         session: object | None,
     ) -> list[Execution]:
-        news = self._prepare(task, calls, run_at, delay, actor)
-        return self.storage.defer_executions(news, transaction=session, on_commit=self._wake)
+        for attempt in range(DEFER_TRIES):
+            news, versions = self._prepare(task, calls, run_at, delay, actor, fresh=attempt > 0)
+            try:
+                return self.storage.defer_executions(
+                    news, transaction=session, on_commit=self._wake, job_versions=versions
+                )
+            except VersionConflictError:
+                if attempt == DEFER_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _prepare(
         self,
@@ -184,28 +197,55 @@ class TaskCommands(ServiceBase):
         run_at: datetime | None,
         delay: timedelta | float | None,
         actor: str | None,
-    ) -> list[NewExecution]:
-        """The runs ``calls`` ask for, every input checked: nothing is written yet."""
+        *,
+        fresh: bool,
+    ) -> tuple[list[NewExecution], dict[int, int]]:
+        """The runs ``calls`` ask for, every input checked, and the version of the job
+        they were prepared from: nothing is written yet.
+
+        The job is the one last read for a defer unless ``fresh``: the storage refuses
+        the write (``VersionConflictError``) if it changed since, so a defer costs one
+        transaction, and a paused or changed task is never deferred from a stale copy.
+        """
         validate_actor(actor)
         for _, key in calls:
             _check_idempotency_key(key)
-        job = self._runnable(_task_key(task))
+        job = self._deferrable(_task_key(task), fresh=fresh)
         now = self.clock.now()
         due = _due(now, run_at, delay)
         queued = job.overlap_policy is not OverlapPolicy.ALLOW
-        return [
-            requested_run(
-                job,
-                ExecutionTrigger.DEFERRED,
-                self._arguments(job, kwargs),
-                due=due,
-                now=now,
-                queued=queued,
-                actor=actor,
-                idempotency_key=key,
+        runs = []
+        for kwargs, key in calls:
+            arguments = self._arguments(job, kwargs)
+            runs.append(
+                requested_run(
+                    job,
+                    ExecutionTrigger.DEFERRED,
+                    arguments,
+                    due=due,
+                    now=now,
+                    queued=queued,
+                    actor=actor,
+                    idempotency_key=key,
+                    concurrency_value=self._group(job, arguments),
+                )
             )
-            for kwargs, key in calls
-        ]
+        return runs, {job.id: job.version}
+
+    def _deferrable(self, key: str, *, fresh: bool) -> Job:
+        """The job ``key`` as last read by a defer (unless ``fresh``), else read now.
+
+        :raises JobNotFoundError, JobOrphanedError, JobPausedError: as ``_runnable``.
+        """
+        self.open()
+        known = self._known_tasks
+        job = None if fresh else known.get(key)
+        if job is None:
+            job = self._runnable(key)
+            if len(known) >= _MAX_KNOWN:
+                known.clear()
+            known[key] = job
+        return job
 
 
 def _task_key(task: Task) -> str:

@@ -29,6 +29,7 @@ from taskmgr.core.models import (
     InstanceStatus,
     Job,
     JobDefinition,
+    JobQueue,
     JobSource,
     JobState,
 )
@@ -68,6 +69,7 @@ UPDATABLE_JOB_FIELDS = frozenset(
         "kwargs",
         "max_instances",
         "overlap_policy",
+        "concurrency_key",
         "misfire_grace_time",
         "coalesce",
         "max_retries",
@@ -278,8 +280,13 @@ class Storage(ABC):
         *,
         transaction: object | None = None,
         on_commit: Callable[[], None] | None = None,
+        job_versions: Mapping[int, int] | None = None,
     ) -> list[Execution]:
         """Insert deferred runs, all in one transaction: all of them, or none.
+
+        With ``job_versions`` (job id to the ``version`` the runs were prepared from),
+        nothing is written unless each of those jobs is still at that version, checked
+        in the same transaction: a caller may prepare runs from a job it read earlier.
 
         With ``transaction`` (a backend-specific handle on the host application's own
         open transaction: for SQL storage a SQLAlchemy ``Session`` or ``Connection``
@@ -292,6 +299,8 @@ class Storage(ABC):
         one execution per ``news``, in order.
 
         :raises InvalidInputError: the model refuses one of ``news``.
+        :raises VersionConflictError: a job of ``job_versions`` changed or is gone
+            (nothing is written).
         :raises JobNotFoundError: one of their jobs does not exist (nothing is written).
         :raises ConflictError: an id is taken, or two of ``news`` share a job and an
             idempotency key (nothing is written).
@@ -390,6 +399,17 @@ class Storage(ABC):
         ``completed_at`` of a ``success``, read in one statement each (for metrics at
         scrape time: the same answer from every process)."""
 
+    @abstractmethod
+    def job_queues(self, *, now: datetime) -> list[JobQueue]:
+        """Per job, its ``pending`` executions (``due``: those whose ``due_at <= now``,
+        queued ones included) and its ``running`` ones, and the earliest ``due_at`` of
+        its due pending executions, in one statement (for the dashboard and metrics:
+        it reads only executions that have not ended, never the finished history).
+
+        Only jobs with at least one pending or running execution are listed, deleted
+        ones included (their running executions are still running), ordered by job key
+        (code point order), equal keys by job id."""
+
     # -- instances -----------------------------------------------------------------
 
     @abstractmethod
@@ -411,12 +431,22 @@ class Storage(ABC):
         first)."""
 
     @abstractmethod
-    def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed] | None:
+    def reap(
+        self,
+        *,
+        heartbeat_before: datetime,
+        now: datetime,
+        retry: Callable[[Claimed], NewExecution | None] | None = None,
+    ) -> list[Claimed] | None:
         """Mark ``running`` instances whose last heartbeat is older than the cutoff as
         ``dead``, and every ``running`` execution owned by an instance that is not
         ``running`` (dead or stopped) as ``lost`` (``completed_at = now``), in one
         transaction. Returns the executions it marked whose job still exists, with
         their jobs, by execution id.
+
+        ``retry`` gives the next attempt of a lost execution (of a job that still
+        exists), or None: it is inserted in the same transaction, unless its id or
+        slot is already stored, so a reaper that dies after its commit loses no retry.
 
         At most one reaper runs at a time across all processes: when another holds
         the reaper's lock, this returns None at once and changes nothing."""

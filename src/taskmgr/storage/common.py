@@ -8,7 +8,7 @@ same way. No I/O and no business rules here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from taskmgr.core.models import (
     RetryBackoff,
 )
 from taskmgr.core.triggers import parse_trigger
-from taskmgr.exceptions import ConflictError, InvalidInputError
+from taskmgr.exceptions import ConflictError, InvalidInputError, VersionConflictError
 from taskmgr.storage.base import UPDATABLE_JOB_FIELDS, NewExecution
 from taskmgr.storage.inputs import build
 
@@ -69,6 +69,7 @@ def job_from_definition(
             "kwargs": copy.deepcopy(definition.kwargs),
             "max_instances": definition.max_instances,
             "overlap_policy": definition.overlap_policy,
+            "concurrency_key": definition.concurrency_key,
             "misfire_grace_time": definition.misfire_grace_time,
             "coalesce": definition.coalesce,
             "max_retries": definition.max_retries,
@@ -134,6 +135,7 @@ def execution_from_new(new: NewExecution, **overrides: Any) -> Execution:
         "due_at": new.due_at,
         "queued": new.queued,
         "kwargs": copy.deepcopy(dict(new.kwargs)),
+        "concurrency_value": new.concurrency_value,
         "owner": new.owner,
         "actor": new.actor,
         "created_at": new.created_at,
@@ -163,6 +165,21 @@ def check_deferrals(executions: Sequence[Execution]) -> None:
     keys = [(e.job_id, e.idempotency_key) for e in executions if e.idempotency_key is not None]
     if len(set(keys)) != len(keys):
         raise ConflictError("two deferred runs of one batch share a job and an idempotency key")
+
+
+def check_job_versions(
+    version_of: Callable[[int], int | None], expected: Mapping[int, int] | None
+) -> None:
+    """What ``defer_executions`` checks before writing: each job of ``expected`` is
+    still at that version (``version_of``: a stored job's version by id, None if gone).
+
+    :raises VersionConflictError: one of them changed since the caller read it.
+    """
+    for job_id, version in (expected or {}).items():
+        if version_of(job_id) != version:
+            raise VersionConflictError(
+                f"job {job_id} changed since it was read (version {version})"
+            )
 
 
 def not_pending(execution: Execution) -> ConflictError:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from taskmgr.core.models import ExecutionStatus, InstanceStatus
-from taskmgr.storage.base import Claimed
-from taskmgr.storage.common import lost_message
+from taskmgr.storage.base import Claimed, NewExecution
+from taskmgr.storage.common import execution_from_new, lost_message
 from taskmgr.storage.inputs import validated
 from taskmgr.storage.memory import queries
 from taskmgr.storage.memory.state import State
@@ -14,9 +15,16 @@ from taskmgr.storage.memory.state import State
 __all__ = ["deletable_instances", "reap"]
 
 
-def reap(state: State, *, heartbeat_before: datetime, now: datetime) -> list[Claimed]:
-    """Declare silent running instances dead and mark the running executions of every
-    instance that is not running ``lost`` (by execution id), as ``Storage.reap`` says."""
+def reap(
+    state: State,
+    *,
+    heartbeat_before: datetime,
+    now: datetime,
+    retry: Callable[[Claimed], NewExecution | None] | None,
+) -> list[Claimed]:
+    """Declare silent running instances dead, mark the running executions of every
+    instance that is not running ``lost`` (by execution id) and insert their retries,
+    as ``Storage.reap`` says."""
     for instance in list(state.instances.values()):
         if instance.status is InstanceStatus.RUNNING and instance.last_heartbeat < heartbeat_before:
             dead = validated(instance, {"status": InstanceStatus.DEAD})
@@ -38,6 +46,12 @@ def reap(state: State, *, heartbeat_before: datetime, now: datetime) -> list[Cla
         job = state.jobs.get(lost.job_id)
         if job is not None:
             reaped.append(Claimed(lost, job))
+    for claimed in reaped if retry is not None else []:
+        new = retry(claimed)  # type: ignore[misc]
+        if new is not None:
+            attempt = execution_from_new(new)
+            if not state.taken(attempt):
+                state.put_execution(attempt)
     return reaped
 
 

@@ -22,6 +22,7 @@ from taskmgr.core.models import (
     InstanceStatus,
     Job,
     JobDefinition,
+    JobQueue,
     JobSource,
     JobState,
 )
@@ -46,6 +47,7 @@ from taskmgr.storage.common import (
     JOB_DELETED_BEFORE_START,
     apply_job_changes,
     check_deferrals,
+    check_job_versions,
     execution_conflict,
     execution_from_new,
     job_from_definition,
@@ -228,6 +230,7 @@ class MemoryStorage(Storage):
         *,
         transaction: object | None = None,
         on_commit: Callable[[], None] | None = None,
+        job_versions: Mapping[int, int] | None = None,
     ) -> list[Execution]:
         if transaction is not None:
             raise InvalidInputError(
@@ -239,9 +242,11 @@ class MemoryStorage(Storage):
         with self._lock, self._state.atomic():
             st = self._state
             stored: list[Execution] = []
+            check_job_versions(lambda i: st.jobs[i].version if i in st.jobs else None, job_versions)
             for execution in executions:
                 if execution.job_id not in st.jobs:
                     raise JobNotFoundError(execution.job_key)
+            for execution in executions:
                 held = (
                     None
                     if execution.idempotency_key is None
@@ -411,6 +416,11 @@ class MemoryStorage(Storage):
         with self._lock:
             return queries.history_summary(self._state)
 
+    def job_queues(self, *, now: datetime) -> list[JobQueue]:
+        now = utc(now, "now")
+        with self._lock:
+            return queries.job_queues(self._state, now)
+
     # -- instances -----------------------------------------------------------------
 
     def register_instance(self, instance: Instance) -> None:
@@ -441,10 +451,18 @@ class MemoryStorage(Storage):
             instances = list(self._state.instances.values())
         return sorted(instances, key=lambda i: (i.started_at, i.id), reverse=True)
 
-    def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed]:
+    def reap(
+        self,
+        *,
+        heartbeat_before: datetime,
+        now: datetime,
+        retry: Callable[[Claimed], NewExecution | None] | None = None,
+    ) -> list[Claimed]:
         heartbeat_before, now = utc(heartbeat_before, "heartbeat_before"), utc(now, "now")
         with self._lock, self._state.atomic():
-            return liveness.reap(self._state, heartbeat_before=heartbeat_before, now=now)
+            return liveness.reap(
+                self._state, heartbeat_before=heartbeat_before, now=now, retry=retry
+            )
 
     def delete_instances(self, *, last_heartbeat_before: datetime) -> int:
         last_heartbeat_before = utc(last_heartbeat_before, "last_heartbeat_before")

@@ -1,30 +1,24 @@
 """The SQL backend's execution operations: manual runs and retries, outcomes, the
-hand-over to a worker, and the history (listing, retention, summary)."""
+hand-over to a worker, the history (listing, retention, summary) and the queues."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
 
-from taskmgr.core.models import Execution, ExecutionStatus, InstanceStatus
+from taskmgr.core.models import Execution, ExecutionStatus, InstanceStatus, JobQueue
 from taskmgr.exceptions import (
     ExecutionNotFoundError,
     JobBusyError,
     JobNotFoundError,
-    StorageError,
 )
 from taskmgr.storage.base import Claimed, ExecutionFilter, HistorySummary, NewExecution, Outcome
 from taskmgr.storage.common import (
     FINAL_STATUSES,
     JOB_DELETED_BEFORE_START,
-    check_deferrals,
     execution_conflict,
     execution_from_new,
     not_pending,
@@ -38,9 +32,12 @@ from taskmgr.storage.inputs import (
     utc,
 )
 from taskmgr.storage.sqlalchemy.database import Database
-from taskmgr.storage.sqlalchemy.engine import describe_error
-from taskmgr.storage.sqlalchemy.host import after_commit, host_connection
-from taskmgr.storage.sqlalchemy.rows import execution_from_row, execution_values, job_from_row
+from taskmgr.storage.sqlalchemy.rows import (
+    execution_from_row,
+    execution_values,
+    insert_untaken,
+    job_from_row,
+)
 from taskmgr.storage.sqlalchemy.statements import OUTCOME_COLUMNS, active_counts
 
 __all__ = ["ExecutionOperations"]
@@ -76,85 +73,6 @@ class ExecutionOperations(Database):
             self._changed(conn)
         return execution
 
-    def defer_executions(
-        self,
-        news: Sequence[NewExecution],
-        *,
-        transaction: object | None = None,
-        on_commit: Callable[[], None] | None = None,
-    ) -> list[Execution]:
-        executions = [execution_from_new(new) for new in news]
-        check_deferrals(executions)
-        if not executions:
-            return []
-        if transaction is None:
-            with self._tx("defer_executions") as conn:
-                stored = self._defer_on(conn, executions, savepoint=True)
-            if on_commit is not None:
-                on_commit()
-            return stored
-        conn = host_connection(transaction, self.engine)
-        try:
-            # No savepoint of ours in the host's transaction: on SQLite without
-            # taskmgr's engine setup, releasing one could commit the host's work.
-            stored = self._defer_on(conn, executions, savepoint=False)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(f"defer_executions failed: {describe_error(exc)}") from exc
-        if on_commit is not None:
-            after_commit(transaction, on_commit)
-        return stored
-
-    def _defer_on(
-        self, conn: Connection, executions: list[Execution], *, savepoint: bool
-    ) -> list[Execution]:
-        jobs, table = self.tables.jobs, self.tables.executions
-        job_ids = sorted({e.job_id for e in executions})
-        keyed = [e for e in executions if e.idempotency_key is not None]
-        plain = [e for e in executions if e.idempotency_key is None]
-        # A shared lock on the jobs: defers of one task run side by side, while a
-        # concurrent delete_job waits for them (and they for it).
-        query = sa.select(jobs.c.id).where(jobs.c.id.in_(job_ids))
-        if not self._sqlite:
-            query = query.with_for_update(read=True, key_share=True)
-        found = set(conn.execute(query).scalars())
-        for execution in executions:
-            if execution.job_id not in found:
-                raise JobNotFoundError(execution.job_key)
-        try:
-            with conn.begin_nested() if savepoint else nullcontext():
-                if plain:
-                    conn.execute(sa.insert(table), [execution_values(e) for e in plain])
-                if keyed:
-                    insert = self._insert_unless_keyed()
-                    conn.execute(insert, [execution_values(e) for e in keyed])
-        except sa.exc.IntegrityError as exc:
-            raise execution_conflict(executions[0]) from exc
-        held: dict[tuple[int, str], Execution] = {}
-        if keyed:
-            c = table.c
-            rows = conn.execute(
-                sa.select(table).where(
-                    c.job_id.in_(sorted({e.job_id for e in keyed})),
-                    c.idempotency_key.in_(sorted({e.idempotency_key or "" for e in keyed})),
-                )
-            ).mappings()
-            for row in rows:
-                stored = execution_from_row(row)
-                assert stored.idempotency_key is not None
-                held[(stored.job_id, stored.idempotency_key)] = stored
-        self._changed(conn)
-        return [
-            e if e.idempotency_key is None else held[(e.job_id, e.idempotency_key)]
-            for e in executions
-        ]
-
-    def _insert_unless_keyed(self) -> sa.Insert:
-        """An insert that leaves out a row whose job already holds its idempotency key
-        (waiting, on PostgreSQL, for a concurrent insert of that key to end)."""
-        table = self.tables.executions
-        insert = sqlite_insert(table) if self._sqlite else postgresql_insert(table)
-        return insert.on_conflict_do_nothing(index_elements=["job_id", "idempotency_key"])
-
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []
@@ -180,24 +98,8 @@ class ExecutionOperations(Database):
             if updates:
                 conn.execute(sql.outcome_update, updates)
             if retries:
-                self.insert_executions(conn, [execution_from_new(r) for r in retries])
+                insert_untaken(conn, self.tables.executions, retries)
         return applied
-
-    def insert_executions(self, conn: Connection, rows: Sequence[Execution]) -> None:
-        """Insert ``rows`` in one statement; if a slot already exists, insert the others
-        one by one and leave that one out (the existing row already covers the slot)."""
-        table = self.tables.executions
-        values = [execution_values(row) for row in rows]
-        try:
-            with conn.begin_nested():
-                conn.execute(sa.insert(table), values)
-        except sa.exc.IntegrityError:
-            for value in values:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(sa.insert(table), [value])
-                except sa.exc.IntegrityError:
-                    continue
 
     def take_over(
         self,
@@ -390,6 +292,40 @@ class ExecutionOperations(Database):
             counts={(key, ExecutionStatus(status)): int(n) for key, status, n in counts},
             last_success={key: when for key, when in successes if when is not None},
         )
+
+    def job_queues(self, *, now: datetime) -> list[JobQueue]:
+        now = utc(now, "now")
+        c = self.tables.executions.c
+        pending = c.status == _PENDING
+        due = sa.and_(pending, c.due_at <= now)
+        query = (
+            sa.select(
+                c.job_id,
+                c.job_key,
+                sa.func.sum(sa.case((pending, 1), else_=0)),
+                sa.func.sum(sa.case((due, 1), else_=0)),
+                sa.func.sum(sa.case((c.status == _RUNNING, 1), else_=0)),
+                sa.func.min(sa.case((due, c.due_at)), type_=c.due_at.type),
+            )
+            # An index that leads with status (status, due_at or completed_at) reads
+            # only the rows that have not ended, however long the finished history.
+            .where(c.status.in_([_PENDING, _RUNNING]))
+            .group_by(c.job_id, c.job_key)
+            .order_by(self._code_point_order(c.job_key), c.job_id)
+        )
+        with self._tx("job_queues", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [
+            JobQueue(
+                job_id=job_id,
+                job_key=key,
+                pending=int(n_pending),
+                due=int(n_due),
+                running=int(n_running),
+                oldest_due_at=oldest,
+            )
+            for job_id, key, n_pending, n_due, n_running, oldest in rows
+        ]
 
 
 def _outcome_params(outcome: Outcome) -> dict[str, Any]:

@@ -3,17 +3,18 @@ reaper that declares silent instances dead and marks their runs lost."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from taskmgr.core.models import ExecutionStatus, Instance, InstanceStatus
-from taskmgr.storage.base import Claimed
+from taskmgr.storage.base import Claimed, NewExecution
 from taskmgr.storage.common import lost_message
 from taskmgr.storage.inputs import checked_instance, member, utc
 from taskmgr.storage.sqlalchemy import migrate
 from taskmgr.storage.sqlalchemy.database import Database
-from taskmgr.storage.sqlalchemy.rows import execution_from_row, job_from_row
+from taskmgr.storage.sqlalchemy.rows import execution_from_row, insert_untaken, job_from_row
 
 __all__ = ["InstanceOperations"]
 
@@ -60,7 +61,13 @@ class InstanceOperations(Database):
             rows = conn.execute(query).mappings().all()
         return [Instance.model_validate(dict(row)) for row in rows]
 
-    def reap(self, *, heartbeat_before: datetime, now: datetime) -> list[Claimed] | None:
+    def reap(
+        self,
+        *,
+        heartbeat_before: datetime,
+        now: datetime,
+        retry: Callable[[Claimed], NewExecution | None] | None = None,
+    ) -> list[Claimed] | None:
         heartbeat_before, now = utc(heartbeat_before, "heartbeat_before"), utc(now, "now")
         instances, executions = self.tables.instances, self.tables.executions
         jobs = self.tables.jobs
@@ -113,7 +120,11 @@ class InstanceOperations(Database):
                 sa.select(jobs).where(jobs.c.id.in_({x.job_id for x in lost}))
             ).mappings()
             by_id = {job.id: job for job in map(job_from_row, job_rows)}
-        return [Claimed(x, by_id[x.job_id]) for x in lost if x.job_id in by_id]
+            reaped = [Claimed(x, by_id[x.job_id]) for x in lost if x.job_id in by_id]
+            if retry is not None:
+                retries = [new for new in map(retry, reaped) if new is not None]
+                insert_untaken(conn, executions, retries)
+        return reaped
 
     def delete_instances(self, *, last_heartbeat_before: datetime) -> int:
         last_heartbeat_before = utc(last_heartbeat_before, "last_heartbeat_before")

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["ChangeListener", "channel_name", "send_notify"]
+__all__ = ["ChangeListener", "channel_name", "notify_column", "send_notify"]
 
 logger = logging.getLogger("taskmgr.storage")
 
@@ -30,8 +30,13 @@ def channel_name(prefix: str, schema: str | None) -> str:
     return f"{prefix}changes_{zlib.crc32(scope.encode()):08x}"
 
 
+def notify_column(channel: str) -> sa.ColumnElement[Any]:
+    """``pg_notify(channel, '')``: a column that notifies, to add to a query."""
+    return sa.func.pg_notify(channel, "")
+
+
 def send_notify(conn: Connection, channel: str) -> None:
-    conn.execute(sa.select(sa.func.pg_notify(channel, "")))
+    conn.execute(sa.select(notify_column(channel)))
 
 
 class ChangeListener:

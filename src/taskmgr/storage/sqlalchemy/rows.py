@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from pydantic import BaseModel
+from sqlalchemy.engine import Connection
 
 from taskmgr.core.models import (
     Execution,
@@ -28,10 +30,13 @@ from taskmgr.core.triggers import (
     TriggerSpec,
     parse_trigger,
 )
+from taskmgr.storage.base import NewExecution
+from taskmgr.storage.common import execution_from_new
 
 __all__ = [
     "execution_from_row",
     "execution_values",
+    "insert_untaken",
     "job_from_row",
     "job_values",
     "trusted_model",
@@ -50,6 +55,7 @@ def job_values(job: Job) -> dict[str, Any]:
         "kwargs": dict(job.kwargs),
         "max_instances": job.max_instances,
         "overlap_policy": job.overlap_policy.value,
+        "concurrency_key": job.concurrency_key,
         "misfire_grace_time": job.misfire_grace_time,
         "coalesce": job.coalesce,
         "max_retries": job.max_retries,
@@ -177,6 +183,7 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
             "kwargs": dict(row["kwargs"]),
             "max_instances": row["max_instances"],
             "overlap_policy": _OVERLAP[row["overlap_policy"]],
+            "concurrency_key": row["concurrency_key"],
             "misfire_grace_time": _float(row["misfire_grace_time"]),
             "coalesce": bool(row["coalesce"]),
             "max_retries": row["max_retries"],
@@ -216,3 +223,22 @@ def execution_from_row(row: Mapping[Any, Any]) -> Execution:
     data["status"] = _STATUS[data["status"]]
     data["queued"] = bool(data["queued"])
     return trusted_model(Execution, data)
+
+
+def insert_untaken(conn: Connection, table: sa.Table, news: Sequence[NewExecution]) -> None:
+    """Insert new executions (retries) in one statement; if one's id or slot is already
+    stored, insert the others one by one and leave that one out (the stored row
+    already covers its slot)."""
+    values = [execution_values(execution_from_new(new)) for new in news]
+    if not values:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(table), values)
+    except sa.exc.IntegrityError:
+        for value in values:
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(table), [value])
+            except sa.exc.IntegrityError:
+                continue

@@ -20,6 +20,7 @@ from taskmgr.storage.base import Claimed, Planner
 from taskmgr.storage.inputs import checked_limit, utc
 from taskmgr.storage.sqlalchemy.claim import ClaimApplier
 from taskmgr.storage.sqlalchemy.database import DEFAULT_URL
+from taskmgr.storage.sqlalchemy.deferrals import DeferralOperations
 from taskmgr.storage.sqlalchemy.executions import ExecutionOperations
 from taskmgr.storage.sqlalchemy.instances import InstanceOperations
 from taskmgr.storage.sqlalchemy.jobs import JobOperations
@@ -29,7 +30,7 @@ __all__ = ["DEFAULT_URL", "SQLAlchemyStorage"]
 _NOBODY = object()
 
 
-class SQLAlchemyStorage(JobOperations, ExecutionOperations, InstanceOperations):
+class SQLAlchemyStorage(JobOperations, ExecutionOperations, DeferralOperations, InstanceOperations):
     """Jobs, executions and instances in SQL tables named ``<table_prefix>jobs`` etc.
 
     :param url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://...``);

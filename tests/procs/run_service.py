@@ -5,7 +5,8 @@ Usage::
     python -m tests.procs.run_service DATABASE_URL [--poll-interval S]
         [--heartbeat-interval S] [--heartbeat-timeout S] [--sweep-interval S]
         [--max-workers N] [--module tests.jobs.anchored ...]
-        [--pause-at after_claim_commit|after_execute --marker PATH] [--uncoordinated]
+        [--pause-at after_claim_commit|after_execute|after_reap --marker PATH]
+        [--uncoordinated]
 
 Registers ``tests.jobs.witness`` (``witness``, ``witness_slow``) and every
 ``@scheduled_job`` of each ``--module``. Prints "ready <instance id>" once started;

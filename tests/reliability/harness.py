@@ -252,6 +252,9 @@ class Row:
     started_at: datetime | None
     completed_at: datetime | None
     error_message: str | None
+    #: the id of the run's first attempt, shared by its retries
+    chain_id: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pid(self) -> int | None:
@@ -302,6 +305,8 @@ def read_executions(url: str) -> list[Row]:
                     c.started_at,
                     c.completed_at,
                     c.error_message,
+                    c.chain_id,
+                    c.kwargs,
                 ).order_by(c.job_key, c.scheduled_for, c.attempt)
             ).all()
     finally:

@@ -20,18 +20,24 @@ RATIO_KEYS = {
     "celery dispatch": ("executions/s", "p99 ms"),
     "http": ("req/s", "p99 ms"),
     "instances": ("fires/s",),
-    "tasks": ("single defers/s",),
+    "tasks": ("single defers/s", "bulk defers/s", "executed/s", "start p50 ms"),
 }
 _KINDS = ("sqlite", "postgres")
 
 
+def _kind(variant: str) -> str | None:
+    """The database a variant runs on, when its name says ("postgres" in "PostgreSQL" too)."""
+    return next((k for k in _KINDS if k in variant.lower()), None)
+
+
 def ratios(results: Sequence[Result]) -> dict[int, str]:
-    """For each taskmgr row, its ratios against the baselines of the same case."""
+    """For each taskmgr row, its ratios against the baselines of the same case: those on
+    the same database, and those whose name names none (in-memory, Redis)."""
     notes: dict[int, str] = {}
     for index, row in enumerate(results):
         if not row.variant.startswith("taskmgr"):
             continue
-        kind = next((k for k in _KINDS if k in row.variant), None)
+        kind = _kind(row.variant)
         parts = []
         for other in results:
             same = other.scenario == row.scenario and other.case == row.case
@@ -39,7 +45,7 @@ def ratios(results: Sequence[Result]) -> dict[int, str]:
                 continue
             if other.variant.startswith("taskmgr") and other.baseline_of != other.variant:
                 continue
-            other_kind = next((k for k in _KINDS if k in other.variant), None)
+            other_kind = _kind(other.variant)
             if other_kind is not None and kind is not None and other_kind != kind:
                 continue
             figures = [

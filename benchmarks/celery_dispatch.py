@@ -44,9 +44,11 @@ def _broker() -> str:
 
 
 @contextlib.contextmanager
-def _worker(env: dict[str, str], queue: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _worker(
+    env: dict[str, str], queue: str, log: Path, app: str = "benchmarks.celery_host:app"
+) -> Iterator[subprocess.Popen[bytes]]:
     args = [
-        sys.executable, "-m", "celery", "-A", "benchmarks.celery_host:app", "worker",
+        sys.executable, "-m", "celery", "-A", app, "worker",
         "--pool", "solo", "--queues", queue, "--hostname", f"bench-{queue}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING",
     ]  # fmt: skip

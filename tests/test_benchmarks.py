@@ -3,10 +3,13 @@ only that every scenario runs, measures something and renders its table."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from benchmarks import __main__ as cli
-from benchmarks import fire_rate, http_load, instances, scale, tasks
+from benchmarks import fire_rate, http_load, instances, loop_lag, scale, tasks
 from benchmarks._common import Result
+from benchmarks._peers import FIGURES
 
 from tests.services import require_postgres
 
@@ -57,17 +60,84 @@ def test_the_plan_names_only_known_scenarios() -> None:
     assert {name for name, _ in cli.plan(quick=True, only=["http"])} == {"http"}
 
 
-def test_tasks_run_taskmgr_and_celery_delay() -> None:
-    results = tasks.run(5, 20, 20, 3, ["sqlite"])
-    variants = {r.variant for r in results}
-    assert "taskmgr sqlite" in variants
-    _check(results, "tasks", variants)
+def test_tasks_run_taskmgr_and_celery() -> None:
+    results = tasks.run(5, 20, 20, 3, ["sqlite"], peers=("celery",))
+    _check(results, "tasks", {"taskmgr sqlite", "Celery (Redis)"})
     ours = next(r for r in results if r.variant == "taskmgr sqlite")
-    assert set(ours.figures) == {
-        "single defers/s",
-        "bulk defers/s",
-        "executed/s",
-        "start p50 ms",
-        "start p99 ms",
-    }
+    assert set(ours.figures) == set(FIGURES)
     assert ours.figures["start p99 ms"] >= ours.figures["start p50 ms"]
+    celery = next(r for r in results if r.variant == "Celery (Redis)")
+    if not celery.note.startswith("skipped"):
+        assert set(celery.figures) == set(FIGURES) - {"bulk defers/s"}
+
+
+def test_tasks_note_the_peers_that_are_not_installed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module in ("procrastinate", "pgqueuer"):
+        monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+    results = tasks.run(5, 20, 20, 3, [], peers=("procrastinate", "pgqueuer"))
+    _check(results, "tasks", {"procrastinate postgres", "pgqueuer postgres"})
+    for row in results:
+        assert row.figures == {}
+        assert row.note.startswith("skipped: ")
+        assert "not installed" in row.note
+        assert ".[bench]" in row.note
+    printed = capsys.readouterr().out
+    assert "procrastinate postgres skipped" in printed
+    assert "pgqueuer postgres skipped" in printed
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("peer", "modules"),
+    [("procrastinate", ("procrastinate", "psycopg_pool")), ("pgqueuer", ("pgqueuer", "asyncpg"))],
+)
+def test_a_postgres_peer_runs_at_a_tiny_size(peer: str, modules: tuple[str, ...]) -> None:
+    for module in modules:
+        pytest.importorskip(module)
+    require_postgres()
+    row = tasks.run_peer(peer, 5, 20, 20, 3)
+    assert row.variant == f"{peer} postgres"
+    assert set(row.figures) == set(FIGURES)
+    assert row.figures["start p99 ms"] >= row.figures["start p50 ms"]
+
+
+def test_tasks_ratios_compare_postgres_with_the_postgres_peers_only() -> None:
+    figures = dict.fromkeys(FIGURES, 10.0)
+    results = [
+        Result("tasks", "taskmgr sqlite", figures, case="one process"),
+        Result("tasks", "taskmgr postgres", figures, case="one process"),
+        Result("tasks", "procrastinate postgres", figures, case="one process"),
+        Result("tasks", "pgqueuer PostgreSQL", figures, case="one process"),
+        Result("tasks", "Celery (Redis)", {"single defers/s": 5.0}, case="one process"),
+    ]
+    notes = cli.ratios(results)
+    assert "procrastinate" not in notes[0]
+    assert "pgqueuer" not in notes[0]
+    assert "vs Celery (Redis): single defers/s x2.0" in notes[0]
+    assert "vs procrastinate postgres: single defers/s x1.0, bulk defers/s x1.0, " in notes[1]
+    assert "executed/s x1.0, start p50 ms x1.0" in notes[1]
+    assert "vs pgqueuer PostgreSQL" in notes[1]
+
+
+def _check_loop_lag(row: Result, kind: str) -> None:
+    assert (row.scenario, row.variant) == ("tasks", f"taskmgr {kind}")
+    assert row.case == "deferring 200/s from async code"
+    assert set(row.figures) == set(loop_lag.FIGURES)
+    assert 0 <= row.figures["loop lag p99 ms"] <= row.figures["loop lag max ms"]
+    assert row.figures["defers/s"] > 0
+    assert "| loop lag p99 ms |" in cli.table([row])
+
+
+def test_tasks_measure_the_loop_lag_of_async_code_deferring() -> None:
+    results = tasks.run(5, 20, 20, 3, ["sqlite"], peers=())
+    [row] = [r for r in results if r.case == loop_lag.case(loop_lag.RATE)]
+    _check_loop_lag(row, "sqlite")
+
+
+@pytest.mark.postgres
+def test_the_loop_lag_is_measured_on_postgres() -> None:
+    require_postgres()
+    [row] = loop_lag.run(20, ["postgres"])
+    _check_loop_lag(row, "postgres")

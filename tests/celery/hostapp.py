@@ -16,6 +16,8 @@ from tests.celery import jobs
 FUNCTIONS = [
     jobs.witness,
     jobs.witness_async,
+    jobs.echo,
+    jobs.fail_first,
     jobs.fail,
     jobs.slow,
     jobs.cooperative,

@@ -79,6 +79,22 @@ async def witness_async() -> str:
     return "ok-async"
 
 
+def echo(n: int, text: str = "") -> dict[str, object]:
+    """A task deferred with arguments: returns them."""
+    record()
+    return {"n": n, "text": text}
+
+
+def fail_first(n: int) -> int:
+    """Fails its first attempt, succeeds on its retry."""
+    record()
+    context = current_execution()
+    assert context is not None
+    if context.attempt == 1:
+        raise RuntimeError(f"first attempt of {n} fails")
+    return n
+
+
 def fail() -> None:
     record()
     raise RuntimeError("this job always fails")

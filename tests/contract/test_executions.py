@@ -327,3 +327,40 @@ def test_history_summary(storage: Storage) -> None:
         ("summary-b", ExecutionStatus.MISSED): 1,
     }
     assert dict(summary.last_success) == {"summary-a": T0 + 5 * SECOND}
+
+
+def test_a_batch_of_outcomes_writes_each_row_its_own_values(storage: Storage) -> None:
+    """Several outcomes in one call (one statement on PostgreSQL): every field of every
+    row is its own, a fenced-out one changes nothing."""
+    job = add_job(storage, "batch")
+    runs = [
+        storage.add_execution(running(job, "me", scheduled_for=T0 + i * MINUTE)) for i in range(4)
+    ]
+    theirs = storage.add_execution(running(job, "them", scheduled_for=T0 + 9 * MINUTE))
+    outcomes = [
+        outcome(runs[0], "me", result_summary={"rows": [1, 2], "note": "é\u2028"}),
+        outcome(
+            runs[1],
+            "me",
+            status=ExecutionStatus.FAILED,
+            error_type="ValueError",
+            error_message="bad 'input'\nline two",
+            traceback="Traceback (most recent call last): ...",
+        ),
+        outcome(runs[2], "me", status=ExecutionStatus.TIMEOUT, result_summary=None),
+        outcome(runs[3], "me", result_summary="plain text", completed_at=T0 + 3 * MINUTE),
+        outcome(theirs, "me"),  # not ours: fenced out
+    ]
+    assert storage.record_outcomes(outcomes) == [True, True, True, True, False]
+    for written in outcomes[:4]:
+        row = storage.get_execution(written.execution_id)
+        assert row.status is written.status
+        assert (row.started_at, row.completed_at) == (written.started_at, written.completed_at)
+        assert row.duration_ms == written.duration_ms
+        assert (row.error_type, row.error_message, row.traceback) == (
+            written.error_type,
+            written.error_message,
+            written.traceback,
+        )
+        assert row.result_summary == written.result_summary
+    assert storage.get_execution(theirs.id) == theirs

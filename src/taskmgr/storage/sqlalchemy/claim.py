@@ -278,10 +278,11 @@ class ClaimApplier:
         if starts:
             self.conn.execute(
                 self.sql.start_pending,
-                [
-                    {"b_id": claimed.execution.id, "b_owner": self.owner, "b_now": self.now}
-                    for claimed in starts
-                ],
+                {
+                    "b_ids": [claimed.execution.id for claimed in starts],
+                    "b_owner": self.owner,
+                    "b_now": self.now,
+                },
             )
         if finals:
             for final in finals:

@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 __all__ = [
+    "PING_AFTER_IDLE_S",
     "POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS",
     "POSTGRES_LOCK_TIMEOUT_MS",
     "SQLITE_BUSY_TIMEOUT_MS",
@@ -38,16 +39,52 @@ POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000
 POSTGRES_LOCK_TIMEOUT_MS = 5_000
 
 
+#: A pooled server connection idle this long is pinged (one round trip) before use,
+#: and replaced if the server is gone. One used more recently is trusted: a busy
+#: process saves a round trip on every transaction, and a server that restarted in
+#: the last second fails that one transaction, which its caller retries.
+PING_AFTER_IDLE_S = 1.0
+
+
 def create_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
-    """``sqlalchemy.create_engine`` plus taskmgr's settings (``pool_pre_ping``, and the
-    SQLite pragmas above). Extra keyword arguments go to SQLAlchemy."""
-    kwargs.setdefault("pool_pre_ping", True)
+    """``sqlalchemy.create_engine`` plus taskmgr's settings (a ping before using a
+    server connection that was idle, see ``PING_AFTER_IDLE_S``; the pragmas and session
+    settings above). Extra keyword arguments go to SQLAlchemy; ``pool_pre_ping=`` given
+    there replaces taskmgr's ping."""
+    own_ping = "pool_pre_ping" not in kwargs
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
-    elif engine.dialect.name == "postgresql":
+        return engine  # a file: nothing to ping
+    if engine.dialect.name == "postgresql":
         event.listen(engine, "connect", _configure_postgres)
+    if own_ping:
+        event.listen(engine, "connect", _note_use)
+        event.listen(engine, "checkin", _note_use)
+        event.listen(engine, "checkout", _pinger(engine.dialect))
     return engine
+
+
+def _note_use(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info["taskmgr_last_use"] = time.monotonic()
+
+
+def _pinger(dialect: sa.Dialect) -> Any:
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get("taskmgr_last_use")
+        if last is not None and time.monotonic() - last < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # the pool drops this connection and checks out (or opens) another
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+        if not alive:
+            raise sa.exc.DisconnectionError("the connection did not answer a ping")
+        record.info["taskmgr_last_use"] = time.monotonic()
+
+    return ping_if_idle
 
 
 def _configure_postgres(dbapi_connection: Any, _record: Any) -> None:

@@ -38,7 +38,11 @@ from taskmgr.storage.sqlalchemy.rows import (
     insert_untaken,
     job_from_row,
 )
-from taskmgr.storage.sqlalchemy.statements import OUTCOME_COLUMNS, active_counts
+from taskmgr.storage.sqlalchemy.statements import (
+    OUTCOME_COLUMNS,
+    active_counts,
+    outcome_arrays,
+)
 
 __all__ = ["ExecutionOperations"]
 
@@ -95,7 +99,9 @@ class ExecutionOperations(Database):
                 updates.append(_outcome_params(outcome))
                 if outcome.retry is not None:
                     retries.append(outcome.retry)
-            if updates:
+            if len(updates) > 1 and sql.outcome_update_all is not None:
+                conn.execute(sql.outcome_update_all, outcome_arrays(updates))
+            elif updates:
                 conn.execute(sql.outcome_update, updates)
             if retries:
                 insert_untaken(conn, self.tables.executions, retries)

@@ -7,11 +7,13 @@ construction and cache-key generation (the compiled form is cached by the engine
 
 from __future__ import annotations
 
+import json
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from taskmgr.core.models import ExecutionStatus, JobState
@@ -24,6 +26,7 @@ __all__ = [
     "active_group_counts",
     "active_run",
     "full_groups",
+    "outcome_arrays",
     "statements",
 ]
 
@@ -155,10 +158,16 @@ class Statements:
             )
             .values({name: sa.bindparam(f"b_{name}") for name in OUTCOME_COLUMNS})
         )
+        #: PostgreSQL: every outcome of a batch in one statement, from one array per
+        #: column (see :func:`outcome_arrays`); None on SQLite, whose executemany of
+        #: ``outcome_update`` costs no round trips.
+        self.outcome_update_all = None if sqlite else _outcome_update_all(executions)
         pending_row = sa.and_(c.id == sa.bindparam("b_id"), c.status == _PENDING)
+        # One statement for every start of a claim (they share owner and time): a
+        # per-row executemany costs a round trip per run on PostgreSQL.
         self.start_pending = (
             sa.update(executions)
-            .where(pending_row)
+            .where(c.id.in_(ids), c.status == _PENDING)
             .values(
                 status=ExecutionStatus.RUNNING.value,
                 owner=sa.bindparam("b_owner", type_=c.owner.type),
@@ -176,6 +185,55 @@ class Statements:
                 ),
             )
         )
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: The array type of each column an outcome writes, and how a value goes into it.
+_OUTCOME_ARRAYS: dict[str, tuple[sa.types.TypeEngine[Any], Callable[[Any], Any]]] = {
+    "id": (sa.Text(), str),
+    "owner": (sa.Text(), str),
+    "status": (sa.Text(), str),
+    "started_at": (sa.DateTime(timezone=True), _same),
+    "completed_at": (sa.DateTime(timezone=True), _same),
+    "duration_ms": (sa.BigInteger(), _same),
+    "error_type": (sa.Text(), _same),
+    "error_message": (sa.Text(), _same),
+    "traceback": (sa.Text(), _same),
+    # JSON text (None stays SQL NULL, as the column's none_as_null says)
+    "result_summary": (sa.Text(), lambda value: None if value is None else json.dumps(value)),
+}
+
+
+def _outcome_update_all(executions: sa.Table) -> sa.Update:
+    """``UPDATE executions SET ... FROM unnest(:ids, :owners, ...) AS o WHERE id = o.id
+    AND owner = o.owner AND status = 'running'``: the fence of ``outcome_update``, per row."""
+    c = executions.c
+    names = list(_OUTCOME_ARRAYS)
+    arrays = [
+        sa.bindparam(f"a_{name}", type_=postgresql.ARRAY(kind))
+        for name, (kind, _) in _OUTCOME_ARRAYS.items()
+    ]
+    rows = sa.func.unnest(*arrays).table_valued(*names).render_derived(name="outcome")
+    o = rows.c
+    values: dict[str, Any] = {name: o[name] for name in OUTCOME_COLUMNS}
+    values["result_summary"] = sa.cast(o.result_summary, c.result_summary.type)
+    return (
+        sa.update(executions)
+        .where(c.id == o.id, c.owner == o.owner, c.status == _RUNNING)
+        .values(values)
+    )
+
+
+def outcome_arrays(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The parameters of ``outcome_update_all`` for ``rows`` (the parameters of
+    ``outcome_update``, ``b_<column>``): one list per column."""
+    return {
+        f"a_{name}": [convert(row[f"b_{name}"]) for row in rows]
+        for name, (_, convert) in _OUTCOME_ARRAYS.items()
+    }
 
 
 _statements: weakref.WeakKeyDictionary[Tables, dict[bool, Statements]] = weakref.WeakKeyDictionary()

@@ -19,7 +19,7 @@ from taskmgr import AsyncSchedulerService, InlineDispatcher, SchedulerService
 
 SCENARIO = "tasks"
 #: Defers per second asked of the async code.
-RATE = 200
+RATE = 1000
 #: How long the probe sleeps each time, in seconds.
 PROBE = 0.005
 #: Runs deferred (and executed) before anything is measured.

@@ -30,6 +30,7 @@ from taskmgr.fastapi.parameters import (
     Cursor,
     JobKey,
     Limit,
+    accepted_run,
     problems,
 )
 from taskmgr.fastapi.schemas import (
@@ -188,9 +189,7 @@ def add_job_routes(
             if limiter is not None:
                 limiter.release(key)  # a refused run does not use the quota
             raise
-        location = request.url_for("taskmgr_get_execution", execution_id=execution.id)
-        response.headers["Location"] = str(location)
-        return ExecutionOut.of(execution)
+        return accepted_run(request, response, execution)
 
     @router.post(
         "/jobs/{job_key}/pause",

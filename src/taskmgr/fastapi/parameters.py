@@ -4,11 +4,11 @@ parameters they declare, and the problem responses each one documents.
 
 from typing import Annotated, Any
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request, Response
 
-from taskmgr.core.models import ExecutionStatus
+from taskmgr.core.models import Execution, ExecutionStatus
 from taskmgr.fastapi.problems import PROBLEM_MEDIA_TYPE, Problem
-from taskmgr.fastapi.schemas import JOB_KEY_REGEX
+from taskmgr.fastapi.schemas import JOB_KEY_REGEX, ExecutionOut
 from taskmgr.service.arguments import MAX_PAGE
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "JobKey",
     "Limit",
     "Statuses",
+    "accepted_run",
     "problems",
 ]
 
@@ -64,3 +65,11 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 READ = problems(401, 403, 422, 503)
 JOB_READ = problems(401, 403, 404, 422, 503)
 WRITE = problems(401, 403, 404, 409, 413, 415, 422, 503)
+
+
+def accepted_run(request: Request, response: Response, execution: Execution) -> ExecutionOut:
+    """The body of a 202 for a run asked for (triggered or deferred), its ``Location``
+    the run's own URL (to poll it)."""
+    location = request.url_for("taskmgr_get_execution", execution_id=execution.id)
+    response.headers["Location"] = str(location)
+    return ExecutionOut.of(execution)

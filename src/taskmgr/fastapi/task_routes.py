@@ -13,7 +13,7 @@ from fastapi.params import Depends as DependsParam
 
 from taskmgr.fastapi.errors import HTTPProblem
 from taskmgr.fastapi.job_routes import require_runner
-from taskmgr.fastapi.parameters import WRITE, ExecutionId, JobKey
+from taskmgr.fastapi.parameters import WRITE, ExecutionId, JobKey, accepted_run
 from taskmgr.fastapi.schemas import DeferRequest, ExecutionOut
 from taskmgr.service import AsyncSchedulerService
 from taskmgr.service.tasks import DEFER_OPTIONS, MAX_IDEMPOTENCY_KEY
@@ -75,9 +75,7 @@ def add_task_routes(
             actor=who,
             **request_body.kwargs,
         )
-        location = request.url_for("taskmgr_get_execution", execution_id=execution.id)
-        response.headers["Location"] = str(location)
-        return ExecutionOut.of(execution)
+        return accepted_run(request, response, execution)
 
     @router.post(
         "/executions/{execution_id}/cancel",

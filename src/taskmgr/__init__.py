@@ -30,6 +30,7 @@ from taskmgr.core.triggers import Cron, Date, Interval, Manual
 from taskmgr.dispatch import Dispatcher, InlineDispatcher
 from taskmgr.exceptions import (
     ConflictError,
+    DataRejectedError,
     ExecutionNotFoundError,
     FunctionAlreadyRegisteredError,
     FunctionNotRegisteredError,
@@ -66,6 +67,7 @@ __all__ = [
     "AsyncSchedulerService",
     "ConflictError",
     "Cron",
+    "DataRejectedError",
     "Date",
     "Dispatcher",
     "EventKind",

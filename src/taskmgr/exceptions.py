@@ -26,6 +26,7 @@ catches ``ValueError``, ``LookupError`` or ``TypeError`` keeps working::
     │   ├── JobPausedError / JobOrphanedError   the job cannot run in its current state
     │   └── VersionConflictError                optimistic update lost a race
     ├── StorageError                            the database failed; the driver error is chained
+    │   ├── DataRejectedError                   it refused a value: retrying fails the same way
     │   └── SchemaError                         the schema does not match this taskmgr
     │       ├── SchemaBehindError               older than the code: run `taskmgr db upgrade`
     │       └── SchemaAheadError                migrated by a newer taskmgr
@@ -201,6 +202,11 @@ class VersionConflictError(ConflictError):
 
 class StorageError(TaskmgrError):
     """The storage backend failed; the original driver error is chained as ``__cause__``."""
+
+
+class DataRejectedError(StorageError):
+    """The database refused the data of a write (a value it cannot store): unlike an
+    outage, writing the same data again fails the same way."""
 
 
 class ServiceStateError(TaskmgrError, RuntimeError):

@@ -18,6 +18,7 @@ FUNCTIONS = [
     jobs.witness_async,
     jobs.echo,
     jobs.fail_first,
+    jobs.fail_nul,
     jobs.fail,
     jobs.slow,
     jobs.cooperative,

@@ -95,6 +95,12 @@ def fail_first(n: int) -> int:
     return n
 
 
+def fail_nul() -> None:
+    """Fails with a message no PostgreSQL text column accepts as it is."""
+    record()
+    raise ValueError("a\x00b")
+
+
 def fail() -> None:
     record()
     raise RuntimeError("this job always fails")

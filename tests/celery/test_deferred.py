@@ -22,6 +22,7 @@ def test_deferred_runs_execute_on_the_worker_with_their_arguments(redis_setup: S
     _, service = build(redis_setup.broker, redis_setup.database, redis_setup.queue)
     service.create_job("tasks.echo", jobs.echo)
     service.create_job("tasks.flaky", jobs.fail_first, max_retries=1, retry_backoff=(0.1, 0.1, 0))
+    service.create_job("tasks.nul", jobs.fail_nul)
     with workers() as started:
         worker = Worker(redis_setup)
         started.append(worker)
@@ -31,10 +32,11 @@ def test_deferred_runs_execute_on_the_worker_with_their_arguments(redis_setup: S
             deferred = service.defer_many("tasks.echo", [{"n": n} for n in range(RUNS - 1)])
             deferred.append(service.defer("tasks.echo", n=RUNS - 1, text="last"))
             flaky = service.defer("tasks.flaky", n=7)
+            nul = service.defer("tasks.nul")
             keyed = service.defer("tasks.echo", idempotency_key="once", n=99)
             assert service.defer("tasks.echo", idempotency_key="once", n=100).id == keyed.id
-            # RUNS + the keyed one, and the flaky task's two attempts
-            wait_for_ended(service, RUNS + 3, 60, "every deferred run to end", every=0.2)
+            # RUNS + the keyed one, the flaky task's two attempts and the NUL one
+            wait_for_ended(service, RUNS + 4, 60, "every deferred run to end", every=0.2)
         finally:
             service.shutdown()
         executions = all_executions(service)
@@ -51,6 +53,9 @@ def test_deferred_runs_execute_on_the_worker_with_their_arguments(redis_setup: S
         (2, ExecutionStatus.SUCCESS, ExecutionTrigger.RETRY),
     ]
     assert chain[1].result_summary == 7 and chain[1].kwargs == {"n": 7}
+    # the worker stores what any database accepts: NUL replaced
+    failed = by_id[nul.id]
+    assert (failed.status, failed.error_message) == (ExecutionStatus.FAILED, "a\ufffdb")
     assert {e.owner for e in executions} == {worker_id}  # none ran in this process
 
     starts = collections.Counter(row.execution_id for row in jobs.read_witness(redis_setup.witness))

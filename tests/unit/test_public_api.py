@@ -37,6 +37,7 @@ PUBLIC_PATHS = {
         "AsyncSchedulerService",
         "ConflictError",
         "Cron",
+        "DataRejectedError",
         "Date",
         "Dispatcher",
         "EventKind",

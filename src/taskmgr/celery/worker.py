@@ -41,11 +41,13 @@ from celery import signals
 from taskmgr.core.models import ExecutionStatus, Job
 from taskmgr.dispatch.base import Runtime
 from taskmgr.exceptions import (
+    DataRejectedError,
     ExecutionNotFoundError,
     JobNotFoundError,
     ServiceStateError,
     TaskmgrError,
 )
+from taskmgr.execution.outcomes import refused
 from taskmgr.execution.run import ExecutionRun
 from taskmgr.scheduling.runtime import WORKER_MODE, InstanceRuntime
 from taskmgr.storage.base import Claimed, Outcome
@@ -296,11 +298,23 @@ class WorkerRuntime:
         )
 
     def _record(self, outcome: Outcome) -> bool:
-        applied = _retrying(
-            "record an execution outcome",
-            lambda: self.runtime.storage.record_outcomes([outcome]),
-            deadline=3600.0,
-        )
+        storage = self.runtime.storage
+
+        def write() -> list[bool]:
+            try:
+                return storage.record_outcomes([outcome])
+            except DataRejectedError as exc:  # permanent: store a placeholder instead
+                logger.error(
+                    "the database refused the outcome %s of execution %s (%s); recording "
+                    "it as failed without its text",
+                    outcome.status.value,
+                    outcome.execution_id,
+                    exc,
+                    extra={"taskmgr_execution_id": outcome.execution_id},
+                )
+                return storage.record_outcomes([refused(outcome, exc)])
+
+        applied = _retrying("record an execution outcome", write, deadline=3600.0)
         if not applied[0]:
             logger.warning(
                 "outcome %s of execution %s rejected: this worker no longer owns it "
@@ -366,6 +380,8 @@ def _retrying(what: str, call: Any, *, deadline: float) -> Any:
     while True:
         try:
             return call()
+        except DataRejectedError:
+            raise  # the same data would be refused again
         except TaskmgrError as exc:
             if time.monotonic() + delay > give_up:
                 raise

@@ -9,15 +9,18 @@ service stops (an execution whose outcome could not be written is later marked
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 
+from taskmgr.core.models import ExecutionStatus
+from taskmgr.exceptions import DataRejectedError
 from taskmgr.storage.base import Outcome, Storage
 
-__all__ = ["OutcomeWriter"]
+__all__ = ["OutcomeWriter", "refused"]
 
 logger = logging.getLogger("taskmgr.execution")
 
@@ -96,6 +99,11 @@ class OutcomeWriter:
             try:
                 applied = self._storage.record_outcomes(batch)
                 break
+            except DataRejectedError as exc:
+                # Permanent: the same batch would fail forever and hold every other
+                # outcome back. Store the others; the refused one ends as a failure.
+                self._write_apart(batch, exc)
+                return
             except Exception:
                 if self._stopping.is_set():
                     logger.error(
@@ -125,3 +133,36 @@ class OutcomeWriter:
             self._on_written(batch, applied)
         except Exception:
             logger.exception("outcome listener failed")
+
+    def _write_apart(self, batch: list[Outcome], exc: DataRejectedError) -> None:
+        if len(batch) > 1:
+            middle = len(batch) // 2
+            self._write(batch[:middle])
+            self._write(batch[middle:])
+            return
+        [outcome] = batch
+        logger.error(
+            "the database refused the outcome %s of execution %s (%s); recording it as "
+            "failed without its text",
+            outcome.status.value,
+            outcome.execution_id,
+            exc,
+            extra={"taskmgr_execution_id": outcome.execution_id},
+        )
+        self._write([refused(outcome, exc)])
+
+
+def refused(outcome: Outcome, exc: DataRejectedError) -> Outcome:
+    """What is stored in place of an outcome the database refused: ``failed``, with a
+    placeholder message instead of its text and result (a retry it carried is kept)."""
+    return dataclasses.replace(
+        outcome,
+        status=ExecutionStatus.FAILED,
+        error_type="taskmgr.DataRejectedError",
+        error_message=(
+            f"this run ended {outcome.status.value}, but the database refused its outcome "
+            f"({type(exc).__name__}); its error text and result were not stored"
+        ),
+        traceback=None,
+        result_summary=None,
+    )

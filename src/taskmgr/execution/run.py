@@ -21,7 +21,7 @@ from taskmgr.core.context import ExecutionContext, reset_current, set_current
 from taskmgr.core.models import ExecutionStatus, ExecutionTrigger, new_execution_id
 from taskmgr.storage.base import Claimed, NewExecution, Outcome
 
-__all__ = ["ExecutionRun", "summarize_result"]
+__all__ = ["ExecutionRun", "storable_text", "summarize_result"]
 
 logger = logging.getLogger("taskmgr.execution")
 
@@ -31,8 +31,45 @@ MAX_ERROR_CHARS = 2000
 MAX_TRACEBACK_CHARS = 20000
 
 
+#: The width of the ``error_type`` column.
+MAX_ERROR_TYPE_CHARS = 255
+#: What stands where text was cut.
+TRUNCATED = " [truncated]"
+
+
+def storable_text(text: str, limit: int, *, keep: str = "start") -> str:
+    """``text`` as every database stores it: NUL (refused by PostgreSQL) and lone
+    surrogates (refused by every encoder) become U+FFFD, and text longer than ``limit``
+    characters is cut to ``limit`` with a marker, keeping its start (or its ``end``,
+    for a traceback, whose last lines matter)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # lone surrogates: through UTF-16 with surrogatepass, then each bad unit replaced
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if len(text) <= limit:
+        return text
+    marker = TRUNCATED.strip()
+    if keep == "end":
+        return marker + " " + text[-(limit - len(marker) - 1) :]
+    return text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value, len(value))
+    if isinstance(value, list):
+        return [_storable_json(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable_json(key): _storable_json(item) for key, item in value.items()}
+    return value
+
+
 def summarize_result(value: Any) -> Any:
-    """A bounded JSON summary of a job's return value."""
+    """A bounded JSON summary of a job's return value, its text storable (see
+    :func:`storable_text`)."""
     if value is None:
         return None
     try:
@@ -40,8 +77,8 @@ def summarize_result(value: Any) -> Any:
     except (TypeError, ValueError):
         encoded = None
     if encoded is not None and len(encoded) <= MAX_RESULT_BYTES:
-        return value
-    return {"type": type(value).__qualname__, "repr": repr(value)[:500]}
+        return _storable_json(value)
+    return {"type": type(value).__qualname__, "repr": storable_text(repr(value)[:500], 500)}
 
 
 class ExecutionRun:
@@ -188,12 +225,15 @@ class ExecutionRun:
             exc,
             extra=self._extra(),
         )
-        text = "".join(tb.format_exception(exc))
         return self._ended(
             ExecutionStatus.FAILED,
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            error_message=str(exc)[:MAX_ERROR_CHARS],
-            traceback=text[-MAX_TRACEBACK_CHARS:],
+            error_type=storable_text(
+                f"{type(exc).__module__}.{type(exc).__qualname__}", MAX_ERROR_TYPE_CHARS
+            ),
+            error_message=storable_text(_message(exc), MAX_ERROR_CHARS),
+            traceback=storable_text(
+                "".join(tb.format_exception(exc)), MAX_TRACEBACK_CHARS, keep="end"
+            ),
         )
 
     def cancelled(self, reason: str) -> Outcome:
@@ -280,3 +320,11 @@ def next_attempt(claimed: Claimed, now: datetime, rand: float | None = None) -> 
         # the retry takes its attempt's place in the same group
         concurrency_value=execution.concurrency_value,
     )
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or what can be said of an exception whose ``__str__`` raises."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__qualname__}: its message could not be read>"

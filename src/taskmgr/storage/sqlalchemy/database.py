@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from taskmgr.exceptions import ServiceStateError, StorageError, TaskmgrError
+from taskmgr.exceptions import DataRejectedError, ServiceStateError, StorageError, TaskmgrError
 from taskmgr.storage.base import Storage
 from taskmgr.storage.sqlalchemy import migrate
 from taskmgr.storage.sqlalchemy.engine import create_engine, describe_error
@@ -143,6 +143,8 @@ class Database(Storage):
                 conn.commit()
         except TaskmgrError:
             raise
+        except sa.exc.DataError as exc:
+            raise DataRejectedError(f"{what} failed: {describe_error(exc)}") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"{what} failed: {describe_error(exc)}") from exc
 

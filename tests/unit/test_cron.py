@@ -92,6 +92,26 @@ def test_or_with_an_impossible_day_of_month_still_fires_on_the_weekday() -> None
     assert fires("0 0 31 2 MON", 2) == [utc(2026, 2, 2), utc(2026, 2, 9)]
 
 
+@pytest.mark.parametrize(
+    ("expression", "first"),
+    [
+        # A step larger than its range selects the range's first value (crontab(5)).
+        ("55-56/2 * * * *", [utc(2026, 1, 1, 0, 55), utc(2026, 1, 1, 1, 55)]),
+        ("0 12-23/12 * * *", [utc(2026, 1, 1, 12), utc(2026, 1, 2, 12)]),
+        ("0 0 18-23/6 * *", [utc(2026, 1, 18), utc(2026, 2, 18), utc(2026, 3, 18)]),
+        ("0 0 * * 0-6/7", [utc(2026, 1, 4), utc(2026, 1, 11)]),  # Sundays
+        ("0 0 * * 6-7/7", [utc(2026, 1, 3), utc(2026, 1, 10)]),  # Saturdays only
+        # A step as large as the field: the first value, once per hour, day, ...
+        ("*/60 * * * *", [utc(2026, 1, 1, 1), utc(2026, 1, 1, 2)]),
+        ("0 */24 * * *", [utc(2026, 1, 2), utc(2026, 1, 3)]),
+        ("0 0 1 */12 *", [utc(2027, 1, 1), utc(2028, 1, 1)]),
+        ("0 0 * * */7", [utc(2026, 1, 4), utc(2026, 1, 11)]),
+    ],
+)
+def test_step_larger_than_its_range(expression: str, first: list[datetime]) -> None:
+    assert fires(expression, len(first)) == first
+
+
 def test_every_15_minutes() -> None:
     assert fires("*/15 * * * *", 5) == [START + timedelta(minutes=15 * k) for k in range(1, 6)]
 
@@ -192,9 +212,14 @@ BAD = [
     ("* * * * *\x00", "cron", "control character"),
     ("*/0 * * * *", "cron.minute", "step 0"),
     ("0 0 1-31/0 * *", "cron.day_of_month", "step 0"),
-    ("*/60 * * * *", "cron.minute", "step 60"),
-    ("0 */24 * * *", "cron.hour", "out of range 1-23"),
-    ("0 0 * */12 *", "cron.month", "out of range 1-11"),
+    ("*/61 * * * *", "cron.minute", "step 61 in '*/61' out of range 1-60"),
+    ("*/90 * * * *", "cron.minute", "do not carry over from one hour to the next"),
+    ("0-5/61 * * * *", "cron.minute", "step 61 in '0-5/61' out of range 1-60"),
+    ("0 */25 * * *", "cron.hour", "out of range 1-24"),
+    ("0 0 */32 * *", "cron.day_of_month", "out of range 1-31"),
+    ("0 0 * */13 *", "cron.month", "out of range 1-12"),
+    ("0 0 * * */8", "cron.day_of_week", "step 8 in '*/8' out of range 1-7"),
+    ("0 0 * * 0-7/8", "cron.day_of_week", "one week to the next"),
     ("*/ * * * *", "cron.minute", "step"),
     ("*/x * * * *", "cron.minute", "step"),
     ("5/15 * * * *", "cron.minute", "'5-59/15'"),
@@ -261,6 +286,8 @@ def test_refused_by_parse_trigger(expression: str, field: str, words: str) -> No
         "59 23 31 12 *",
         "0-59 0-23 1-31 1-12 0-7",
         "*/59 */23 */30 */11 */6",
+        "*/60 */24 */31 */12 */7",
+        "55-56/2 12-23/12 18-23/6 1-2/12 0-6/7",
         "0 0 * * 7-7",
         "5-5/1 * * * *",
         "0 0 1 jan,JUL,Dec *",

@@ -45,15 +45,19 @@ class _Field:
     low: int
     high: int
     names: dict[str, int]
+    size: int
+    """How many distinct values the field has: the largest step it takes."""
+    cycle: str
+    """The period the field's values repeat in, for messages."""
 
 
 _FIELDS = (
-    _Field("minute", 0, 59, {}),
-    _Field("hour", 0, 23, {}),
-    _Field("day_of_month", 1, 31, {}),
-    _Field("month", 1, 12, _MONTHS),
+    _Field("minute", 0, 59, {}, 60, "hour"),
+    _Field("hour", 0, 23, {}, 24, "day"),
+    _Field("day_of_month", 1, 31, {}, 31, "month"),
+    _Field("month", 1, 12, _MONTHS, 12, "year"),
     # 7 is Sunday too (crontab(5)); it is folded onto 0 after parsing.
-    _Field("day_of_week", 0, 7, _WEEKDAYS),
+    _Field("day_of_week", 0, 7, _WEEKDAYS, 7, "week"),
 )
 
 _SEPARATORS = re.compile(r"[ \t]+")
@@ -157,14 +161,16 @@ def _parse_item(item: str, field: _Field, expression: str) -> set[int]:
                 f"write '{range_part}-{field.high}/{step_text}' or '*/{step_text}'",
                 expression,
             )
-    if slash:
-        span = max(high - low, 1)
-        if not 1 <= step <= span:
-            raise _fail(
-                field.name,
-                f"step {step} in {item!r} out of range 1-{span}",
-                expression,
-            )
+    # A step is checked against the field, not the range: '55-56/2' is minute 55, as
+    # in Vixie cron and cronie (a step past the range's end adds no further value).
+    # They refuse only 0; a step beyond the field's size is refused here because it
+    # can only mean "every n" across the field's wrap, which cron cannot do ('*/90'
+    # would fire hourly). docs/cron.md, Steps.
+    if slash and not 1 <= step <= field.size:
+        why = f" (steps do not carry over from one {field.cycle} to the next)" if step else ""
+        raise _fail(
+            field.name, f"step {step} in {item!r} out of range 1-{field.size}{why}", expression
+        )
     return set(range(low, high + 1, step))
 
 

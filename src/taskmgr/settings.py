@@ -13,6 +13,7 @@ The table in ``docs/configuration.md`` is generated from this model
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -24,6 +25,7 @@ __all__ = [
     "ENV_PREFIX",
     "TaskmgrSettings",
     "load_settings",
+    "redact_text",
     "redact_url",
     "settings_table",
 ]
@@ -31,15 +33,103 @@ __all__ = [
 ENV_PREFIX = "TASKMGR_"
 
 
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (or a placeholder when it does
-    not parse, since a malformed URL may still hold a password)."""
-    import sqlalchemy as sa
+#: What a secret is replaced by wherever taskmgr shows a URL or an error.
+MASK = "***"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+#: The user information as SQLAlchemy reads it (a user name without ``:`` or ``/``, a
+#: password up to the first ``@``), except that a user name never spans ``?`` or ``#``:
+#: ``db://host?password=p@ss`` is a query, whatever the parser.
+_USERINFO = re.compile(r"([^:/?#]*)(?::([^@]*))?@")
+_SQLALCHEMY_USERINFO = re.compile(r"([^:/]*)(?::([^@]*))?@")
+#: Query parameters whose value is a credential (``password``, ``sslpassword``,
+#: ``passfile``, ``*token*``, ``*secret*``, ...). ``sslmode``, ``sslkey`` or
+#: ``sslcert`` (modes and file paths) stay visible.
+_SECRET_PARAM = re.compile(
+    r"pass|pwd|secret|token|credential|signature|^sig$|^key$"
+    r"|(?:api|access|secret|private|master|account|auth|client|shared|sas)_?key$"
+)
+#: A URL inside free text (an error message, a log line).
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+#: ``keyword=value`` pairs of a libpq connection string or a driver message.
+_SECRET_KEYWORD = re.compile(
+    r"(\b[\w.-]*(?:password|passwd|pwd|secret|token)[\w.-]*\s*[=:]\s*)"
+    r"('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s,;&'\"]+)",
+    re.IGNORECASE,
+)
 
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):
+
+def redact_url(url: object) -> str:
+    """``url`` (a string or a ``sqlalchemy.URL``) as it may be shown: its password and
+    the values of credential query parameters (``?password=``, ``?sslpassword=``,
+    ``?token=``, ...) replaced by ``***``.
+
+    The one redaction taskmgr applies wherever a URL is shown (errors, logs, ``taskmgr
+    config show``, health, ``repr``). It reads the URL the way the most revealing
+    parser would: a password holding an unencoded ``@`` (``user:p@ss@host``) is hidden
+    up to the last ``@`` of the authority, where SQLAlchemy would stop at the first and
+    show the rest as the host. A string without a scheme is not shown at all.
+    """
+    render = getattr(url, "render_as_string", None)
+    text = render(hide_password=False) if callable(render) else str(url)
+    scheme = _SCHEME.match(text)
+    if scheme is None:
         return "<unparseable URL>"
+    rest = text[scheme.end() :]
+    shown = ""
+    userinfo = None if rest.startswith("/") else _userinfo(rest)  # "/": no host
+    if userinfo is not None:
+        end = userinfo.end()
+        # A password with an unencoded '@': hide up to the last '@' before the query.
+        query_at = _find_any(rest, "?#", end)
+        last_at = rest.rfind("@", end, query_at)
+        if last_at >= 0:
+            end = last_at + 1
+        user = userinfo.group(1)
+        hidden = userinfo.group(2) is not None or end > userinfo.end()
+        shown = f"{user}:{MASK}@" if hidden else f"{user}@"
+        rest = rest[end:]
+    query_at = rest.find("?")
+    if query_at >= 0:
+        rest = rest[: query_at + 1] + _redact_query(rest[query_at + 1 :])
+    return f"{scheme.group(0)}{shown}{rest}"
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message, a log line) with every URL in it redacted by
+    :func:`redact_url` and the values of ``password=...``-like pairs (a libpq
+    connection string, a driver's message) replaced by ``***``."""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return _SECRET_KEYWORD.sub(lambda m: m.group(1) + MASK, text)
+
+
+def _userinfo(rest: str) -> re.Match[str] | None:
+    found = _USERINFO.match(rest)
+    if found is None:  # a user name with '?' or '#' and a password: as SQLAlchemy reads it
+        found = _SQLALCHEMY_USERINFO.match(rest)
+        if found is not None and found.group(2) is None:
+            return None  # 'host?x=a@b': a query, not a user
+    return found
+
+
+def _find_any(text: str, chars: str, start: int) -> int:
+    found = [i for i in (text.find(c, start) for c in chars) if i >= 0]
+    return min(found) if found else len(text)
+
+
+def _redact_query(query: str) -> str:
+    from urllib.parse import unquote_plus
+
+    fragment = ""
+    if "#" in query:
+        query, fragment = query.split("#", 1)
+        fragment = "#" + fragment
+    pairs = []
+    for pair in query.split("&"):
+        name, sep, _value = pair.partition("=")
+        if sep and _SECRET_PARAM.search(unquote_plus(name).lower().replace("-", "_")):
+            pair = f"{name}={MASK}"
+        pairs.append(pair)
+    return "&".join(pairs) + fragment
 
 
 class TaskmgrSettings(BaseSettings):

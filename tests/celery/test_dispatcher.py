@@ -4,6 +4,7 @@ the broker is unreachable, inline opt-outs, and the settings taskmgr applies."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -61,6 +62,7 @@ def test_broker_down_keeps_executions_pending(
             "the execution back to pending",
         )[0]
     assert execution.owner is None and execution.dispatched_at is None
+    assert execution.celery_task_id is None  # a message that got through takes nothing over
     assert execution.due_at >= execution.created_at
     assert [e.status for e in all_executions(service)] == [ExecutionStatus.PENDING]
 
@@ -79,6 +81,54 @@ def test_fallback_inline_runs_executions_here_when_the_broker_is_down(
     assert done[0].owner == service.instance_id
     assert any("running 1 execution(s) inline" in r.message for r in caplog.records)
     assert len(jobs.read_witness(witness_url)) == 1
+
+
+class _Published:
+    """Stands in for taskmgr's task on a broker: records each message published."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+
+    def apply_async(self, *, kwargs: dict[str, Any], task_id: str, **_: Any) -> None:
+        self.messages.append((task_id, kwargs))
+
+
+def test_the_task_id_is_recorded_before_publishing_and_kept_when_published_again(
+    tmp_path: Any,
+) -> None:
+    _, service = make(tmp_path, dispatch_timeout=0.2)
+    dispatcher = service.dispatcher
+    assert isinstance(dispatcher, CeleryDispatcher)
+    published = _Published()
+    dispatcher.task = published
+    storage = service.storage
+    with service:
+        service.create_job("work", jobs.witness, at=datetime.now(UTC))
+        # nobody takes it over: the reconciler publishes it again, and again
+        wait_for(lambda: len(published.messages) >= 3, 10, "the message to be published again")
+        task_ids = {task_id for task_id, _ in list(published.messages)}
+        (task_id,) = task_ids  # one id for every copy
+        (execution,) = all_executions(service)
+        assert execution.status is ExecutionStatus.RUNNING and execution.started_at is None
+        assert execution.celery_task_id == task_id  # recorded on the execution
+        assert published.messages[0][1] == {
+            "execution_id": execution.id,
+            "owner": service.instance_id,
+            "attempt": 1,
+        }
+        fence: dict[str, Any] = {
+            "from_owner": service.instance_id,
+            "to_owner": "worker",
+            "attempt": 1,
+            "now": datetime.now(UTC),
+        }
+        # a message with any other id takes nothing over; the published one does, once
+        assert storage.take_over(execution.id, celery_task_id="forged", **fence) is None
+        assert storage.take_over(execution.id, celery_task_id=task_id, **fence) is not None
+        assert storage.take_over(execution.id, celery_task_id=task_id, **fence) is None
+        count = len(published.messages)
+        time.sleep(0.5)  # taken over: no longer published again
+        assert len(published.messages) <= count + 1
 
 
 def test_a_job_on_the_inline_queue_never_goes_to_the_broker(

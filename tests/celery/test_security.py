@@ -1,7 +1,8 @@
 """A worker runs only what the host registered, from JSON messages only (docs/guarantees.md, G6):
 a pickle body, a message taskmgr did not write and an execution whose function the
 worker does not have are all refused without running anything, and the worker keeps
-working."""
+working. And a forged or replayed message never starts an execution a second time
+(docs/celery.md, delivery guarantees)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from kombu import Connection, Exchange, Queue
 from taskmgr.celery import TASK_NAME
 from taskmgr.core.models import ExecutionStatus
 from tests.celery import jobs
-from tests.celery.harness import Setup, Worker, all_executions, wait_for_ended, workers
+from tests.celery.harness import Setup, Worker, all_executions, wait_for, wait_for_ended, workers
 from tests.celery.hostapp import build
 
 pytestmark = pytest.mark.slow
@@ -96,5 +97,62 @@ def test_pickle_foreign_messages_and_unregistered_functions_run_nothing(
     assert refused.error_type == "taskmgr.exceptions.FunctionNotRegisteredError"
     assert by_key["healthy"].status is ExecutionStatus.SUCCESS  # the worker kept working
     assert "taskmgr accepts JSON only" in log
+    # the host's app accepts pickle: the worker says so where it is seen, once
+    assert log.count("WARNING/MainProcess] this worker accepts ['json', 'pickle']") == 1, log
     assert "that taskmgr did not send: nothing was run" in log
     assert [row.job_key for row in jobs.read_witness(redis_setup.witness)] == ["healthy"]
+
+
+def test_a_forged_or_replayed_message_does_not_start_a_running_execution_again(
+    redis_setup: Setup,
+) -> None:
+    app, service = build(redis_setup.broker, redis_setup.database, redis_setup.queue)
+    service.create_job(
+        "slow", jobs.slow, at=datetime.now(UTC) + timedelta(seconds=0.5), kwargs={"seconds": 5.0}
+    )
+    with workers() as started:
+        # two pool processes: one runs the job, the other is free for the copies
+        started.append(worker := Worker(redis_setup, pool="prefork", concurrency=2))
+        worker_id = worker.wait_ready(service)
+        with service:
+            start = wait_for(lambda: jobs.read_witness(redis_setup.witness), 20, "the start")[0]
+            running = service.get_execution(start.execution_id)
+            assert running.status is ExecutionStatus.RUNNING and running.owner == worker_id
+            assert running.celery_task_id is not None and running.started_at is not None
+            copies = [
+                # naming the worker that runs it as the owner it takes the execution from
+                (worker_id, str(uuid.uuid4())),
+                (worker_id, running.celery_task_id),
+                # naming the scheduler that dispatched it, with a made-up task id
+                (service.instance_id, str(uuid.uuid4())),
+                # the original message exactly, replayed while it runs
+                (service.instance_id, running.celery_task_id),
+            ]
+            for owner, task_id in copies:
+                app.tasks[TASK_NAME].apply_async(
+                    kwargs={"execution_id": running.id, "owner": owner, "attempt": 1},
+                    task_id=task_id,
+                    queue=redis_setup.queue,
+                    serializer="json",
+                )
+            ignored = (
+                f"for execution {running.id} ignored: it is running (owner {worker_id}, started)"
+            )
+            wait_for(
+                lambda: worker.output().count(ignored) == len(copies),
+                15,
+                "the worker to ignore every copy",
+            )
+            # all of them were handled while the first run was still going
+            assert service.get_execution(running.id) == running
+            assert [row.execution_id for row in jobs.read_witness(redis_setup.witness)] == [
+                running.id
+            ]
+            wait_for_ended(service, 1, 20, "the run to end")
+        ended = service.get_execution(running.id)
+        service.close()
+
+    assert ended.status is ExecutionStatus.SUCCESS
+    assert ended.owner == worker_id
+    starts = jobs.read_witness(redis_setup.witness)
+    assert [(row.execution_id, row.note) for row in starts] == [(running.id, "start")]

@@ -5,20 +5,32 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from taskmgr.core.models import ExecutionStatus, InstanceStatus
-from taskmgr.storage.base import ExecutionFilter, Storage
+from taskmgr.core.models import Execution, ExecutionStatus, InstanceStatus, Job
+from taskmgr.exceptions import InvalidInputError
+from taskmgr.storage.base import Claimed, ExecutionFilter, Storage
 
-from .helpers import T0, add_job, instance, outcome, running
+from .helpers import MINUTE, T0, add_job, fire_all, instance, outcome, running
 
 LATER = T0 + timedelta(seconds=5)
+TASK = "task-1"
+
+
+def published(storage: Storage, job: Job, owner: str = "scheduler", task: str = TASK) -> Execution:
+    """A running execution owned by ``owner``, with the task id of the message its
+    dispatcher published for it recorded."""
+    new = storage.add_execution(running(job, owner))
+    assert storage.assign_task_ids({new.id: task}, owner=owner) == {new.id}
+    return storage.get_execution(new.id)
 
 
 def test_take_over_moves_a_running_execution_to_its_new_owner(storage: Storage) -> None:
     job = add_job(storage, "work")
-    new = storage.add_execution(running(job, "scheduler"))
+    new = published(storage, job)
+    assert new.celery_task_id == TASK
     claimed = storage.take_over(
         new.id,
         from_owner="scheduler",
@@ -38,11 +50,21 @@ def test_take_over_moves_a_running_execution_to_its_new_owner(storage: Storage) 
     assert storage.record_outcomes([outcome(new, "worker")]) == [True]
 
 
+def take_over(storage: Storage, execution_id: str, **fence: Any) -> Claimed | None:
+    """``take_over`` with the legitimate first delivery's fence, unless told otherwise."""
+    fence.setdefault("from_owner", "scheduler")
+    fence.setdefault("to_owner", "worker")
+    fence.setdefault("attempt", 1)
+    fence.setdefault("now", LATER)
+    fence.setdefault("celery_task_id", TASK)
+    return storage.take_over(execution_id, **fence)
+
+
 def test_take_over_happens_once(storage: Storage) -> None:
     job = add_job(storage, "work")
-    new = storage.add_execution(running(job, "scheduler"))
-    first = storage.take_over(new.id, from_owner="scheduler", to_owner="w1", attempt=1, now=LATER)
-    again = storage.take_over(new.id, from_owner="scheduler", to_owner="w2", attempt=1, now=LATER)
+    new = published(storage, job)
+    first = take_over(storage, new.id, to_owner="w1")
+    again = take_over(storage, new.id, to_owner="w2")
     assert first is not None and again is None
     assert storage.get_execution(new.id).owner == "w1"
 
@@ -54,80 +76,162 @@ def test_take_over_is_fenced_by_owner_and_attempt(
     storage: Storage, from_owner: str, attempt: int
 ) -> None:
     job = add_job(storage, "work")
+    new = published(storage, job)
+    assert take_over(storage, new.id, from_owner=from_owner, attempt=attempt) is None
+    assert storage.get_execution(new.id) == new
+
+
+def test_take_over_refuses_a_message_with_another_task_id(storage: Storage) -> None:
+    job = add_job(storage, "work")
+    new = published(storage, job)
+    # a forged message: the right owner and attempt, but not the id that was published
+    assert take_over(storage, new.id, celery_task_id="task-forged") is None
+    assert take_over(storage, new.id, celery_task_id="") is None
+    assert storage.get_execution(new.id) == new
+    # the published message still takes it over
+    assert take_over(storage, new.id) is not None
+
+
+def test_take_over_refuses_an_execution_no_message_was_published_for(storage: Storage) -> None:
+    # e.g. one its scheduler runs in its own process: no task id is recorded on it
+    job = add_job(storage, "work")
     new = storage.add_execution(running(job, "scheduler"))
-    taken = storage.take_over(
-        new.id, from_owner=from_owner, to_owner="worker", attempt=attempt, now=LATER
-    )
-    assert taken is None
+    assert take_over(storage, new.id) is None
     assert storage.get_execution(new.id).owner == "scheduler"
+
+
+def test_take_over_refuses_an_execution_that_started(storage: Storage) -> None:
+    job = add_job(storage, "work")
+    new = published(storage, job)
+    assert take_over(storage, new.id, to_owner="w1") is not None
+    started = storage.get_execution(new.id)
+    assert (started.owner, started.started_at) == ("w1", LATER)
+    # the same message again (redelivered by the broker, or replayed) while it runs
+    assert take_over(storage, new.id, to_owner="w2", now=LATER + MINUTE) is None
+    assert take_over(storage, new.id, to_owner="w1", now=LATER + MINUTE) is None
+    # a message naming the worker that runs it as the owner (forged)
+    assert take_over(storage, new.id, from_owner="w1", to_owner="w2") is None
+    assert take_over(storage, new.id, from_owner="w1", to_owner="w1") is None
+    assert storage.get_execution(new.id) == started
+    assert storage.record_outcomes([outcome(new, "w1")]) == [True]
+
+
+def test_take_over_refuses_a_started_execution_still_owned_by_its_dispatcher(
+    storage: Storage,
+) -> None:
+    # a dispatcher that took its own execution back to run it itself (a publish failed)
+    job = add_job(storage, "work")
+    new = published(storage, job)
+    assert take_over(storage, new.id, to_owner="scheduler") is not None
+    started = storage.get_execution(new.id)
+    assert (started.owner, started.started_at) == ("scheduler", LATER)
+    assert take_over(storage, new.id) is None  # the message reached the broker after all
+    assert storage.get_execution(new.id) == started
 
 
 def test_take_over_of_a_finished_or_unknown_execution_changes_nothing(storage: Storage) -> None:
     job = add_job(storage, "work")
-    new = storage.add_execution(running(job, "scheduler"))
+    new = published(storage, job)
     assert storage.record_outcomes([outcome(new, "scheduler")]) == [True]
     before = storage.get_execution(new.id)
-    assert (
-        storage.take_over(new.id, from_owner="scheduler", to_owner="w", attempt=1, now=LATER)
-        is None
-    )
+    assert take_over(storage, new.id, to_owner="w") is None
     assert storage.get_execution(new.id) == before
-    assert (
-        storage.take_over("nope", from_owner="scheduler", to_owner="w", attempt=1, now=LATER)
-        is None
-    )
+    assert take_over(storage, "nope", to_owner="w") is None
 
 
 def test_a_worker_that_is_not_running_takes_nothing_over(storage: Storage) -> None:
     job = add_job(storage, "work")
-    new = storage.add_execution(running(job, "scheduler"))
+    new = published(storage, job)
     storage.register_instance(instance("worker"))
     storage.set_instance_status("worker", InstanceStatus.DEAD)
-    assert (
-        storage.take_over(new.id, from_owner="scheduler", to_owner="worker", attempt=1, now=LATER)
-        is None
-    )
+    assert take_over(storage, new.id) is None
     storage.register_instance(instance("worker"))  # registered again: it may
-    assert storage.take_over(
-        new.id, from_owner="scheduler", to_owner="worker", attempt=1, now=LATER
-    )
+    assert take_over(storage, new.id)
 
 
 def test_take_over_cancels_an_execution_whose_job_was_deleted(storage: Storage) -> None:
     job = add_job(storage, "work")
-    new = storage.add_execution(running(job, "scheduler"))
+    new = published(storage, job)
+    forged = storage.add_execution(running(job, "scheduler", scheduled_for=T0 + MINUTE))
     storage.delete_job("work", now=T0)
-    assert (
-        storage.take_over(new.id, from_owner="scheduler", to_owner="w", attempt=1, now=LATER)
-        is None
-    )
+    # a message that was not published for it changes nothing, not even that
+    assert take_over(storage, forged.id, to_owner="w") is None
+    assert storage.get_execution(forged.id).status is ExecutionStatus.RUNNING
+    assert take_over(storage, new.id, to_owner="w") is None
     stored = storage.get_execution(new.id)
     assert stored.status is ExecutionStatus.CANCELLED
     assert stored.completed_at == LATER
 
 
-def test_release_puts_a_running_execution_back_to_pending(storage: Storage) -> None:
+def test_assign_task_ids_records_one_id_per_waiting_execution(storage: Storage) -> None:
+    job = add_job(storage, "work")
+    waiting = storage.add_execution(running(job, "scheduler"))
+    other = storage.add_execution(running(job, "other", scheduled_for=T0 + MINUTE))
+    ended = storage.add_execution(running(job, "scheduler", scheduled_for=T0 + 2 * MINUTE))
+    assert storage.record_outcomes([outcome(ended, "scheduler")]) == [True]
+    taken = published(storage, job, task="task-0")
+    assert take_over(storage, taken.id, celery_task_id="task-0")
+    ids = {
+        waiting.id: "task-a",
+        other.id: "task-b",
+        ended.id: "task-c",
+        taken.id: "task-d",
+        "nope": "task-e",
+    }
+    assert storage.assign_task_ids(ids, owner="scheduler") == {waiting.id}
+    assert storage.get_execution(waiting.id).celery_task_id == "task-a"
+    assert storage.get_execution(other.id).celery_task_id is None
+    assert storage.get_execution(ended.id).celery_task_id is None
+    assert storage.get_execution(taken.id).celery_task_id == "task-0"
+    # the id stays the first one: the same again applies, another one does not
+    assert storage.assign_task_ids({waiting.id: "task-a"}, owner="scheduler") == {waiting.id}
+    assert storage.assign_task_ids({waiting.id: "task-z"}, owner="scheduler") == set()
+    assert storage.get_execution(waiting.id).celery_task_id == "task-a"
+    assert storage.assign_task_ids({}, owner="scheduler") == set()
+
+
+@pytest.mark.parametrize("task", ["", "x" * 256, None, 7], ids=["empty", "long", "none", "int"])
+def test_assign_task_ids_refuses_a_bad_task_id(storage: Storage, task: Any) -> None:
     job = add_job(storage, "work")
     new = storage.add_execution(running(job, "scheduler"))
+    with pytest.raises(InvalidInputError, match="celery_task_id"):
+        storage.assign_task_ids({new.id: "task-a", "nope": task}, owner="scheduler")
+    assert storage.get_execution(new.id).celery_task_id is None
+
+
+def test_release_puts_a_running_execution_back_to_pending(storage: Storage) -> None:
+    job = add_job(storage, "work")
+    new = published(storage, job)
     assert storage.release(new.id, owner="other", due_at=LATER) is False
     assert storage.release(new.id, owner="scheduler", due_at=LATER) is True
     stored = storage.get_execution(new.id)
     assert stored.status is ExecutionStatus.PENDING
     assert (stored.owner, stored.dispatched_at, stored.started_at) == (None, None, None)
+    assert stored.celery_task_id is None
     assert stored.due_at == LATER
     assert storage.next_due_at() == min(LATER, job.next_run_at or LATER)
     # released work is no longer the old owner's, nor can it be taken over
-    assert (
-        storage.take_over(new.id, from_owner="scheduler", to_owner="w", attempt=1, now=LATER)
-        is None
-    )
+    assert take_over(storage, new.id, to_owner="w") is None
     assert storage.release(new.id, owner="scheduler", due_at=LATER) is False
+
+
+def test_a_message_published_before_a_release_takes_nothing_over(storage: Storage) -> None:
+    job = add_job(storage, "work", next_run_at=None)
+    new = published(storage, job)
+    assert storage.release(new.id, owner="scheduler", due_at=T0) is True
+    # claimed again by the same instance, at the same attempt
+    claimed = storage.claim(now=LATER, owner="scheduler", limit=10, planner=fire_all)
+    assert [c.execution.id for c in claimed] == [new.id]
+    assert take_over(storage, new.id) is None  # the old message: its id was cleared
+    assert storage.assign_task_ids({new.id: "task-2"}, owner="scheduler") == {new.id}
+    assert take_over(storage, new.id) is None
+    assert take_over(storage, new.id, celery_task_id="task-2") is not None
 
 
 def test_release_of_taken_over_work_changes_nothing(storage: Storage) -> None:
     job = add_job(storage, "work")
-    new = storage.add_execution(running(job, "scheduler"))
-    assert storage.take_over(new.id, from_owner="scheduler", to_owner="w", attempt=1, now=LATER)
+    new = published(storage, job)
+    assert take_over(storage, new.id, to_owner="w")
     assert storage.release(new.id, owner="scheduler", due_at=LATER) is False
     assert storage.get_execution(new.id).owner == "w"
 

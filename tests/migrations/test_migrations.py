@@ -145,7 +145,10 @@ def test_subprocess_db_check_and_bad_app(tmp_path: object) -> None:
     assert run([sys.executable, "-m", "taskmgr", "db", "check"]).returncode == 0
     bad = run([sys.executable, "-m", "taskmgr", "jobs", "list", "--app", "nowhere_xyz:svc"])
     assert bad.returncode == 1
-    assert bad.stderr == "Error: app: module 'nowhere_xyz' not found\n"
+    assert bad.stderr == (
+        "Error: app: module 'nowhere_xyz' not found "
+        "(it must be importable: installed, or on sys.path)\n"
+    )
 
 
 def test_include_object_keeps_our_tables_out_of_host_autogenerate() -> None:

@@ -2,8 +2,11 @@
 
 The scheduler has already claimed the execution (``running``, owned by its instance)
 when :meth:`CeleryDispatcher.dispatch` runs; the message carries only the execution id
-and the fence a worker needs to take it over (owner and attempt). Nothing is lost
-between the claim and a worker:
+and the fence a worker needs to take it over (owner and attempt). Its Celery task id is
+chosen here and recorded on the execution before publishing (``Storage.assign_task_ids``,
+one transaction per batch): a worker takes the execution over only for a message with
+that id, so a forged message starts nothing, and a replayed one finds it started.
+Nothing is lost between the claim and a worker:
 
 * the broker refuses the message: the execution goes back to ``pending`` (due after
   a short, growing backoff) and is claimed and published again when the broker is
@@ -21,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -62,6 +65,9 @@ class CeleryDispatcher(Dispatcher):
     :param publish_backoff_max: longest wait before trying an unreachable broker again.
     :param handover_timeout: how long ``shutdown(wait=True)`` waits for workers to
         take over what was published before putting the rest back to ``pending``.
+    :param allow_pickle_app: the host's app accepts pickle for its own tasks on
+        purpose (``accept_content``): a worker then says so in an info line instead of
+        warning at its start (taskmgr's task accepts JSON only either way).
     """
 
     def __init__(
@@ -76,6 +82,7 @@ class CeleryDispatcher(Dispatcher):
         publish_backoff_max: float = 10.0,
         handover_timeout: float = 5.0,
         batch: int = 500,
+        allow_pickle_app: bool = False,
     ) -> None:
         if fallback not in (None, "inline"):
             raise ValueError(f"fallback must be None or 'inline', got {fallback!r}")
@@ -97,6 +104,7 @@ class CeleryDispatcher(Dispatcher):
         self.publish_backoff_max = float(publish_backoff_max)
         self.handover_timeout = float(handover_timeout)
         self.batch = batch
+        self.allow_pickle_app = allow_pickle_app
         self.task: Any = None
         self._context: DispatchContext | None = None
         self._lock = threading.Lock()
@@ -110,7 +118,7 @@ class CeleryDispatcher(Dispatcher):
     # -- wiring ----------------------------------------------------------------------
 
     def bind(self, runtime: Runtime) -> None:
-        self.task = install(self.app, runtime)
+        self.task = install(self.app, runtime, allow_pickle_app=self.allow_pickle_app)
 
     def start(self, context: DispatchContext) -> None:
         if self.task is None:
@@ -138,44 +146,106 @@ class CeleryDispatcher(Dispatcher):
     def dispatch(self, claimed: Sequence[Claimed]) -> None:
         context = self._require_context()
         inline: list[Claimed] = []
-        deferred: list[Claimed] = []
+        deferred: list[Claimed] = []  # not published
+        publish: list[Claimed] = []
         for item in claimed:
             if item.job.queue == INLINE_QUEUE:
                 inline.append(item)
             elif self._backing_off():
                 deferred.append(item)
             else:
-                try:
-                    if _tracing.enabled():
-                        with _tracing.dispatch_span(_span_attributes(item), producer=True):
-                            self._publish(item.execution, item.job)
-                    else:
-                        self._publish(item.execution, item.job)
-                except Exception as exc:
-                    self._publish_failed(exc)
-                    deferred.append(item)
+                publish.append(item)
+        task_ids: dict[str, str] = {}
+        if publish:
+            try:
+                task_ids = self._task_ids([item.execution for item in publish])
+            except Exception:
+                # nothing was published for them: they wait, or run here, like the rest
+                logger.exception(
+                    "could not record the task ids of %d execution(s) before publishing them",
+                    len(publish),
+                )
+                deferred.extend(publish)
+                publish = []
+        failed: list[Claimed] = []  # a publish raised: its message may be in the broker
+        for item in publish:
+            task_id = task_ids.get(item.execution.id)
+            if task_id is None:
+                continue  # no longer waiting under this instance (reaped, released)
+            if self._backing_off():
+                deferred.append(item)
+                continue
+            try:
+                if _tracing.enabled():
+                    with _tracing.dispatch_span(_span_attributes(item), producer=True):
+                        self._publish(item.execution, item.job, task_id)
                 else:
-                    self._publish_succeeded()
+                    self._publish(item.execution, item.job, task_id)
+            except Exception as exc:
+                self._publish_failed(exc)
+                failed.append(item)
+            else:
+                self._publish_succeeded()
         if inline:
             self.inline.dispatch(inline)
-        if not deferred:
+        if not deferred and not failed:
             return
         if self.fallback == "inline":
             logger.warning(
-                "running %d execution(s) inline: the broker is unreachable", len(deferred)
+                "running %d execution(s) inline: the broker is unreachable",
+                len(deferred) + len(failed),
             )
-            self.inline.dispatch(deferred)
+            self.inline.dispatch([*deferred, *self._take_back(failed, task_ids)])
             return
         due = context.clock.now() + timedelta(seconds=max(0.0, self._retry_at - time.monotonic()))
         storage = self._storage()
-        for item in deferred:
+        for item in [*deferred, *failed]:
             try:
+                # clears its task id too: a message that reached the broker takes nothing over
                 storage.release(item.execution.id, owner=context.owner, due_at=due)
             except Exception:
                 # still running under this instance: the reconciler publishes it later
                 logger.exception("could not put execution %s back to pending", item.execution.id)
 
-    def _publish(self, execution: Execution, job: Job | None) -> None:
+    def _task_ids(self, executions: Sequence[Execution]) -> dict[str, str]:
+        """The task id of each execution's message, recorded on it before publishing
+        (the nonce a worker's take-over checks). An execution published before keeps
+        its id. Those no longer waiting under this instance are left out."""
+        context = self._require_context()
+        known = {e.id: e.celery_task_id for e in executions if e.celery_task_id is not None}
+        # a fresh random id per dispatch: a forged message cannot guess it
+        wanted = {e.id: known.get(e.id) or str(uuid.uuid4()) for e in executions}
+        assigned = self._storage().assign_task_ids(wanted, owner=context.owner)
+        return {execution_id: wanted[execution_id] for execution_id in assigned}
+
+    def _take_back(self, failed: Sequence[Claimed], task_ids: Mapping[str, str]) -> list[Claimed]:
+        """Executions whose publish raised, to run here: the message may have reached
+        the broker all the same, so each is first taken over by this instance (the
+        worker's compare-and-set) and a late message finds it started."""
+        context = self._require_context()
+        storage = self._storage()
+        taken: list[Claimed] = []
+        for item in failed:
+            execution = item.execution
+            try:
+                claimed = storage.take_over(
+                    execution.id,
+                    from_owner=context.owner,
+                    to_owner=context.owner,
+                    attempt=execution.attempt,
+                    now=context.clock.now(),
+                    celery_task_id=task_ids[execution.id],
+                )
+            except Exception:
+                logger.exception("could not take execution %s back to run it here", execution.id)
+                with self._lock:  # the reconciler publishes it again
+                    self._published[execution.id] = -self.dispatch_timeout
+                continue
+            if claimed is not None:
+                taken.append(claimed)
+        return taken
+
+    def _publish(self, execution: Execution, job: Job | None, task_id: str) -> None:
         context = self._require_context()
         options: dict[str, Any] = {}
         queue = (job.queue if job is not None else None) or self.queue
@@ -190,8 +260,8 @@ class CeleryDispatcher(Dispatcher):
                 "owner": context.owner,
                 "attempt": execution.attempt,
             },
-            # a fresh id per message: the worker records the one it ran
-            task_id=str(uuid.uuid4()),
+            # the id recorded on the execution: the only message a worker takes it for
+            task_id=task_id,
             serializer="json",
             # one quick reconnect, then our own backoff: never block the scheduler
             retry=True,
@@ -234,7 +304,8 @@ class CeleryDispatcher(Dispatcher):
     # -- reconciliation ------------------------------------------------------------------
 
     def _running_here(self) -> list[Execution]:
-        """Executions still ``running`` under this instance that it published."""
+        """Executions it published, still waiting under this instance (``running``,
+        not started)."""
         context = self._require_context()
         storage = self._storage()
         found: list[Execution] = []
@@ -250,7 +321,7 @@ class CeleryDispatcher(Dispatcher):
                 break
             before = (page[-1].created_at, page[-1].id)
         with self._lock:
-            return [e for e in found if e.id in self._published]
+            return [e for e in found if e.id in self._published and e.started_at is None]
 
     def reconcile(self) -> int:
         """Publish again what no worker took over within ``dispatch_timeout``; forget
@@ -264,8 +335,14 @@ class CeleryDispatcher(Dispatcher):
         if not stale or self._backing_off():
             return 0
         storage = self._storage()
+        # the same task id as before (a late original and this copy: the first to reach
+        # a worker runs it, the other finds it started)
+        task_ids = self._task_ids(stale)
         republished = 0
         for execution in stale:
+            task_id = task_ids.get(execution.id)
+            if task_id is None:
+                continue  # taken over or ended meanwhile
             try:
                 job: Job | None = storage.get_job(execution.job_key)
             except JobNotFoundError:
@@ -273,7 +350,7 @@ class CeleryDispatcher(Dispatcher):
             if job is not None and job.id != execution.job_id:
                 job = None
             try:
-                self._publish(execution, job)
+                self._publish(execution, job, task_id)
             except Exception as exc:
                 self._publish_failed(exc)
                 break

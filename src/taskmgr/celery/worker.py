@@ -1,14 +1,18 @@
 """The worker side: taskmgr's task on the host's Celery app, and what a worker process
 needs around it (its ``instances`` row, heartbeats, fenced writes).
 
-Ownership: the scheduler claims an execution (``running`` under its instance id) and
-publishes it. The worker node (the ``celery worker`` main process) registers an
+Ownership: the scheduler claims an execution (``running`` under its instance id),
+records on it the id of the Celery task it is about to publish (the message's nonce)
+and publishes it. The worker node (the ``celery worker`` main process) registers an
 instance of mode ``worker`` and heartbeats like a scheduler does; a task takes the
-execution over from the scheduler in one compare-and-set (``Storage.take_over``) and
-records its outcome fenced by the worker's instance id. Hence:
+execution over from the scheduler in one compare-and-set (``Storage.take_over``: only
+an execution not started yet, still owned by the scheduler named in the message, and
+only for a message whose task id is the one recorded) and records its outcome fenced
+by the worker's instance id. Hence:
 
-* a redelivered message for an execution that ended, or that another delivery took
-  over, changes nothing and is acknowledged;
+* a redelivered or duplicated message for an execution that started (it runs, or
+  ended), and a forged message (another task id, or naming a worker as the owner),
+  change nothing and are acknowledged: no execution starts twice;
 * a worker child killed mid-run (or killed at its hard time limit) is noticed by the
   worker's main process, which records ``lost`` (or ``timeout``) with the job's retry
   rules;
@@ -59,11 +63,13 @@ logger = logging.getLogger("taskmgr.celery")
 #: The name of taskmgr's task on the host's app.
 TASK_NAME = "taskmgr.execute"
 JSON = "application/json"
+#: The ``accept_content`` entries that decode with pickle.
+_PICKLE = frozenset({"pickle", "application/x-python-serialize"})
 _RUNTIME = "_taskmgr_runtime"
 _MAX_ID = 64
 
 
-def install(celery_app: Any, runtime: Runtime) -> Any:
+def install(celery_app: Any, runtime: Runtime, *, allow_pickle_app: bool = False) -> Any:
     """Register taskmgr's task on ``celery_app`` for a service's ``runtime`` and
     return it.
 
@@ -73,6 +79,10 @@ def install(celery_app: Any, runtime: Runtime) -> Any:
     ``reject_on_worker_lost``, results ignored. Worker-wide settings are left as the
     host set them; only ``worker_prefetch_multiplier`` defaults to 1 when the host did
     not set it (see ``docs/celery.md``). Idempotent for the same service.
+
+    A worker whose app accepts pickle (``accept_content``) for the host's own tasks is
+    warned about at its start, once Celery's logging is set up; ``allow_pickle_app=True``
+    says the host chose it, and turns the warning into an info line.
     """
     installed: WorkerRuntime | None = getattr(celery_app, _RUNTIME, None)
     if installed is not None:
@@ -81,7 +91,7 @@ def install(celery_app: Any, runtime: Runtime) -> Any:
                 "another SchedulerService is already installed on this Celery app"
             )
         return installed.task
-    worker = WorkerRuntime(celery_app, runtime)
+    worker = WorkerRuntime(celery_app, runtime, allow_pickle_app=allow_pickle_app)
     worker.task = celery_app.task(
         name=TASK_NAME,
         bind=True,
@@ -131,9 +141,10 @@ def _host_set(conf: Any, key: str) -> bool:
 class WorkerRuntime:
     """What one worker node (and its pool processes) needs to run executions."""
 
-    def __init__(self, app: Any, runtime: Runtime) -> None:
+    def __init__(self, app: Any, runtime: Runtime, *, allow_pickle_app: bool = False) -> None:
         self.app = app
         self.runtime = runtime
+        self.allow_pickle_app = allow_pickle_app
         self.task: Any = None
         self.instance: InstanceRuntime | None = None
         self._node_pid: int | None = None
@@ -151,6 +162,17 @@ class WorkerRuntime:
             if ours(sender):
                 self.configure_worker(sender)
                 self.start_node()
+                from celery.apps.worker import Worker as WorkerProgram
+
+                if not isinstance(sender, WorkerProgram):
+                    # embedded in the host's process: its logging is already in place
+                    self.check_accept_content()
+
+        def on_after_setup(sender: Any = None, instance: Any = None, **_: Any) -> None:
+            # `celery worker` / `taskmgr worker`: sent once Celery's logging is set up,
+            # so what is logged now is seen (at worker_init it would go nowhere)
+            if ours(instance):
+                self.check_accept_content()
 
         def on_process_init(**_: Any) -> None:
             self.after_fork()
@@ -160,6 +182,7 @@ class WorkerRuntime:
                 self.stop_node()
 
         signals.worker_init.connect(on_worker_init, weak=False)
+        signals.celeryd_after_setup.connect(on_after_setup, weak=False)
         signals.worker_process_init.connect(on_process_init, weak=False)
         signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
 
@@ -176,14 +199,30 @@ class WorkerRuntime:
             # unacknowledged messages.
             worker.prefetch_multiplier = 1
             conf[key] = 1
-        accepted = {str(c) for c in conf.accept_content or ()}
-        if accepted - {"json", JSON}:
-            logger.warning(
-                "this worker accepts %s for the host's tasks; taskmgr's task refuses "
-                "anything but JSON, but an accepted pickle message runs code when it is "
-                "decoded: prefer accept_content=['json']",
-                sorted(accepted),
+
+    def check_accept_content(self) -> None:
+        """Warn (``taskmgr.celery``) when the app accepts pickle for the host's tasks:
+        taskmgr's task refuses anything but JSON, but the worker decodes a pickle message
+        for another task, and decoding pickle runs code. ``allow_pickle_app=True``: the
+        host chose it, an info line says so."""
+        accepted = sorted(str(c) for c in self.app.conf.accept_content or ())
+        if not _PICKLE.intersection(accepted):
+            return
+        if self.allow_pickle_app:
+            logger.info(
+                "this worker accepts %s for the host's tasks (allow_pickle_app=True); "
+                "taskmgr's task accepts JSON only",
+                accepted,
             )
+            return
+        logger.warning(
+            "this worker accepts %s: a pickle message is code that runs when it is "
+            "decoded, so anyone who can publish to the broker can run code here. "
+            "taskmgr's task refuses anything but JSON, but your own tasks do not: prefer "
+            "accept_content=['json'], or pass CeleryDispatcher(app, allow_pickle_app=True) "
+            "to say you chose it",
+            accepted,
+        )
 
     # -- node lifecycle (the worker's main process) -------------------------------------
 
@@ -289,11 +328,13 @@ class WorkerRuntime:
         except Exception:
             return
         logger.info(
-            "message %s for execution %s ignored: it is %s (owner %s), not waiting for a worker",
+            "message %s for execution %s ignored: it is %s (owner %s, %s), not waiting for "
+            "this message",
             task_id,
             execution_id,
             execution.status.value,
             execution.owner,
+            "not started" if execution.started_at is None else "started",
             extra={"taskmgr_execution_id": execution_id},
         )
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from taskmgr.exceptions import DataRejectedError, ServiceStateError, StorageError, TaskmgrError
+from taskmgr.settings import redact_url
 from taskmgr.storage.base import Storage
 from taskmgr.storage.sqlalchemy import migrate
 from taskmgr.storage.sqlalchemy.engine import create_engine, describe_error
@@ -81,13 +82,10 @@ class Database(Storage):
         return f"SQLAlchemyStorage({self._safe_url()!r})"
 
     def _safe_url(self) -> str:
-        """The URL without its password (or as given, when it does not even parse)."""
+        """The URL without its secrets (:func:`taskmgr.settings.redact_url`)."""
         if self._given_engine is not None:
-            return self._given_engine.url.render_as_string(hide_password=True)
-        try:
-            return sa.make_url(self._url).render_as_string(hide_password=True)
-        except sa.exc.ArgumentError:
-            return "<unparseable URL>"
+            return redact_url(self._given_engine.url)
+        return redact_url(self._url)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -101,6 +99,9 @@ class Database(Storage):
                 raise StorageError(
                     f"cannot use database URL {self._safe_url()!r}: {describe_error(exc)}"
                 ) from exc
+            except ValueError as exc:  # e.g. a port that is not a number: its text may
+                # be part of a password, so it is not repeated
+                raise StorageError(f"cannot use database URL {self._safe_url()!r}") from exc
             try:
                 migrate.prepare(engine, self._prefix, self._schema, auto_migrate=self.auto_migrate)
             except BaseException:

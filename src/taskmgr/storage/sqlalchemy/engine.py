@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from taskmgr.settings import redact_text
+
 __all__ = [
     "PING_AFTER_IDLE_S",
     "POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS",
@@ -50,8 +52,24 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     """``sqlalchemy.create_engine`` plus taskmgr's settings (a ping before using a
     server connection that was idle, see ``PING_AFTER_IDLE_S``; the pragmas and session
     settings above). Extra keyword arguments go to SQLAlchemy; ``pool_pre_ping=`` given
-    there replaces taskmgr's ping."""
+    there replaces taskmgr's ping.
+
+    Statement parameters (job arguments, results, errors) are kept out of SQLAlchemy's
+    error messages and logs: ``hide_parameters=True`` unless the caller passes
+    ``hide_parameters=False``. A URL whose password holds an unencoded ``@`` is refused
+    (SQLAlchemy would take the rest of the password for the host, and show it in the
+    connection error).
+
+    :raises sqlalchemy.exc.ArgumentError: the URL does not parse, or its password
+        holds an unencoded ``@``.
+    """
     own_ping = "pool_pre_ping" not in kwargs
+    kwargs.setdefault("hide_parameters", True)
+    url = sa.make_url(url)
+    if url.host is not None and "@" in url.host:
+        raise sa.exc.ArgumentError(
+            "the URL's password (or user name) holds an unencoded '@': write it as %40"
+        )
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
@@ -111,10 +129,11 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def describe_error(exc: sa.exc.SQLAlchemyError) -> str:
     """The first line of the driver's message: what went wrong, without SQLAlchemy's
-    statement dump and documentation link."""
+    statement dump and documentation link, any URL or ``password=`` in it redacted
+    (:func:`taskmgr.settings.redact_text`)."""
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return redact_text(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def _switch_to_wal(cursor: Any) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
 from taskmgr.exceptions import InvalidInputError
+from taskmgr.settings import redact_url
 
 __all__ = ["HostTransaction", "after_commit", "host_connection"]
 
@@ -53,8 +54,8 @@ def host_connection(transaction: object, engine: Engine) -> Connection:
         ours.get_backend_name() == "sqlite" and ours.database in (None, "", ":memory:")
     ):
         raise InvalidInputError(
-            f"is bound to {theirs.render_as_string(hide_password=True)}, not to taskmgr's "
-            f"database {ours.render_as_string(hide_password=True)}: the run would not be "
+            f"is bound to {redact_url(theirs)}, not to taskmgr's "
+            f"database {redact_url(ours)}: the run would not be "
             "written in your transaction",
             field="session",
         )

@@ -17,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from taskmgr.settings import redact_text
+
 __all__ = ["ChangeListener", "channel_name", "notify_column", "send_notify"]
 
 logger = logging.getLogger("taskmgr.storage")
@@ -82,7 +84,9 @@ class ChangeListener:
                 backoff = 0.5
             except Exception as exc:
                 logger.warning(
-                    "change listener lost its connection (%s); reconnecting in %.1fs", exc, backoff
+                    "change listener lost its connection (%s); reconnecting in %.1fs",
+                    redact_text(str(exc)),
+                    backoff,
                 )
                 if self._stop.wait(backoff):
                     return

@@ -27,7 +27,9 @@ def _json(row: Any) -> dict[str, Any]:
 def build(database: str) -> FastAPI:
     service = SchedulerService(database, jobs=[noop], dispatcher=InlineDispatcher(4))
     app = FastAPI(lifespan=lifespan(service))
-    app.include_router(create_router(service, public=True, dashboard=False), prefix="/tm")
+    app.include_router(
+        create_router(service, public=True, writes="readers", dashboard=False), prefix="/tm"
+    )
     engine = sa.create_engine(database, pool_size=8)
     jobs_sql = sa.text("SELECT * FROM taskmgr_jobs ORDER BY job_key LIMIT 51")
     executions_sql = sa.text(

@@ -196,6 +196,23 @@ def test_the_demo_serves_its_dashboard_and_api_while_it_runs(tmp_path: Path) -> 
         assert page.status_code == 200 and "<html" in page.text.lower()
         jobs = httpx.get(f"http://127.0.0.1:{port}/jobs", timeout=10).json()
         assert "demo.tick" in {job["key"] for job in jobs["items"]}
+        # the demo's dashboard offers its actions (writes="readers" on 127.0.0.1)...
+        session = httpx.get(f"http://127.0.0.1:{port}/session", timeout=10).json()
+        assert session == {"can_write": True}
+        run = httpx.post(
+            f"http://127.0.0.1:{port}/jobs/demo.tick/trigger",
+            headers={"X-Taskmgr-Action": "1"},
+            timeout=10,
+        )
+        # 409 when a tick of its own is already due or running: the write got through
+        assert run.status_code in (202, 409), run.text
+        # ...but not to another page of this host: a write from another port is refused
+        foreign = httpx.post(
+            f"http://127.0.0.1:{port}/jobs/demo.tick/pause",
+            headers={"X-Taskmgr-Action": "1", "Origin": f"http://127.0.0.1:{port + 1}"},
+            timeout=10,
+        )
+        assert foreign.status_code == 403, foreign.text
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=20)
     finally:

@@ -50,8 +50,8 @@ app = FastAPI(title="Shop", lifespan=shop_lifespan)
 app.include_router(
     create_router(
         service,
-        dependencies=[Depends(auth.current_user)],
-        write_dependencies=[Depends(auth.require_admin)],
+        dependencies=[Depends(auth.current_user)],  # who may look
+        write_dependencies=[Depends(auth.require_admin)],  # who may act: admins only
         actor=auth.user_name,
     ),
     prefix="/admin/jobs",

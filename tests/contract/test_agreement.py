@@ -4,7 +4,7 @@ checks, id reuse, tie-breaks, messages, all-or-nothing writes), on every backend
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -473,3 +473,45 @@ def test_retention_checks_its_limit_and_statuses(storage: Storage) -> None:
         )
         == 1
     )
+
+
+@pytest.mark.parametrize(
+    ("filters", "before"),
+    [
+        pytest.param(ExecutionFilter(since=T0.replace(year=1)), None, id="since year 1"),
+        pytest.param(ExecutionFilter(until=T0.replace(year=9999)), None, id="until year 9999"),
+        pytest.param(
+            ExecutionFilter(
+                until=T0.replace(year=1, month=1, day=1, hour=0, tzinfo=timezone(MINUTE * 60))
+            ),
+            None,
+            id="until before year 1 in UTC",
+        ),
+        pytest.param(ALL, (T0.replace(year=1969), "exec-1"), id="cursor 1969"),
+        pytest.param(ALL, (T0.replace(year=9999), "exec-1"), id="cursor 9999"),
+    ],
+)
+def test_history_bounds_out_of_the_stored_range_are_refused_before_the_database(
+    storage: Storage,
+    filters: ExecutionFilter,
+    before: tuple[datetime, str] | None,
+) -> None:
+    with pytest.raises(InvalidDatetimeError):
+        storage.list_executions(filters, limit=10, before=before)
+
+
+@pytest.mark.parametrize("execution_id", ["", "a\x00b", "é", "a b", "x" * 65])
+def test_a_cursor_id_that_no_execution_can_have_is_refused(
+    storage: Storage, execution_id: str
+) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        storage.list_executions(ALL, limit=10, before=(T0, execution_id))
+    assert raised.value.field == "before"
+    assert not isinstance(raised.value, InvalidDatetimeError)
+
+
+def test_history_bounds_at_the_edges_of_the_stored_range_are_accepted(storage: Storage) -> None:
+    first = T0.replace(year=1970, month=1, day=1, hour=0, minute=0)
+    last = T0.replace(year=9998, month=12, day=31, hour=23, minute=59)
+    assert storage.list_executions(ExecutionFilter(since=first, until=last), limit=1) == []
+    assert storage.list_executions(ALL, limit=1, before=(last, "exec-1")) == []

@@ -229,3 +229,47 @@ def test_delete_job_cancels_pending_and_keeps_history(storage: Storage) -> None:
         storage.delete_job("gone", now=later)
     # The key is free again.
     assert add_job(storage, "gone").id != job.id
+
+
+def _named(storage: Storage, key: str, *, description: str | None = None, **names: str) -> None:
+    storage.add_job(
+        definition(key, names=names, description=description),
+        source=JobSource.API,
+        state=JobState.ACTIVE,
+        next_run_at=T0,
+        fingerprint=None,
+        now=T0,
+    )
+
+
+def test_list_jobs_searches_key_description_and_names_in_the_database(storage: Storage) -> None:
+    _named(storage, "billing.invoices", en="Monthly INVOICES")
+    _named(storage, "reports.nightly", description="Sends the 100% report_x", de="Bericht")
+    _named(storage, "sync.catalogue", ja="毎晩のレポート", fr="Écritures")
+    _named(storage, "zzz.other", en="Nothing")
+
+    def keys(text: str, **options: object) -> list[str]:
+        return [job.key for job in storage.list_jobs(text=text, **options)]  # type: ignore[arg-type]
+
+    assert keys("INVOICE") == ["billing.invoices"]  # a name, ASCII case ignored
+    assert keys("Reports.") == ["reports.nightly"]  # the key
+    assert keys("100%") == keys("report_x") == ["reports.nightly"]  # LIKE wildcards are text
+    assert keys("bericht") == ["reports.nightly"]
+    assert keys("レポート") == ["sync.catalogue"]
+    assert keys("Écrit") == ["sync.catalogue"]
+    assert keys("écrit") == []  # beyond ASCII, case counts: the same on every database
+    assert keys("en") == ["reports.nightly"]  # "Sends"; a language code is no name
+    assert keys("") == ["billing.invoices", "reports.nightly", "sync.catalogue", "zzz.other"]
+    # the filter is applied before the limit and the keyset position
+    assert keys("o", limit=2) == ["billing.invoices", "reports.nightly"]
+    assert keys("o", after_key="billing.invoices", limit=1) == ["reports.nightly"]
+    assert keys("n", states=[JobState.PAUSED]) == []
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "x" * 201, 5])
+def test_list_jobs_refuses_a_search_text_the_database_cannot_take(
+    storage: Storage, text: object
+) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        storage.list_jobs(text=text)  # type: ignore[arg-type]
+    assert raised.value.field == "text"

@@ -668,10 +668,29 @@ class BackendsAgree(RuleBasedStateMachine):
 
     @rule(
         data=st.data(),
+        count=st.integers(min_value=1, max_value=3),
+        right_owner=mostly([True], [False]),
+        task=st.sampled_from(["task-1", "task-2", ""]),
+    )
+    def assign_task_ids(
+        self, data: st.DataObject, count: int, right_owner: bool, task: str
+    ) -> None:
+        targets = [
+            self.pick(data, running=data.draw(mostly([True], [False]))) for _ in range(count)
+        ]
+        chosen = {t.id: t for t in targets if t is not None}
+        if not chosen:
+            return
+        owner = (next(iter(chosen.values())).owner or "nobody") if right_owner else "other"
+        ids = dict.fromkeys(chosen, task)
+        self.both("assign_task_ids", lambda s, _: s.assign_task_ids(ids, owner=owner))
+
+    @rule(
+        data=st.data(),
         right_owner=mostly([True], [False]),
         right_attempt=mostly([True], [False]),
         to_owner=st.sampled_from(OWNERS),
-        task=st.sampled_from([None, "task-1"]),
+        task=mostly(["stored"], ["task-1", "task-2", None]),
     )
     def take_over(
         self,
@@ -684,6 +703,7 @@ class BackendsAgree(RuleBasedStateMachine):
         target = self.pick(data, running=True)
         if target is None:
             return
+        task_id = (target.celery_task_id or "task-1") if task == "stored" else task
         self.both(
             "take_over",
             lambda s, _: s.take_over(
@@ -692,7 +712,7 @@ class BackendsAgree(RuleBasedStateMachine):
                 to_owner=to_owner,
                 attempt=target.attempt if right_attempt else target.attempt + 1,
                 now=self.now,
-                celery_task_id=task,
+                celery_task_id=task_id,  # type: ignore[arg-type]  # None: a wrong call
             ),
         )
 

@@ -32,6 +32,7 @@ OPERATIONS = [
     "taskmgr_preview_job",
     "taskmgr_list_job_executions",
     "taskmgr_list_executions",
+    "taskmgr_list_recent_executions",
     "taskmgr_get_execution",
     "taskmgr_cancel_execution",
     "taskmgr_list_queues",
@@ -43,6 +44,8 @@ OPERATIONS = [
 
 ADMIN = {"Authorization": "Bearer admin-token"}
 READER = {"Authorization": "Bearer reader-token"}
+#: What a client sends on a write without a JSON body (the dashboard sends it too).
+ACTION = {"X-Taskmgr-Action": "test"}
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ def register_all(service: SchedulerService) -> SchedulerService:
 def build_app(service: SchedulerService, **options: Any) -> FastAPI:
     """A host app with taskmgr's router under ``PREFIX`` (auth unless overridden)."""
     options.setdefault("dependencies", [Depends(principal)])
-    options.setdefault("write_dependencies", [Depends(require_writer)])
+    if "writes" not in options:
+        options.setdefault("write_dependencies", [Depends(require_writer)])
     options.setdefault("actor", actor_name)
     app = FastAPI()
     app.include_router(create_router(service, **options), prefix=PREFIX)

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from taskmgr import AsyncSchedulerService, ExecutionStatus, SchedulerService, task
 from taskmgr.fastapi import create_router, lifespan
 from taskmgr.testing import make_test_service
-from tests.http.conftest import ADMIN, PREFIX, assert_problem, build_app, register_all, url
+from tests.http.conftest import ACTION, ADMIN, PREFIX, assert_problem, build_app, register_all, url
 
 #: The event loops ``on_the_loop`` ran on.
 loops: list[asyncio.AbstractEventLoop] = []
@@ -29,7 +29,7 @@ async def on_the_loop() -> None:
 
 
 def test_every_route_is_a_coroutine_function(service: SchedulerService) -> None:
-    router = create_router(service, public=True)
+    router = create_router(service, public=True, writes="readers")
     endpoints = {route.name: route.endpoint for route in router.routes}
     assert len(endpoints) > 20
     blocking = sorted(name for name, e in endpoints.items() if not inspect.iscoroutinefunction(e))
@@ -51,7 +51,7 @@ def test_the_router_takes_an_async_service_too(service: SchedulerService) -> Non
 
 def test_the_router_refuses_what_is_not_a_service() -> None:
     with pytest.raises(TypeError, match="SchedulerService"):
-        create_router(object(), public=True)
+        create_router(object(), public=True, writes="readers")
 
 
 def test_sync_host_dependencies_run_in_the_thread_pool_and_storage_off_the_loop(
@@ -79,7 +79,7 @@ def test_sync_host_dependencies_run_in_the_thread_pool_and_storage_off_the_loop(
     with TestClient(app) as client:
         assert_problem(client.get(url("/jobs")), 401, "unauthorized")
         assert client.get(url("/jobs"), headers=ADMIN).status_code == 200
-        run = client.post(url("/jobs/http.sync/trigger"), headers=ADMIN)
+        run = client.post(url("/jobs/http.sync/trigger"), headers={**ADMIN, **ACTION})
         assert run.status_code == 202 and run.json()["actor"] == "carol"
     assert threads["dependency"] != threads["loop"]
     assert threads["storage"] != threads["loop"]
@@ -103,7 +103,7 @@ def test_async_host_dependencies_work_as_well(service: SchedulerService) -> None
         service, dependencies=[Depends(async_user)], write_dependencies=[Depends(read_only)]
     )
     with TestClient(guarded, headers=ADMIN) as client:
-        assert_problem(client.post(url("/jobs/http.sync/pause")), 403, "forbidden")
+        assert_problem(client.post(url("/jobs/http.sync/pause"), headers=ACTION), 403, "forbidden")
         assert client.get(url("/session")).json() == {"can_write": False}
 
 
@@ -117,7 +117,7 @@ def test_the_lifespan_runs_async_jobs_on_the_apps_loop(wrap: bool) -> None:
     async def loop_id() -> int:
         return id(asyncio.get_running_loop())
 
-    app.include_router(create_router(given, public=True), prefix=PREFIX)
+    app.include_router(create_router(given, public=True, writes="readers"), prefix=PREFIX)
     loops.clear()
     with TestClient(app) as client:
         assert service.running

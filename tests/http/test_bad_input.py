@@ -3,14 +3,20 @@ gets its documented status and a problem+json body, and nothing is written."""
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from taskmgr import SchedulerService
-from tests.http.conftest import assert_problem, url
+from taskmgr.exceptions import DataRejectedError, StorageError
+from taskmgr.fastapi.problems import DATABASE_UNAVAILABLE
+from taskmgr.fastapi.schemas import HEALTH_ERROR
+from taskmgr.testing import FakeClock, make_test_service
+from tests.http.conftest import ACTION, ADMIN, assert_problem, build_app, register_all, url
 
 #: 33 levels of lists inside kwargs: deeper than the 32 levels allowed.
 DEEP: object = 1
@@ -93,6 +99,21 @@ CREATE_CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("unknown field", {"owner": "me"}, 422, "validation_error"),
     ("id field", {"id": 7}, 422, "validation_error"),
     ("NUL in name", {"names": {"en": "a\x00"}}, 422, "invalid_string"),
+    (
+        "51 names",
+        {"names": {f"l{chr(97 + i // 26)}{chr(97 + i % 26)}": "n" for i in range(51)}},
+        422,
+        "invalid_option",
+    ),
+    ("name language not a tag", {"names": {"en_US": "x"}}, 422, "invalid_option"),
+    ("name language one letter", {"names": {"e": "x"}}, 422, "invalid_option"),
+    (
+        "name language too long",
+        {"names": {"en-" + "-".join(["abcdefgh"] * 4): "x"}},
+        422,
+        "invalid_option",
+    ),
+    ("name too long", {"names": {"en": "n" * 201}}, 422, "invalid_option"),
     ("long description", {"description": "d" * 2001}, 422, "validation_error"),
 ]
 
@@ -153,7 +174,8 @@ def test_duplicate_key_is_409_and_keeps_the_first(
 )
 def test_unknown_key_is_404(client: TestClient, method: str, path: str) -> None:
     body = {"max_retries": 1} if method == "PATCH" else None
-    assert_problem(client.request(method, url(path), json=body), 404, "job_not_found")
+    response = client.request(method, url(path), json=body, headers=ACTION)
+    assert_problem(response, 404, "job_not_found")
 
 
 @pytest.mark.parametrize(
@@ -222,7 +244,7 @@ def test_sql_looking_and_unicode_text_is_stored_verbatim(
         "ja": "毎晩のレポート",
         "ar": "تقرير ليلي",
         "emoji": "🚀 ok\r\nX-Injected: 1",
-        "combining": "e\u0301",
+        "fr-CA": "e\u0301",  # a combining accent
     }
     body = {**GOOD, "names": names, "description": "name__contains='%_'"}
     response = client.post(url("/jobs"), json=body)
@@ -236,7 +258,9 @@ def test_sql_looking_and_unicode_text_is_stored_verbatim(
 def test_bad_query_parameters(client: TestClient) -> None:
     assert_problem(client.get(url("/jobs"), params={"limit": -1}), 422)
     assert_problem(client.get(url("/jobs"), params={"limit": 0}), 422)
-    assert_problem(client.get(url("/jobs"), params={"cursor": "!!!"}), 422, "invalid_cursor")
+    # not base64url: the schema's pattern refuses it; base64url of no key: not issued
+    assert_problem(client.get(url("/jobs"), params={"cursor": "!!!"}), 422, "validation_error")
+    assert_problem(client.get(url("/jobs"), params={"cursor": "AAAA"}), 422, "invalid_cursor")
     assert_problem(client.get(url("/jobs"), params={"state": "sleepy"}), 422)
     assert_problem(client.get(url("/executions"), params={"cursor": "nope"}), 422, "invalid_input")
     assert_problem(client.get(url("/executions"), params={"status": "great"}), 422)
@@ -263,3 +287,243 @@ def test_trigger_bad_bodies(client: TestClient, service: SchedulerService) -> No
 def test_cleanup_bad_retention(client: TestClient) -> None:
     assert_problem(client.post(url("/maintenance/cleanup"), json={"retention_days": -1}), 422)
     assert_problem(client.post(url("/maintenance/cleanup"), json={}), 422)
+
+
+# -- datetimes and cursors: strict, and refused before the database is asked ------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0.5",  # a number is not a date, although it could be read as a Unix time
+        "1700000000",
+        "-1",
+        "2026-01-01",  # no time
+        "2026-01-01T00:00",  # no seconds
+        "2026-01-01T00:00:00",  # no offset
+        "2026-01-01 00:00:00Z",  # a space, not T
+        " 2026-01-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",  # no such day
+        "2026-01-01T24:00:00Z",
+        "2026-01-01T00:00:00+24:00",
+        "0001-01-01T00:00:00+01:00",  # before year 1 in UTC: would overflow
+        "1969-12-31T23:59:59Z",  # before what the database stores
+        "9999-01-01T00:00:00Z",  # after it
+        "9999-12-31T23:59:59-01:00",
+        "10000-01-01T00:00:00Z",
+    ],
+)
+@pytest.mark.parametrize("name", ["since", "until"])
+def test_history_datetimes_are_strict_and_in_range(
+    client: TestClient, name: str, value: str
+) -> None:
+    problem = assert_problem(client.get(url("/executions"), params={name: value}), 422)
+    assert problem["code"] == "validation_error"
+    [error] = problem["errors"]
+    assert error["field"] == name and error["location"] == "query"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-01-01T00:00:00Z",
+        "2026-01-01t00:00:00z",
+        "2026-01-01T00:00:00.123456+05:30",
+        "1970-01-01T00:00:00+05:00",  # 1969 in UTC: no row is there, the filter still means it
+        "9998-12-31T23:59:59-05:00",  # 9999 in UTC: likewise
+    ],
+)
+def test_history_datetimes_in_the_documented_form_are_accepted(
+    client: TestClient, value: str
+) -> None:
+    for name in ("since", "until"):
+        response = client.get(url("/executions"), params={name: value})
+        assert response.status_code == 200, response.text
+
+
+def _cursor(created_at: str, execution_id: object) -> str:
+    raw = json.dumps([created_at, execution_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _cursor("0001-01-01T00:00:00+01:00", "a"),  # overflows in UTC
+        _cursor("1969-12-31T00:00:00+00:00", "a"),
+        _cursor("9999-06-01T00:00:00+00:00", "a"),
+        _cursor("2026-01-01T00:00:00+00:00", "a\x00b"),  # NUL: PostgreSQL refuses it
+        _cursor("2026-01-01T00:00:00+00:00", "x" * 65),
+        _cursor("2026-01-01T00:00:00+00:00", "a b"),
+        _cursor("2026-01-01T00:00:00+00:00", ""),
+        _cursor("2026-01-01T00:00:00+00:00", 7),
+    ],
+)
+def test_executions_cursor_no_page_issued_is_422(client: TestClient, cursor: str) -> None:
+    response = client.get(url("/executions"), params={"cursor": cursor})
+    problem = assert_problem(response, 422, "invalid_input")
+    assert problem["errors"][0]["field"] == "cursor"
+    job_page = client.get(url("/jobs/http.sync/executions"), params={"cursor": cursor})
+    assert_problem(job_page, 422, "invalid_input")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/jobs", {**GOOD, "interval": None, "at": 1893456000}),  # a Unix time
+        ("/jobs", {**GOOD, "interval": None, "at": "1893456000"}),
+        ("/jobs", {**GOOD, "interval": None, "at": "2030-01-01"}),
+        ("/jobs", {**GOOD, "interval": None, "at": "0001-01-01T00:00:00+01:00"}),
+        ("/jobs/http.sync/defer", {"run_at": 1893456000.5}),
+        ("/jobs/http.sync/defer", {"run_at": "2030-01-01T00:00"}),
+        ("/jobs/http.sync/defer", {"run_at": "9999-12-31T23:59:59-01:00"}),
+    ],
+)
+def test_body_datetimes_are_strict(
+    client: TestClient, service: SchedulerService, path: str, body: dict[str, Any]
+) -> None:
+    before = _state(service)
+    payload = {k: v for k, v in body.items() if v is not None}
+    problem = assert_problem(client.post(url(path), json=payload), 422, "validation_error")
+    assert problem["errors"][0]["location"] == "body"
+    assert _state(service) == before
+
+
+# -- what the database says stays in the server log ---------------------------------------
+
+#: What a driver's message may carry: the database's location.
+SECRET_PLACE = "postgresql+psycopg://taskmgr@db-7.internal.example:5432/prod"
+
+
+def test_a_value_the_database_refuses_is_422_not_503(
+    client: TestClient,
+    service: SchedulerService,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise DataRejectedError(f"list_executions failed: bad value for {SECRET_PLACE}")
+
+    monkeypatch.setattr(service.storage, "list_executions", refuse)
+    with caplog.at_level(logging.WARNING, logger="taskmgr.api"):
+        response = client.get(url("/executions"))
+    problem = assert_problem(response, 422, "data_rejected")
+    assert problem["errors"] and "db-7" not in response.text
+    assert "list_executions" not in response.text
+    assert SECRET_PLACE in caplog.text  # the operator still sees what failed
+
+
+def test_503_never_names_the_database(
+    client: TestClient,
+    service: SchedulerService,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def down(*args: object, **kwargs: object) -> None:
+        raise StorageError(f"cannot use database URL {SECRET_PLACE!r}: connection refused")
+
+    monkeypatch.setattr(service.storage, "list_executions", down)
+    monkeypatch.setattr(service.storage, "list_instances", down)
+    with caplog.at_level(logging.WARNING, logger="taskmgr.api"):
+        problem_response = client.get(url("/executions"))
+        health = client.get(url("/health"))
+    problem = assert_problem(problem_response, 503, "storage_unavailable")
+    assert problem["detail"] == DATABASE_UNAVAILABLE
+    assert health.status_code == 503
+    body = health.json()
+    assert body["database"] is False and body["ok"] is False and body["error"] == HEALTH_ERROR
+    assert set(body) == {
+        "ok",
+        "database",
+        "schema_current",
+        "running",
+        "live_instances",
+        "oldest_overdue_at",
+        "overdue_seconds",
+        "error",
+    }
+    for response in (problem_response, health):
+        assert "db-7" not in response.text and "connection refused" not in response.text
+    assert caplog.text.count(SECRET_PLACE) >= 2  # both failures are in the server log
+
+
+def test_a_manual_run_while_the_database_is_down_does_not_name_it(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api_only = register_all(make_test_service(clock=clock))  # not started: asks the health
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise StorageError(f"cannot use database URL {SECRET_PLACE!r}")
+
+    api_only.open()
+    monkeypatch.setattr(api_only.storage, "list_instances", down)
+    with TestClient(build_app(api_only), headers=ADMIN) as client:
+        response = client.post(url("/jobs/http.sync/trigger"), json={})
+    problem = assert_problem(response, 503, "storage_unavailable")
+    assert "db-7" not in response.text and problem["detail"] == DATABASE_UNAVAILABLE
+
+
+def test_health_carries_no_database_location(client: TestClient) -> None:
+    text = client.get(url("/health")).text
+    assert "memory" not in text.lower() and "://" not in text
+
+
+# -- the job search and the dashboard's recent runs: filtered by the database ------------
+
+
+def test_the_job_search_is_one_bounded_query(
+    client: TestClient, service: SchedulerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+    real = service.storage.list_jobs
+
+    def spy(**options: Any) -> Any:
+        calls.append(options)
+        return real(**options)
+
+    monkeypatch.setattr(service.storage, "list_jobs", spy)
+    page = client.get(url("/jobs"), params={"q": "SYNC", "limit": 1}).json()
+    assert [job["key"] for job in page["items"]] == ["http.sync"]
+    # the text goes to the database, which reads a page (and one row to tell if there
+    # is another), never every job to filter them here
+    assert calls and all(call["text"] == "SYNC" and call["limit"] <= 1 for call in calls)
+    assert_problem(client.get(url("/jobs"), params={"q": "a\x00b"}), 422, "validation_error")
+    assert_problem(client.get(url("/jobs"), params={"q": "q" * 201}), 422, "validation_error")
+
+
+def test_recent_runs_of_many_jobs_in_one_call(
+    client: TestClient, service: SchedulerService, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        client.post(url("/jobs/http.sync/trigger"), json={})
+        service.run_due()
+        clock.advance(seconds=1)
+    response = client.get(
+        url("/recent-executions"),
+        params=[
+            ("job_key", "http.sync"),
+            ("job_key", "nope"),
+            ("job_key", "http.sync"),
+            ("per_job", "2"),
+        ],
+    )
+    assert response.status_code == 200, response.text
+    entries = response.json()
+    assert [entry["job_key"] for entry in entries] == ["http.sync", "nope"]
+    assert client.get(url("/recent-executions")).json() == []  # no job, no runs
+    newest = client.get(url("/jobs/http.sync/executions"), params={"limit": 2}).json()["items"]
+    assert entries[0]["items"] == newest and entries[1]["items"] == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("job_key", "a/b")],
+        [("job_key", "http.sync"), ("per_job", "0")],
+        [("job_key", "http.sync"), ("per_job", "101")],
+        [("job_key", "http.sync"), ("per_job", "1.5")],
+        [("job_key", f"j{n}") for n in range(501)],
+    ],
+)
+def test_recent_runs_bad_input(client: TestClient, params: list[tuple[str, str]]) -> None:
+    assert_problem(client.get(url("/recent-executions"), params=params), 422, "validation_error")

@@ -195,3 +195,78 @@ def test_dashboard_in_headless_chromium(server: str, tmp_path: Path) -> None:
     assert problems == []
     origin = server.split(PREFIX)[0]
     assert all(url.startswith(origin) for url in requests), requests
+    # the job list reads the sparklines' runs in one call, not one call per job
+    recent = [url for url in requests if "/recent-executions?" in url]
+    assert recent and all("job_key=demo.tick" in url for url in recent)
+    assert not [url for url in requests if re.search(r"/jobs/[^/]+/executions\?limit=20$", url)]
+
+
+@pytest.fixture
+def other_port_page(server: str) -> Iterator[str]:
+    """A page served on another port of 127.0.0.1 (same site, another origin) that
+    tries to act on the dashboard's API with the operator's credentials: a ``fetch``
+    without CORS preflight, then a form post."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    page = f"""<!doctype html><html><body>
+<form id="form" method="post" action="{server}jobs/demo.tick/pause"
+      enctype="application/x-www-form-urlencoded"><input name="force" value="1"></form>
+<script>
+fetch("{server}jobs/demo.tick/trigger", {{method: "POST", mode: "no-cors", credentials: "include"}})
+  .finally(() => document.getElementById("form").submit());
+</script></body></html>""".encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+        httpd.server_close()
+
+
+def test_a_page_on_another_port_cannot_act(server: str, other_port_page: str) -> None:
+    sync_playwright = _require_browser()
+    answered: dict[str, int] = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            # the operator's credentials go with every request, as a cookie would
+            context = browser.new_context(extra_http_headers=ADMIN)
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.on(
+                "response",
+                lambda response: (
+                    answered.__setitem__(response.url, response.status)
+                    if response.url.startswith(server)
+                    else None
+                ),
+            )
+            with page.expect_response(f"{server}jobs/demo.tick/pause"):
+                page.goto(other_port_page)
+            job = context.request.get(f"{server}jobs/demo.tick").json()
+            runs = context.request.get(
+                f"{server}executions", params={"job": "demo.tick", "status": "pending"}
+            ).json()
+        finally:
+            browser.close()
+    assert answered == {
+        f"{server}jobs/demo.tick/trigger": 403,
+        f"{server}jobs/demo.tick/pause": 403,
+    }
+    assert job["state"] == "active"
+    assert all(run["trigger"] != "manual" for run in runs["items"])

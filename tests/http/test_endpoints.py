@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 from taskmgr import SchedulerService
 from taskmgr.testing import FakeClock
 from tests.http import jobs
-from tests.http.conftest import ADMIN, OPERATIONS, PREFIX, assert_problem, url
+from tests.http.conftest import ACTION, ADMIN, OPERATIONS, PREFIX, assert_problem, url
 
 
 def _create(client: TestClient, **body: object) -> dict[str, object]:
@@ -49,7 +49,7 @@ def test_list_jobs_pages_with_a_cursor_and_filters(client: TestClient) -> None:
     keys = [job["key"] for page in (first, second, third) for job in page["items"]]
     assert keys == sorted(keys) and len(keys) == len(set(keys)) == 7
     assert third["next_cursor"] is None
-    client.post(url("/jobs/api.page1/pause"))
+    client.post(url("/jobs/api.page1/pause"), headers=ACTION)
     paused = client.get(url("/jobs"), params={"state": "paused"}).json()["items"]
     assert [job["key"] for job in paused] == ["api.page1"]
     found = client.get(url("/jobs"), params={"q": "NIGHTLY"}).json()["items"]
@@ -90,7 +90,7 @@ def test_create_get_update_delete(client: TestClient, service: SchedulerService)
     unchanged = client.patch(url("/jobs/api.add"), json={})
     assert unchanged.json()["version"] == 2
 
-    assert client.delete(url("/jobs/api.add")).status_code == 204
+    assert client.delete(url("/jobs/api.add"), headers=ACTION).status_code == 204
     assert_problem(client.get(url("/jobs/api.add")), 404, "job_not_found")
 
 
@@ -132,7 +132,7 @@ def test_defer_a_task_with_arguments_then_poll_it(
     service.run_due()
     fetched = client.get(response.headers["location"]).json()
     assert fetched["status"] == "success" and fetched["result_summary"] == 42
-    assert client.post(url("/jobs/api.add/defer")).status_code == 202  # no body: defaults
+    assert client.post(url("/jobs/api.add/defer"), headers=ACTION).status_code == 202  # defaults
     later = client.post(
         url("/jobs/api.add/defer"), json={"run_at": "2030-01-01T00:00:00+01:00", "delay": None}
     )
@@ -150,7 +150,9 @@ def test_defer_with_an_idempotency_key_makes_one_run(client: TestClient) -> None
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["idempotency_key"] == "order-7"
-    too_long = client.post(url("/jobs/api.add/defer"), headers={"Idempotency-Key": "k" * 256})
+    too_long = client.post(
+        url("/jobs/api.add/defer"), headers={**ACTION, "Idempotency-Key": "k" * 256}
+    )
     assert too_long.status_code == 422
     assert len(client.get(url("/jobs/api.add/executions")).json()["items"]) == 1
 
@@ -173,12 +175,16 @@ def test_defer_refuses_bad_input_and_writes_nothing(client: TestClient) -> None:
 def test_cancel_a_pending_execution(client: TestClient) -> None:
     _create(client, interval=None)
     later = client.post(url("/jobs/api.add/defer"), json={"delay": 600}).json()
-    cancelled = client.post(url(f"/executions/{later['id']}/cancel"))
+    cancelled = client.post(url(f"/executions/{later['id']}/cancel"), headers=ACTION)
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["error_message"] == "cancelled by alice"
-    assert_problem(client.post(url(f"/executions/{later['id']}/cancel")), 409, "conflict")
-    assert_problem(client.post(url("/executions/nope/cancel")), 404, "execution_not_found")
+    assert_problem(
+        client.post(url(f"/executions/{later['id']}/cancel"), headers=ACTION), 409, "conflict"
+    )
+    assert_problem(
+        client.post(url("/executions/nope/cancel"), headers=ACTION), 404, "execution_not_found"
+    )
 
 
 def test_queues_count_waiting_and_running_runs_per_job(
@@ -189,7 +195,7 @@ def test_queues_count_waiting_and_running_runs_per_job(
     add = _create(client, interval=None)
     jobs.started.clear()
     jobs.release.clear()
-    running = client.post(url("/jobs/api.block/defer")).json()
+    running = client.post(url("/jobs/api.block/defer"), headers=ACTION).json()
     try:
         service.run_due(wait=False)
         assert jobs.started.wait(10)
@@ -247,7 +253,7 @@ def test_trigger_with_kwargs_and_without_a_body(
     assert with_kwargs.status_code == 202
     assert with_kwargs.json()["kwargs"] == {"a": 40}
     service.run_due()
-    no_body = client.post(url("/jobs/api.add/trigger"))
+    no_body = client.post(url("/jobs/api.add/trigger"), headers=ACTION)
     assert no_body.status_code == 202, no_body.text
     [done] = service.run_due()
     assert client.get(url(f"/executions/{with_kwargs.json()['id']}")).json()["result_summary"] == 42
@@ -255,7 +261,7 @@ def test_trigger_with_kwargs_and_without_a_body(
 
 
 def test_trigger_conflicts_and_force(client: TestClient) -> None:
-    client.post(url("/jobs/http.sync/pause"))
+    client.post(url("/jobs/http.sync/pause"), headers=ACTION)
     assert_problem(client.post(url("/jobs/http.sync/trigger"), json={}), 409, "job_paused")
     forced = client.post(url("/jobs/http.sync/trigger"), json={"force": True})
     assert forced.status_code == 202
@@ -267,11 +273,12 @@ def test_trigger_conflicts_and_force(client: TestClient) -> None:
 
 
 def test_pause_and_resume(client: TestClient, clock: FakeClock) -> None:
-    paused = client.post(url("/jobs/http.sync/pause"))
+    paused = client.post(url("/jobs/http.sync/pause"), headers=ACTION)
     assert paused.status_code == 200 and paused.json()["state"] == "paused"
-    assert client.post(url("/jobs/http.sync/pause")).json()["state"] == "paused"  # idempotent
+    again = client.post(url("/jobs/http.sync/pause"), headers=ACTION)
+    assert again.json()["state"] == "paused"  # idempotent
     clock.advance(minutes=10)
-    resumed = client.post(url("/jobs/http.sync/resume")).json()
+    resumed = client.post(url("/jobs/http.sync/resume"), headers=ACTION).json()
     assert resumed["state"] == "active"
     assert resumed["next_run_at"] > "2026-03-02T08:10:00Z"  # from now on, no catch-up
 

@@ -87,9 +87,13 @@ def test_example_app_under_uvicorn(shop: str) -> None:
     assert report["schedule"] == "every day at 02:30 (Europe/Berlin)"
 
     viewer = ("viewer", "look-only")
-    refused = httpx2.post(base + "/admin/jobs/jobs/catalogue.sync/trigger", auth=viewer)
-    assert refused.status_code == 403
-    accepted = httpx2.post(base + "/admin/jobs/jobs/catalogue.sync/trigger", auth=admin)
+    trigger = base + "/admin/jobs/jobs/catalogue.sync/trigger"
+    action = {"X-Taskmgr-Action": "1"}  # a write without a JSON body, as in the README
+    refused = httpx2.post(trigger, auth=viewer, headers=action)
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    unmarked = httpx2.post(trigger, auth=admin)  # what a cross-site form could send
+    assert unmarked.status_code == 403 and unmarked.json()["code"] == "action_header_required"
+    accepted = httpx2.post(trigger, auth=admin, headers=action)
     assert accepted.status_code == 202 and accepted.json()["actor"] == "admin"
     execution = _ended(accepted.headers["location"], admin)
     assert execution["status"] == "success"

@@ -94,7 +94,7 @@ def test_lifespan_leaves_a_service_started_by_someone_else_running() -> None:
 
 def test_create_app_serves_router_and_dashboard_under_a_prefix() -> None:
     service = register_all(make_test_service())
-    with TestClient(create_app(service, prefix="/tm", public=True)) as client:
+    with TestClient(create_app(service, prefix="/tm", public=True, writes="readers")) as client:
         assert client.get("/tm/health").json()["running"] is True
         assert client.get("/tm/").headers["content-type"].startswith("text/html")
         spec = client.get("/openapi.json").json()
@@ -117,7 +117,7 @@ def test_serve_runs_uvicorn_until_sigterm(tmp_path: Path) -> None:
         from taskmgr.fastapi import serve
         import taskmgr.cli.demo as demo
         service = SchedulerService("sqlite:///{tmp_path}/serve.db", jobs=[demo])
-        serve(service, port={port}, public=True)
+        serve(service, port={port}, public=True, writes="readers")
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(

@@ -100,7 +100,7 @@ def build(service: SchedulerService, probe: Probe) -> FastAPI:
                 await probing
 
     app = FastAPI(lifespan=app_lifespan)
-    app.include_router(create_router(aservice, public=True), prefix="/tm")
+    app.include_router(create_router(aservice, public=True, writes="readers"), prefix="/tm")
 
     @app.post("/awaited/{n}", status_code=202)
     async def awaited(n: int) -> str:

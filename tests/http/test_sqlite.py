@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from taskmgr import SchedulerService
 from taskmgr.testing import FakeClock
-from tests.http.conftest import ADMIN, assert_problem, build_app, register_all, url
+from tests.http.conftest import ACTION, ADMIN, assert_problem, build_app, register_all, url
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_crud_trigger_and_history_on_sqlite(
     assert [e["id"] for e in page["items"]] == [done.id]
     assert len(client.get(url("/jobs")).json()["items"]) == 3  # the table is intact
     assert client.get(url("/health")).json()["schema_current"] is True
-    assert client.delete(url("/jobs/sql.add")).status_code == 204
+    assert client.delete(url("/jobs/sql.add"), headers=ACTION).status_code == 204
     assert client.get(url(f"/executions/{done.id}")).status_code == 200  # history kept
 
 

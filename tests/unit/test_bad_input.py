@@ -61,6 +61,16 @@ BAD: list[tuple[dict[str, Any], type[TaskmgrError], str]] = [
     ({"interval": 60, "timeout": 0}, InvalidPolicyError, "timeout"),
     ({"interval": 60, "retry_backoff": (0, 10, 0.5)}, InvalidPolicyError, "retry_backoff"),
     ({"interval": 60, "retry_backoff": (1, 10, 2)}, InvalidPolicyError, "jitter"),
+    (
+        {
+            "interval": 60,
+            "names": {f"l{chr(97 + i // 26)}{chr(97 + i % 26)}": "n" for i in range(51)},
+        },
+        InvalidPolicyError,
+        "at most 50",
+    ),
+    ({"interval": 60, "names": {"en_US": "x"}}, InvalidPolicyError, "language tags"),
+    ({"interval": 60, "names": {"en": "n" * 201}}, InvalidPolicyError, "200"),
     ({"interval": 60, "kwargs": {"x": datetime(2030, 1, 1)}}, InvalidKwargsError, "kwargs.x"),
     ({"interval": 60, "kwargs": {"x": {1, 2}}}, InvalidKwargsError, "kwargs.x"),
     ({"interval": 60, "kwargs": {"x": Decimal("1")}}, InvalidKwargsError, "kwargs.x"),

@@ -52,6 +52,9 @@ class _Group(click.Group):
 @click.version_option(__version__, "-V", "--version", prog_name="taskmgr")
 def main() -> None:
     """taskmgr: durable scheduled jobs, fired once per slot across many processes."""
+    from taskmgr.cli.loader import make_cwd_importable
+
+    make_cwd_importable()  # the host's modules: --app, and a celery_app setting
 
 
 @main.command()
@@ -136,7 +139,8 @@ def _serve_dashboard(service: SchedulerService, port: int) -> Any:
         _echo("dashboard: not served (pip install 'taskmgr[fastapi]' to see it)")
         return None
     try:
-        server = BackgroundServer(service, "127.0.0.1", port, public=True).start()
+        # A local demo: anyone who can reach 127.0.0.1 may look and act.
+        server = BackgroundServer(service, "127.0.0.1", port, public=True, writes="readers").start()
     except OSError as exc:
         _echo(f"dashboard: not served ({exc}; choose another with --port)")
         return None
@@ -232,12 +236,10 @@ _add_operator_commands()
 
 
 def _display_url(url: str) -> str:
-    import sqlalchemy as sa
+    from taskmgr.settings import redact_url
 
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "the database"
+    shown = redact_url(url)
+    return "the database" if shown == "<unparseable URL>" else shown
 
 
 def _echo(text: str) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import keyword
 import math
+import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -55,6 +56,13 @@ MAX_INSTANCES = 1000
 #: Longest ``concurrency_key`` (an argument name) and stored ``concurrency_value``.
 MAX_CONCURRENCY_KEY = 100
 MAX_CONCURRENCY_VALUE = 255
+#: Display names of a job: at most this many languages, keyed by a language tag
+#: (BCP 47 in shape: a 2-8 letter language, then subtags of 1-8 letters or digits).
+MAX_NAMES = 50
+MAX_NAME = 200
+MAX_LANGUAGE_TAG = 35
+LANGUAGE_TAG_REGEX = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+LANGUAGE_TAG_PATTERN = re.compile(r"(?=.{2,35}\Z)[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*", re.ASCII)
 #: Longest ``timeout`` / ``misfire_grace_time`` accepted (seconds): one year.
 MAX_SECONDS = 366 * 86400.0
 
@@ -225,14 +233,23 @@ class JobDefinition(_Model):
         if value is None:
             return {}
         if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 16 and len(v) <= 200
+            isinstance(k, str)
+            and isinstance(v, str)
+            and LANGUAGE_TAG_PATTERN.fullmatch(k) is not None
+            and len(v) <= MAX_NAME
             for k, v in value.items()
         ):
             raise InvalidPolicyError(
-                "must map language codes (1-16 chars) to names of at most 200 characters",
+                f"must map language tags (BCP 47, e.g. 'en', 'pt-BR'; at most "
+                f"{MAX_LANGUAGE_TAG} characters) to names of at most {MAX_NAME} characters",
                 field="names",
             )
-        if any("\x00" in k or "\x00" in v for k, v in value.items()):
+        if len(value) > MAX_NAMES:
+            raise InvalidPolicyError(
+                f"at most {MAX_NAMES} display names (one per language), got {len(value)}",
+                field="names",
+            )
+        if any("\x00" in v for v in value.values()):
             raise InvalidPolicyError("must not contain NUL characters", field="names")
         return dict(value)
 

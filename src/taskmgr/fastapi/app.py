@@ -41,7 +41,9 @@ def serve(
 
     The service is started with the app unless it is already running. Binds to
     ``127.0.0.1`` by default: pass auth ``dependencies`` (or ``public=True``
-    knowingly) before listening on other interfaces.
+    knowingly) before listening on other interfaces. Like ``create_router``, it needs
+    to be told who may write: ``write_dependencies=[...]``, ``writes="readers"`` or
+    ``writes="none"``.
     """
     try:
         import uvicorn

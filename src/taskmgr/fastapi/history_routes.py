@@ -8,7 +8,6 @@ have not ended)."""
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from taskmgr.fastapi.parameters import (
     JOB_READ,
@@ -21,10 +20,22 @@ from taskmgr.fastapi.parameters import (
     Statuses,
     problems,
 )
-from taskmgr.fastapi.schemas import JOB_KEY_REGEX, ExecutionOut, ExecutionPageOut, JobQueueOut
+from taskmgr.fastapi.schemas import (
+    JOB_KEY_REGEX,
+    ExecutionOut,
+    ExecutionPageOut,
+    Instant,
+    JobQueueOut,
+    JobRunsOut,
+    clamp_instant,
+)
 from taskmgr.service import AsyncSchedulerService
 
-__all__ = ["add_history_routes"]
+__all__ = ["MAX_PER_JOB", "MAX_RECENT_JOBS", "add_history_routes"]
+
+#: Most jobs and executions per job of one ``/recent-executions`` call.
+MAX_RECENT_JOBS = 500
+MAX_PER_JOB = 100
 
 
 def add_history_routes(router: APIRouter, service: AsyncSchedulerService) -> None:
@@ -57,24 +68,52 @@ def add_history_routes(router: APIRouter, service: AsyncSchedulerService) -> Non
         job: Annotated[str | None, Query(pattern=JOB_KEY_REGEX, max_length=128)] = None,
         status: Statuses = None,
         since: Annotated[
-            AwareDatetime | None, Query(description="Scheduled at or after (with a time zone).")
+            Instant | None,
+            Query(description="Scheduled at or after this instant (RFC 3339, with an offset)."),
         ] = None,
         until: Annotated[
-            AwareDatetime | None, Query(description="Scheduled at or before (with a time zone).")
+            Instant | None,
+            Query(description="Scheduled at or before this instant (RFC 3339, with an offset)."),
         ] = None,
     ) -> ExecutionPageOut:
         """Executions of every job, newest first, filtered by job, status and time."""
         page = await service.list_executions(
             job,
             status=status,
-            since=since,
-            until=until,
+            since=clamp_instant(since) if since is not None else None,
+            until=clamp_instant(until) if until is not None else None,
             limit=min(limit, MAX_PAGE),
             cursor=cursor,
         )
         return ExecutionPageOut(
             items=[ExecutionOut.of(e) for e in page.items], next_cursor=page.next_cursor
         )
+
+    @router.get(
+        "/recent-executions",
+        operation_id="taskmgr_list_recent_executions",
+        responses=READ,
+    )
+    async def list_recent_executions(
+        job_key: Annotated[
+            list[Annotated[str, Query(pattern=JOB_KEY_REGEX, max_length=128)]],
+            Query(
+                max_length=MAX_RECENT_JOBS,
+                description=f"The jobs (at most {MAX_RECENT_JOBS}; repeat the parameter).",
+            ),
+        ] = [],  # noqa: B006 - FastAPI copies a default, it is never shared
+        per_job: Annotated[
+            int, Query(ge=1, le=MAX_PER_JOB, description="Executions per job, newest first.")
+        ] = 20,
+    ) -> list[JobRunsOut]:
+        """The newest executions of each of these jobs, in one call (what the dashboard
+        shows for its job list): one entry per distinct key, in the order given; an
+        unknown key has no executions."""
+        recent = await service.recent_executions(job_key, per_job)
+        return [
+            JobRunsOut(job_key=key, items=[ExecutionOut.of(e) for e in items])
+            for key, items in recent.items()
+        ]
 
     @router.get(
         "/executions/{execution_id}",

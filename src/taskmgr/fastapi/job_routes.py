@@ -10,6 +10,7 @@ The job list pages by an opaque cursor (the last key, base64url-encoded); a job'
 
 import base64
 import binascii
+import logging
 import math
 import re
 from collections.abc import Callable
@@ -33,8 +34,10 @@ from taskmgr.fastapi.parameters import (
     accepted_run,
     problems,
 )
+from taskmgr.fastapi.problems import DATABASE_UNAVAILABLE
 from taskmgr.fastapi.schemas import (
     JOB_KEY_REGEX,
+    TEXT_PATTERN,
     ExecutionOut,
     JobCreate,
     JobOut,
@@ -46,6 +49,11 @@ from taskmgr.fastapi.schemas import (
 from taskmgr.service import AsyncSchedulerService
 
 __all__ = ["MAX_PREVIEW", "add_job_routes", "require_runner"]
+
+logger = logging.getLogger("taskmgr.api")
+
+#: An ``If-Match`` of this API: a job's ETag (its version), possibly weak or unquoted.
+IF_MATCH_REGEX = r'^\s*(W/)?"?[0-9]{1,30}"?\s*$'
 
 #: Largest ``n`` of the preview endpoint; larger values are clamped.
 MAX_PREVIEW = 100
@@ -67,24 +75,21 @@ def add_job_routes(
         cursor: Cursor = None,
         state: Annotated[JobState | None, Query()] = None,
         q: Annotated[
-            str | None, Query(max_length=200, description="Text in the key, names or description.")
+            str | None,
+            Query(
+                max_length=200,
+                pattern=TEXT_PATTERN,
+                description="Text in the key, names or description (case-insensitive).",
+            ),
         ] = None,
     ) -> JobPage:
         """Jobs ordered by key, optionally filtered by state and text."""
         size = min(limit, MAX_PAGE)
         after = _after_key(cursor)
-        if not q:
-            jobs = await service.list_jobs(state=state, after=after, limit=size)
-            if len(jobs) == size:  # one more row tells whether there is a next page
-                jobs += await service.list_jobs(state=state, after=jobs[-1].key, limit=1)
-        else:
-            jobs = []
-            while len(jobs) <= size:  # scan in pages until this page is full
-                batch = await service.list_jobs(state=state, after=after, limit=MAX_PAGE)
-                jobs.extend(job for job in batch if _matches(job, q))
-                if len(batch) < MAX_PAGE:
-                    break
-                after = batch[-1].key
+        text = q or None  # the database filters: a page reads at most size + 1 rows
+        jobs = await service.list_jobs(state=state, after=after, limit=size, text=text)
+        if len(jobs) == size:  # one more row tells whether there is a next page
+            jobs += await service.list_jobs(state=state, after=jobs[-1].key, limit=1, text=text)
         more = len(jobs) > size
         jobs = jobs[:size]
         next_cursor = _job_cursor(jobs[-1].key) if more else None
@@ -126,7 +131,14 @@ def add_job_routes(
         job_key: JobKey,
         body: JobPatch,
         response: Response,
-        if_match: Annotated[str | None, Header(max_length=100)] = None,
+        if_match: Annotated[
+            str | None,
+            Header(
+                max_length=100,
+                pattern=IF_MATCH_REGEX,
+                description='The ETag of GET /jobs/{job_key}, e.g. "3".',
+            ),
+        ] = None,
     ) -> JobOut:
         """Change a job. With ``If-Match``, refuse (412) if it changed meanwhile."""
         expected = _expected_version(if_match)
@@ -243,17 +255,11 @@ def _after_key(cursor: str | None) -> str | None:
     return key
 
 
-def _matches(job: Job, text: str) -> bool:
-    text = text.casefold()
-    haystack = [job.key, job.description or "", *job.names.values()]
-    return any(text in value.casefold() for value in haystack)
-
-
 def _expected_version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
-    tag = if_match.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    tag = re.sub(r"[^0-9]", "", if_match) if re.search(IF_MATCH_REGEX, if_match) else ""
+    if not tag:
         raise HTTPProblem(
             422,
             "invalid_if_match",
@@ -275,9 +281,9 @@ async def require_runner(service: AsyncSchedulerService) -> None:
         return
     health = await service.health()
     if not health.database:
-        raise HTTPProblem(
-            503, "storage_unavailable", f"the database is unavailable: {health.error}"
-        )
+        # The driver's message may name the database: logged, never sent.
+        logger.warning("manual run refused: %s", health.error)
+        raise HTTPProblem(503, "storage_unavailable", DATABASE_UNAVAILABLE)
     if health.live_instances == 0:
         raise HTTPProblem(
             503,

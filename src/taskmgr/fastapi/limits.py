@@ -31,22 +31,26 @@ from taskmgr.fastapi.errors import FieldError, HTTPProblem
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
+    "UNSAFE_METHODS",
     "RateLimit",
     "TriggerLimiter",
     "guard_body",
+    "is_json_type",
 ]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: The body object and ``kwargs`` around the 32 levels ``kwargs`` may have.
 MAX_JSON_DEPTH = KWARGS_MAX_DEPTH + 1
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: The methods that may change something: their requests are guarded.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # JSON strings (escapes included) are skipped before counting brackets, so a "[" in
 # a string never counts; possessive quantifiers keep this linear on hostile input.
 _JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
 
-def _is_json(content_type: str) -> bool:
+def is_json_type(content_type: str) -> bool:
+    """Whether ``content_type`` is ``application/json`` or ``application/*+json``."""
     message = Message()
     message["content-type"] = content_type
     if message.get_content_maintype() != "application":
@@ -149,12 +153,12 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 async def guard_body(request: Request, limit: int) -> Request:
     """Check a write request's body before FastAPI sees it; return a request that
     replays the body that was read. Other methods are returned unchanged."""
-    if request.method not in _BODY_METHODS:
+    if request.method not in UNSAFE_METHODS:
         return request
     content_type = request.headers.get("content-type")
     # A browser form (urlencoded, multipart, text/plain) always sends one of these
     # types, so refusing them also stops cross-site form posts.
-    if content_type is not None and not _is_json(content_type):
+    if content_type is not None and not is_json_type(content_type):
         raise HTTPProblem(415, "unsupported_media_type", "request bodies must be application/json")
     body = await _read_capped(request, limit)
     if body:

@@ -27,7 +27,8 @@ __all__ = [
 
 _STATUS_TEXT = {
     401: "Missing or invalid credentials.",
-    403: "The credentials do not allow this operation.",
+    403: "The credentials do not allow this operation, or a write came from another "
+    "origin or without a JSON Content-Type or an X-Taskmgr-Action header.",
     404: "No such job or execution.",
     409: "The job's state refuses the operation (exists, paused, busy, orphaned).",
     412: "If-Match does not match the job's current version.",
@@ -45,7 +46,16 @@ JobKey = Annotated[
 ExecutionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Limit = Annotated[int, Query(ge=1, description=f"Page size; values above {MAX_PAGE} are clamped.")]
 Statuses = Annotated[list[ExecutionStatus] | None, Query(description="Any of these statuses.")]
-Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the last page.")]
+#: A page's ``next_cursor``: opaque base64url text, valid only as the API issued it.
+CURSOR_REGEX = r"^[A-Za-z0-9_-]+$"
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        pattern=CURSOR_REGEX,
+        description="next_cursor of the last page (opaque: only values the API issued).",
+    ),
+]
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -1,8 +1,9 @@
 """RFC 9457 ``application/problem+json`` errors, produced by the router itself.
 
 FastAPI routers cannot register exception handlers (fastapi#1667), so the router
-uses :class:`ProblemRoute` as its ``route_class``: its handler guards the request
-body (size, media type, JSON shape; see :mod:`._limits`) before FastAPI parses it,
+uses :class:`ProblemRoute` as its ``route_class``: its handler refuses writes a
+browser may send for another site (see :mod:`.csrf`) and guards the request body
+(size, media type, JSON shape; see :mod:`.limits`) before FastAPI parses it,
 and turns every error raised while handling the request (auth dependencies,
 validation, taskmgr errors) into a problem document. A host needs no handlers.
 """
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from taskmgr import exceptions as exc_
+from taskmgr.fastapi.csrf import guard_cross_site
 from taskmgr.fastapi.errors import FieldError, HTTPProblem
 from taskmgr.fastapi.limits import DEFAULT_MAX_BODY_BYTES, guard_body
 
@@ -54,11 +56,19 @@ _TASKMGR_ERRORS: dict[type[BaseException], tuple[int, str]] = {
     exc_.InvalidKwargsError: (422, "invalid_kwargs"),
     exc_.InvalidFunctionError: (422, "invalid_function"),
     exc_.InvalidInputError: (422, "invalid_input"),
+    # The database refused a value of the request: sending it again fails the same way.
+    exc_.DataRejectedError: (422, "data_rejected"),
     # The database is down or busy: retry later, like any dependency outage
     # (docs/guarantees.md, G9).
     exc_.StorageError: (503, "storage_unavailable"),
     exc_.ServiceStateError: (503, "service_not_running"),
     exc_.TaskmgrError: (400, "taskmgr_error"),
+}
+
+#: The detail of a 503 for a database failure; what failed is in the server log.
+DATABASE_UNAVAILABLE = "the database is unavailable; retry later (details are in the server log)"
+_STORAGE_DETAILS = {
+    "data_rejected": "the database refused a value of the request (details are in the server log)"
 }
 
 _HTTP_CODES = {
@@ -156,6 +166,12 @@ def _describe(error: BaseException) -> tuple[int, str, str | None, list[FieldErr
             errors = [FieldError(field=error.field, message=message, type=code)]
         elif isinstance(error, exc_.FunctionNotRegisteredError):
             errors = [FieldError(field="func", message=error.message, type=code)]
+        elif isinstance(error, exc_.StorageError):
+            # The driver's message may name the database (URL, host, file) or quote
+            # the input: the details go to the server log (problem_response) only.
+            detail = _STORAGE_DETAILS.get(code, DATABASE_UNAVAILABLE)
+            rejected = [FieldError(message=detail, type=code)] if status == 422 else None
+            return status, code, detail, rejected
         return status, code, error.message, errors
     return 500, "internal_error", "an unexpected error occurred; see the server log", None
 
@@ -171,16 +187,18 @@ def _printable(text: str | None) -> Any:
 def problem_response(error: BaseException, request: Request | None = None) -> Response:
     """The problem+json response for ``error`` (any exception; unknown ones give 500)."""
     status, code, detail, errors = _describe(error)
-    if status >= 500:
-        # 503s are expected during outages; anything else is a bug worth a traceback.
-        log = logger.warning if status == 503 else logger.error
+    if status >= 500 or isinstance(error, exc_.StorageError):
+        # 503s are expected during outages and a value the database refused is the
+        # request's; anything else is a bug worth a traceback. The database's own
+        # message (it may name the database) is logged here, never sent.
+        log = logger.warning if status in (422, 503) else logger.error
         log(
             "%s %s failed with %d: %r",
             request.method if request else "-",
             request.url.path if request else "-",
             status,
             error,
-            exc_info=status != 503,
+            exc_info=status >= 500 and status != 503,
         )
     problem = Problem(
         type=TYPE_PREFIX + code,
@@ -208,7 +226,9 @@ def problem_response(error: BaseException, request: Request | None = None) -> Re
 
 
 class ProblemRoute(APIRoute):
-    """An ``APIRoute`` whose errors are problem+json and whose body is guarded.
+    """An ``APIRoute`` whose errors are problem+json, whose writes must come from
+    the page's own origin (:func:`~taskmgr.fastapi.csrf.guard_cross_site`) and whose
+    body is guarded.
 
     ``max_body_bytes`` caps request bodies (checked while reading the stream, so a
     chunked body cannot get past it); :func:`taskmgr.fastapi.create_router` makes a
@@ -223,6 +243,7 @@ class ProblemRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
+                guard_cross_site(request)
                 guarded = await guard_body(request, max_body)
                 return await handler(guarded)
             except Exception as error:

@@ -9,12 +9,33 @@ as ``@scheduled_job``, so the HTTP API cannot drift from the Python API.
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+)
+from pydantic.config import JsonDict
+from pydantic.config import JsonValue as JsonValue_
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
+from typing_extensions import TypeAliasType
 
 from taskmgr.core.models import (
+    LANGUAGE_TAG_REGEX,
+    MAX_CONCURRENCY_KEY,
+    MAX_INSTANCES,
+    MAX_LANGUAGE_TAG,
+    MAX_NAME,
+    MAX_NAMES,
+    MAX_RETRIES,
+    MAX_SECONDS,
     Execution,
     ExecutionStatus,
     ExecutionTrigger,
@@ -27,21 +48,34 @@ from taskmgr.core.models import (
     JobState,
     OverlapPolicy,
 )
-from taskmgr.core.triggers import Cron, Date, Interval, TriggerSpec
+from taskmgr.core.triggers import (
+    MAX_DATETIME,
+    MAX_INTERVAL,
+    MIN_DATETIME,
+    MIN_INTERVAL,
+    Cron,
+    Date,
+    Interval,
+    TriggerSpec,
+)
 from taskmgr.fastapi.describe import describe_trigger
+from taskmgr.service.tasks import DEFER_OPTIONS, MAX_DELAY
 
 __all__ = [
+    "DATETIME_PATTERN",
     "CleanupRequest",
     "CleanupResult",
     "ExecutionOut",
     "ExecutionPageOut",
     "HealthOut",
     "InstanceOut",
+    "Instant",
     "JobCreate",
     "JobOut",
     "JobPage",
     "JobPatch",
     "JobQueueOut",
+    "JobRunsOut",
     "PreviewOut",
     "SessionOut",
     "TriggerRequest",
@@ -51,6 +85,108 @@ __all__ = [
 #: A century: more is a mistake, and timedelta cannot hold much more.
 MAX_RETENTION_DAYS = 36_500
 JOB_KEY_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+#: An instant as the API takes it: RFC 3339 (ISO 8601 with seconds and an offset),
+#: in the years 1970-9998 (what the database stores). Numbers are refused.
+DATETIME_PATTERN = (
+    r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    r"-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_DATETIME = re.compile(DATETIME_PATTERN, re.ASCII)
+#: The last instant a filter may name (MAX_DATETIME itself is out of range).
+_LAST_INSTANT = MAX_DATETIME - timedelta(microseconds=1)
+
+
+def parse_instant(value: object) -> datetime:
+    """``value`` (a string matching :data:`DATETIME_PATTERN`) as an aware datetime.
+
+    Anything else, a number (a Unix time) or a naive or malformed string included,
+    raises a pydantic error (a 422 ``validation_error``)."""
+    if isinstance(value, datetime):
+        return value  # built in Python (a default, a test): already a datetime
+    if not isinstance(value, str) or _DATETIME.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "datetime_format",
+            "must be an RFC 3339 date-time with an offset, e.g. 2026-01-02T03:04:05Z, "
+            "in the years 1970-9998",
+        )
+    try:
+        return datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise PydanticCustomError(
+            "datetime_format", "not a valid date-time (day, hour or offset out of range)"
+        ) from None
+
+
+#: A strict instant in a request body: ``"2026-01-02T03:04:05+01:00"``, never a number.
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(parse_instant),
+    Field(json_schema_extra={"pattern": DATETIME_PATTERN}),
+]
+
+
+#: Text the API stores: no NUL (the body pre-scan refuses it anywhere, 422 invalid_string).
+TEXT_PATTERN = r"^[^\x00]*$"
+#: An IANA time zone name, as ``taskmgr.core.validation.validate_timezone`` checks it.
+TIMEZONE_PATTERN = r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"
+
+
+class _KeysNamed:
+    """In the JSON Schema, an object's key pattern as ``propertyNames`` (pydantic writes
+    ``patternProperties``, which lets other keys through as additional properties)."""
+
+    def __get_pydantic_json_schema__(
+        self, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core)
+        target = handler.resolve_ref_schema(schema)
+        patterns = target.pop("patternProperties", None)
+        if patterns:
+            [(pattern, values)] = patterns.items()
+            target["propertyNames"] = {"pattern": pattern}
+            target["additionalProperties"] = values
+        return schema
+
+
+_Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
+#: Any JSON value whose strings (keys included) have no NUL: what ``kwargs`` take.
+JsonValue = TypeAliasType(
+    "JsonValue",
+    "bool | int | float | _Text | list[JsonValue] | "
+    "Annotated[dict[_Text, JsonValue], _KeysNamed()] | None",
+)
+#: Keyword arguments: a JSON object (at most 64 KiB serialized and 32 levels deep,
+#: which a schema cannot say; the core checks them, 422 invalid_kwargs / json_too_deep).
+Kwargs = Annotated[dict[_Text, JsonValue], _KeysNamed()]
+
+
+def _seconds(minimum: float, maximum: float, *, exclusive: bool = False) -> JsonDict:
+    """The JSON Schema of a number of seconds the core bounds (its own 422 code)."""
+    low = {"exclusiveMinimum": minimum} if exclusive else {"minimum": minimum}
+    return {**low, "maximum": maximum}
+
+
+def _at_most_one(*names: str) -> list[JsonValue_]:
+    """JSON Schema: no two of these fields are given with a value (null is no value)."""
+    return [
+        {
+            "not": {
+                "required": [first, second],
+                "properties": {first: {"not": {"type": "null"}}, second: {"not": {"type": "null"}}},
+            }
+        }
+        for i, first in enumerate(names)
+        for second in names[i + 1 :]
+    ]
+
+
+def clamp_instant(value: datetime) -> datetime:
+    """``value`` in UTC, moved into what the database stores: a bound of a filter in
+    the year 1970 or 9998 of its offset may fall just outside (1969 or 9999 in UTC),
+    where no row is, so the filter keeps its meaning."""
+    moment = value.astimezone(UTC)
+    return min(max(moment, MIN_DATETIME), _LAST_INSTANT)
 
 
 class _In(BaseModel):
@@ -108,9 +244,15 @@ def trigger_out(spec: TriggerSpec) -> CronOut | IntervalOut | DateOut | ManualOu
 class RetryBackoffIO(_In):
     """Delay before retry n: min(max, base * 2**(n-1)), reduced by up to ``jitter``."""
 
-    base: float = Field(1.0, description="Seconds.")
-    max: float = Field(300.0, description="Seconds.")
-    jitter: float = Field(0.5, description="A fraction in [0, 1].")
+    base: float = Field(
+        1.0, description="Seconds.", json_schema_extra=_seconds(0, MAX_SECONDS, exclusive=True)
+    )
+    max: float = Field(
+        300.0, description="Seconds.", json_schema_extra=_seconds(0, MAX_SECONDS, exclusive=True)
+    )
+    jitter: float = Field(
+        0.5, description="A fraction in [0, 1].", json_schema_extra={"minimum": 0, "maximum": 1}
+    )
 
 
 class _ScheduleFields(_In):
@@ -121,28 +263,49 @@ class _ScheduleFields(_In):
         examples=["30 2 * * *"],
     )
     interval: float | None = Field(
-        None, description="Seconds between runs, 1 to 366 days.", examples=[300]
+        None,
+        description="Seconds between runs, 1 to 366 days.",
+        examples=[300],
+        json_schema_extra=_seconds(MIN_INTERVAL.total_seconds(), MAX_INTERVAL.total_seconds()),
     )
-    at: AwareDatetime | None = Field(
-        None, strict=False, description="Run once at this instant (ISO 8601 with offset)."
+    at: Instant | None = Field(
+        None, strict=False, description="Run once at this instant (RFC 3339, with an offset)."
     )
     timezone: str | None = Field(
-        None, max_length=64, description="IANA zone the cron expression is read in (cron only)."
+        None,
+        max_length=64,
+        description="IANA zone the cron expression is read in (cron only).",
+        json_schema_extra={"pattern": TIMEZONE_PATTERN},
+        examples=["Europe/Berlin"],
     )
     names: dict[str, str] | None = Field(
         None,
-        description="Display names by language code.",
+        description=(
+            f"Display names by language tag (BCP 47 in shape, e.g. en, pt-BR): at most "
+            f"{MAX_NAMES} languages, each name at most {MAX_NAME} characters."
+        ),
         examples=[{"en": "Nightly report", "de": "Nächtlicher Bericht"}],
+        json_schema_extra={
+            "maxProperties": MAX_NAMES,
+            "propertyNames": {"pattern": LANGUAGE_TAG_REGEX, "maxLength": MAX_LANGUAGE_TAG},
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": MAX_NAME,
+                "pattern": TEXT_PATTERN,
+            },
+        },
     )
-    description: str | None = Field(None, max_length=2000)
-    kwargs: dict[str, Any] | None = Field(
+    description: str | None = Field(None, max_length=2000, pattern=TEXT_PATTERN)
+    kwargs: Kwargs | None = Field(
         None, description="JSON keyword arguments for the function (at most 64 KiB, depth 32)."
     )
-    max_instances: int | None = None
+    max_instances: int | None = Field(
+        None, json_schema_extra={"minimum": 1, "maximum": MAX_INSTANCES}
+    )
     overlap_policy: OverlapPolicy | None = None
     concurrency_key: str | None = Field(
         None,
-        max_length=100,
+        max_length=MAX_CONCURRENCY_KEY,
         description=(
             "Tasks only: the name of an argument; max_instances then bounds the runs per "
             "value of that argument."
@@ -150,13 +313,19 @@ class _ScheduleFields(_In):
         examples=["customer_id"],
     )
     misfire_grace_time: float | None = Field(
-        None, description="Seconds a slot may start late (null: no limit)."
+        None,
+        description="Seconds a slot may start late (null: no limit).",
+        json_schema_extra=_seconds(0, MAX_SECONDS),
     )
     coalesce: bool | None = None
-    max_retries: int | None = None
+    max_retries: int | None = Field(None, json_schema_extra={"minimum": 0, "maximum": MAX_RETRIES})
     retry_backoff: RetryBackoffIO | None = None
-    timeout: float | None = Field(None, description="Seconds (null: no timeout).")
-    queue: str | None = Field(None, max_length=200)
+    timeout: float | None = Field(
+        None,
+        description="Seconds (null: no timeout).",
+        json_schema_extra=_seconds(0, MAX_SECONDS, exclusive=True),
+    )
+    queue: str | None = Field(None, max_length=200, pattern=TEXT_PATTERN)
 
 
 class JobCreate(_ScheduleFields):
@@ -166,6 +335,7 @@ class JobCreate(_ScheduleFields):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
+            "allOf": _at_most_one("cron", "interval", "at"),
             "examples": [
                 {
                     "key": "reports.nightly",
@@ -175,7 +345,7 @@ class JobCreate(_ScheduleFields):
                     "kwargs": {"recipients": ["ops@example.com"]},
                     "max_retries": 2,
                 }
-            ]
+            ],
         },
     )
 
@@ -184,6 +354,7 @@ class JobCreate(_ScheduleFields):
         max_length=200,
         description="The registered name of the function (never an import path to load).",
         examples=["myapp.jobs.nightly_report"],
+        json_schema_extra={"pattern": JOB_KEY_REGEX, "maxLength": 128},
     )
     enabled: bool | None = Field(None, description="false creates the job paused.")
 
@@ -194,10 +365,16 @@ class JobPatch(_ScheduleFields):
     (pause and resume have their own endpoints)."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"cron": "0 3 * * *", "max_retries": 3}]}
+        extra="forbid",
+        json_schema_extra={
+            "allOf": _at_most_one("cron", "interval", "at"),
+            "examples": [{"cron": "0 3 * * *", "max_retries": 3}],
+        },
     )
 
-    func: str | None = Field(None, max_length=200)
+    func: str | None = Field(
+        None, max_length=200, json_schema_extra={"pattern": JOB_KEY_REGEX, "maxLength": 128}
+    )
 
 
 class JobOut(_Out):
@@ -278,7 +455,9 @@ class TriggerRequest(_In):
         extra="forbid", json_schema_extra={"examples": [{"kwargs": {"dry_run": True}}]}
     )
 
-    kwargs: dict[str, Any] | None = None
+    kwargs: Kwargs | None = Field(
+        None, description="Merged over the job's (at most 64 KiB, depth 32)."
+    )
     force: bool = Field(
         False, description="Run even if the job is paused or its overlap policy refuses."
     )
@@ -290,15 +469,30 @@ class DeferRequest(_In):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
-        json_schema_extra={"examples": [{"kwargs": {"user_id": 42}, "delay": 60}]},
+        json_schema_extra={
+            "allOf": _at_most_one("run_at", "delay"),
+            "examples": [{"kwargs": {"user_id": 42}, "delay": 60}],
+        },
     )
 
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    run_at: AwareDatetime | None = Field(
-        None, strict=False, description="Run at this instant (ISO 8601 with offset)."
+    kwargs: Kwargs = Field(
+        default_factory=dict,
+        description=(
+            "The task's arguments (at most 64 KiB, depth 32); defer's own options are not "
+            "argument names."
+        ),
+        json_schema_extra={
+            "propertyNames": {"pattern": TEXT_PATTERN, "not": {"enum": [*sorted(DEFER_OPTIONS)]}}
+        },
+    )
+    run_at: Instant | None = Field(
+        None, strict=False, description="Run at this instant (RFC 3339, with an offset)."
     )
     delay: float | None = Field(
-        None, strict=False, description="Seconds to wait before running (0 to 366 days)."
+        None,
+        strict=False,
+        description="Seconds to wait before running (0 to 366 days).",
+        json_schema_extra=_seconds(0, MAX_DELAY.total_seconds()),
     )
 
 
@@ -348,6 +542,13 @@ class ExecutionPageOut(_Out):
 
     items: list[ExecutionOut]
     next_cursor: str | None = None
+
+
+class JobRunsOut(_Out):
+    """A job's newest executions, newest first (empty: none, or no such job)."""
+
+    job_key: str
+    items: list[ExecutionOut]
 
 
 class JobQueueOut(_Out):
@@ -408,6 +609,10 @@ class InstanceOut(_Out):
         return cls(**instance.model_dump(), heartbeat_age_seconds=age)
 
 
+#: HealthOut.error when the database is not healthy (the details go to the server log).
+HEALTH_ERROR = "the database is unavailable"
+
+
 class HealthOut(_Out):
     ok: bool = Field(description="The database answered and nothing is wrong with it.")
     database: bool
@@ -418,12 +623,19 @@ class HealthOut(_Out):
     live_instances: int
     oldest_overdue_at: datetime | None
     overdue_seconds: float
-    error: str | None
+    error: str | None = Field(
+        description=(
+            "Set when the database is not healthy; says so without the driver's message, "
+            "which may name the database (it is in the server log)."
+        )
+    )
 
     @classmethod
     def of(cls, health: Health) -> HealthOut:
         # Only the fields this wire format has: Health may grow fields of its own.
         data = {k: v for k, v in health.model_dump().items() if k in cls.model_fields}
+        if health.error is not None:
+            data["error"] = HEALTH_ERROR
         return cls(**data, ok=health.ok)
 
 

@@ -5,6 +5,7 @@ offer)."""
 # No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations
 # at run time.
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -24,6 +25,8 @@ from taskmgr.fastapi.schemas import (
 from taskmgr.service import AsyncSchedulerService
 
 __all__ = ["add_system_routes"]
+
+logger = logging.getLogger("taskmgr.api")
 
 
 class _SessionRoute(ProblemRoute):
@@ -62,7 +65,10 @@ def add_system_routes(
     async def get_health() -> Any:
         """Database reachable, schema current, live instances and the oldest overdue job.
         503 (with the same body) when the database does not answer."""
-        health = HealthOut.of(await service.health())
+        found = await service.health()
+        if found.error is not None:  # the driver's message stays in the server log
+            logger.warning("health check: %s", found.error)
+        health = HealthOut.of(found)
         if not health.database:
             return JSONResponse(health.model_dump(mode="json"), status_code=503)
         return health

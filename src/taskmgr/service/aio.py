@@ -99,6 +99,7 @@ class AsyncSchedulerService:
     preview = awaitable(SchedulerService.preview)
     get_execution = awaitable(SchedulerService.get_execution)
     list_executions = awaitable(SchedulerService.list_executions)
+    recent_executions = awaitable(SchedulerService.recent_executions)
     job_queues = awaitable(SchedulerService.job_queues)
     list_instances = awaitable(SchedulerService.list_instances)
     health = awaitable(SchedulerService.health)

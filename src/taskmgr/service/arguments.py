@@ -7,14 +7,18 @@ import base64
 import binascii
 import json
 import math
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 
 from taskmgr.core.models import Execution, ExecutionStatus
+from taskmgr.core.triggers import MAX_DATETIME, MIN_DATETIME
 from taskmgr.exceptions import InvalidInputError
 
 __all__ = ["MAX_PAGE", "check_limit", "decode_cursor", "encode_cursor", "positive", "status"]
 
 MAX_PAGE = 500
+#: The id in a cursor: execution ids are UUID strings.
+_CURSOR_ID = re.compile(r"[A-Za-z0-9-]{1,64}", re.ASCII)
 
 
 def positive(name: str, value: float) -> float:
@@ -52,7 +56,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created_at = datetime.fromisoformat(created)
         if created_at.tzinfo is None or not isinstance(execution_id, str):
             raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        # Only what list_executions issues: an instant the database stores and an id.
+        if not MIN_DATETIME <= created_at.astimezone(UTC) < MAX_DATETIME:
+            raise ValueError(cursor)
+        if _CURSOR_ID.fullmatch(execution_id) is None:
+            raise ValueError(cursor)
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInputError(
             "is not a cursor returned by list_executions", field="cursor"
         ) from None

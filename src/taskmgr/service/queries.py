@@ -22,11 +22,14 @@ from taskmgr.exceptions import InvalidInputError
 from taskmgr.service.arguments import check_limit, decode_cursor, encode_cursor
 from taskmgr.service.arguments import status as status_of
 from taskmgr.service.base import ServiceBase
+from taskmgr.settings import redact_text
 from taskmgr.storage.base import ExecutionFilter
 
 __all__ = ["MAX_PREVIEW", "Queries"]
 
 MAX_PREVIEW = 1000
+#: Most jobs one ``recent_executions`` call reads.
+MAX_RECENT_JOBS = 500
 
 
 class Queries(ServiceBase):
@@ -43,8 +46,11 @@ class Queries(ServiceBase):
         state: JobState | str | None = None,
         after: str | None = None,
         limit: int | None = None,
+        text: str | None = None,
     ) -> list[Job]:
-        """Jobs ordered by key; ``after`` is the last key of the previous page."""
+        """Jobs ordered by key; ``after`` is the last key of the previous page. With
+        ``text``, only jobs whose key, description or a display name contains it (ASCII
+        letters compared without case), searched by the database."""
         if limit is not None:
             check_limit(limit)
         try:
@@ -55,7 +61,7 @@ class Queries(ServiceBase):
                 f"must be one of {allowed}, got {state!r}", field="state"
             ) from None
         self.open()
-        return self.storage.list_jobs(states=states, after_key=after, limit=limit)
+        return self.storage.list_jobs(states=states, after_key=after, limit=limit, text=text)
 
     def preview(self, job_key: str, n: int = 5) -> list[datetime]:
         """The job's next ``n`` fire times after now (UTC)."""
@@ -96,6 +102,30 @@ class Queries(ServiceBase):
             items = items[:limit]
             next_cursor = encode_cursor(items[-1])
         return ExecutionPage(items=items, next_cursor=next_cursor)
+
+    def recent_executions(
+        self, job_keys: Sequence[str], per_job: int = 20
+    ) -> dict[str, list[Execution]]:
+        """The newest ``per_job`` executions (1-100) of each job of ``job_keys`` (at most
+        500; repeats are read once), newest first, by job key; a key with no executions
+        (or no job) maps to an empty list. One call for what a dashboard shows of many
+        jobs: each job's runs are one indexed read, like ``list_executions(job_key)``."""
+        if isinstance(per_job, bool) or not isinstance(per_job, int) or not 1 <= per_job <= 100:
+            raise InvalidInputError(
+                f"must be an integer in 1-100, got {per_job!r}", field="per_job"
+            )
+        if isinstance(job_keys, str) or not all(isinstance(key, str) for key in job_keys):
+            raise InvalidInputError("must be a sequence of job keys", field="job_keys")
+        keys = list(dict.fromkeys(job_keys))
+        if len(keys) > MAX_RECENT_JOBS:
+            raise InvalidInputError(
+                f"at most {MAX_RECENT_JOBS} jobs, got {len(keys)}", field="job_keys"
+            )
+        self.open()
+        return {
+            key: self.storage.list_executions(ExecutionFilter(job_key=key), limit=per_job)
+            for key in keys
+        }
 
     def get_execution(self, execution_id: str) -> Execution:
         """One execution by id. :raises ExecutionNotFoundError: no such execution."""
@@ -138,7 +168,7 @@ class Queries(ServiceBase):
                 database=False,
                 running=self.running,
                 live_instances=0,
-                error=f"{type(exc).__name__}: {exc}",
+                error=redact_text(f"{type(exc).__name__}: {exc}"),
             )
         late = (now - due).total_seconds() if due is not None else 0.0
         overdue = late > threshold

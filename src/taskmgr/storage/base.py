@@ -151,9 +151,15 @@ class Storage(ABC):
         source: JobSource | None = None,
         after_key: str | None = None,
         limit: int | None = None,
+        text: str | None = None,
     ) -> list[Job]:
         """Jobs ordered by key (code point order), optionally filtered by state and
-        source, starting after ``after_key`` in that order (keyset pagination)."""
+        source, starting after ``after_key`` in that order (keyset pagination).
+
+        With ``text`` (at most 200 characters, no NUL), only jobs whose key, description
+        or one of whose display names contains it, ASCII letters compared without
+        case (other characters exactly, whatever the database's locale), filtered by
+        the database: ``limit`` counts matching jobs."""
 
     @abstractmethod
     def update_job(
@@ -317,6 +323,23 @@ class Storage(ABC):
         a second outcome for the same execution in one call is rejected."""
 
     @abstractmethod
+    def assign_task_ids(self, task_ids: Mapping[str, str], *, owner: str) -> set[str]:
+        """Record, per execution id, the id of the message about to hand it to a worker
+        (its Celery task id), in one transaction, before that message is published: the
+        per-dispatch nonce :meth:`take_over` checks, so that only a message carrying it
+        can start the execution.
+
+        Applies to an execution only while it is ``running``, owned by ``owner``, not
+        started (``started_at`` null: nothing took it over) and holds no task id or
+        this same one (an execution keeps its first id: one published again carries
+        the same). Returns the ids of the executions that now hold the id given for
+        them; the others are left as they are (taken over, ended, released, or holding
+        another message's id).
+
+        :raises InvalidInputError: a task id is not a string of 1-255 characters.
+        """
+
+    @abstractmethod
     def take_over(
         self,
         execution_id: str,
@@ -325,17 +348,28 @@ class Storage(ABC):
         to_owner: str,
         attempt: int,
         now: datetime,
-        celery_task_id: str | None = None,
+        celery_task_id: str,
     ) -> Claimed | None:
         """Hand a ``running`` execution from the instance that claimed it to the one
-        that runs it (a Celery worker), in one compare-and-set.
+        that runs it (a Celery worker), in one compare-and-set, on behalf of one
+        message.
 
-        Applies only while the execution is ``running``, owned by ``from_owner`` and at
-        ``attempt``, and while ``to_owner`` has no instance row or a ``running`` one
-        (a worker declared dead takes nothing over). It then sets ``owner =
-        to_owner``, ``started_at = now`` and ``celery_task_id``, and returns the
-        execution with its job. Otherwise nothing changes and None is returned: the
-        execution already ended, was taken over by another delivery, or was released.
+        Applies only to an execution that has **not started** and that **this message
+        was published for**: it is ``running``, owned by ``from_owner`` (the instance
+        that dispatched it, never a worker that took it over: taking over sets
+        ``started_at``), at ``attempt``, ``started_at`` is null, and its stored task id
+        is set and equals ``celery_task_id`` (recorded by :meth:`assign_task_ids`
+        before the message was published). And only while ``to_owner`` has no
+        instance row or a ``running`` one (a worker declared dead takes nothing over).
+        It then sets ``owner = to_owner`` and ``started_at = now``, and returns the
+        execution with its job.
+
+        Otherwise nothing changes and None is returned: the execution already started
+        (a message redelivered or duplicated while it runs, or after it ended), was
+        taken over by another delivery, was released or runs in its dispatcher's own
+        process (no task id), or the message is not the one published for it (a forged
+        or stale message: another task id, owner or attempt). So a message, forged or
+        replayed, never starts an execution a second time.
 
         If the execution's job was deleted meanwhile, nothing could run it: it becomes
         ``cancelled`` (``completed_at = now``) and None is returned.
@@ -344,9 +378,10 @@ class Storage(ABC):
     @abstractmethod
     def release(self, execution_id: str, *, owner: str, due_at: datetime) -> bool:
         """Put a ``running`` execution owned by ``owner`` back to ``pending`` (owner,
-        ``dispatched_at`` and ``started_at`` cleared, ``due_at`` set), so that any
-        instance claims it again when due: for work claimed but never handed over
-        (the broker was unreachable, or the instance is stopping). Returns whether it
+        ``dispatched_at``, ``started_at`` and the task id cleared, ``due_at`` set), so
+        that any instance claims it again when due: for work claimed but never handed
+        over (the broker was unreachable, or the instance is stopping). A message
+        published for it before can then take nothing over. Returns whether it
         applied; an execution taken over, ended or owned by someone else is left as it
         is."""
 
@@ -375,7 +410,13 @@ class Storage(ABC):
         """Executions newest first, ordered by ``(created_at, id)`` descending (equal
         ``created_at``: the greater id first), matching ``filters`` (``since``/``until``
         bound ``scheduled_for``, inclusive; ``owner`` matches exactly), strictly after
-        the keyset position ``before`` = ``(created_at, id)`` of the last row seen."""
+        the keyset position ``before`` = ``(created_at, id)`` of the last row seen.
+
+        :raises InvalidDatetimeError: ``since``, ``until`` or the ``before`` instant is
+            outside what the database stores (years 1970-9998, UTC), or overflows
+            when converted to UTC.
+        :raises InvalidInputError: the ``before`` id is not 1-64 printable ASCII
+            characters (no execution has such an id)."""
 
     @abstractmethod
     def delete_finished_executions(

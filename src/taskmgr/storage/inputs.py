@@ -10,6 +10,7 @@ backends refuse the same inputs with the same error. Datetimes are normalised to
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
@@ -18,8 +19,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from taskmgr.core.models import ExecutionStatus, ExecutionTrigger, Instance
+from taskmgr.core.triggers import MAX_DATETIME, MIN_DATETIME
 from taskmgr.core.validation import ensure_aware, reraise_validation
-from taskmgr.exceptions import InvalidInputError
+from taskmgr.exceptions import InvalidDatetimeError, InvalidInputError
 from taskmgr.storage.base import (
     ClaimPlan,
     ExecutionFilter,
@@ -37,6 +39,9 @@ __all__ = [
     "checked_limit",
     "checked_outcome",
     "checked_plan",
+    "checked_task_ids",
+    "checked_text",
+    "fold_ascii",
     "member",
     "members",
     "utc",
@@ -52,11 +57,54 @@ def utc(value: object, field: str) -> datetime:
     if type(value) is datetime and value.tzinfo is UTC:
         return value  # the common case, kept cheap: claims and outcomes pass here
     moment = ensure_aware(value, field)
-    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    if moment.tzinfo is UTC:
+        return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 at +01:00 is before year 1 in UTC
+        raise InvalidDatetimeError(
+            f"{moment.isoformat()} is out of range in UTC", field=field
+        ) from None
 
 
 def _utc_or_none(value: object, field: str) -> datetime | None:
     return None if value is None else utc(value, field)
+
+
+def _stored_range(value: datetime | None, field: str) -> datetime | None:
+    """``value`` (UTC) if it is an instant the database stores (1970-9998), else raise."""
+    if value is not None and not MIN_DATETIME <= value < MAX_DATETIME:
+        raise InvalidDatetimeError(
+            f"{value.isoformat()} out of range: the year must be 1970-9998 (UTC)", field=field
+        )
+    return value
+
+
+#: Longest text a job search takes.
+MAX_SEARCH_TEXT = 200
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_ascii(text: str) -> str:
+    """``text`` with ASCII letters in lower case (others kept): how a job search
+    compares, the same on every backend whatever the database's locale."""
+    return text.translate(_ASCII_LOWER)
+
+
+def checked_text(text: object, field: str = "text") -> str | None:
+    """A search text: None, or a string of at most 200 characters without NUL."""
+    if text is None:
+        return None
+    if not isinstance(text, str) or len(text) > MAX_SEARCH_TEXT or "\x00" in text:
+        raise InvalidInputError(
+            f"must be a string of at most {MAX_SEARCH_TEXT} characters without NUL",
+            field=field,
+        )
+    return text
+
+
+#: An execution id as a cursor names it: printable ASCII (ids are UUID strings).
+_EXECUTION_ID = re.compile(r"[\x21-\x7e]{1,64}", re.ASCII)
 
 
 def member(enum: type[EnumT], value: object, field: str) -> EnumT:
@@ -139,14 +187,15 @@ def checked_filter(filters: ExecutionFilter) -> ExecutionFilter:
     return ExecutionFilter(
         job_key=filters.job_key,
         statuses=members(ExecutionStatus, filters.statuses, "statuses"),
-        since=_utc_or_none(filters.since, "since"),
-        until=_utc_or_none(filters.until, "until"),
+        since=_stored_range(_utc_or_none(filters.since, "since"), "since"),
+        until=_stored_range(_utc_or_none(filters.until, "until"), "until"),
         owner=filters.owner,
     )
 
 
 def checked_cursor(before: tuple[datetime, str] | None) -> tuple[datetime, str] | None:
-    """A keyset position ``(created_at, id)``."""
+    """A keyset position ``(created_at, id)``: an instant the database stores
+    (1970-9998, UTC) and an id of 1-64 printable ASCII characters."""
     if before is None:
         return None
     created_at, execution_id = before
@@ -154,7 +203,14 @@ def checked_cursor(before: tuple[datetime, str] | None) -> tuple[datetime, str] 
         raise InvalidInputError(
             f"must be an execution id, got {type(execution_id).__name__}", field="before"
         )
-    return utc(created_at, "before"), execution_id
+    if _EXECUTION_ID.fullmatch(execution_id) is None:
+        raise InvalidInputError(
+            f"must be an execution id (1-64 printable ASCII characters), got {execution_id!r:.80}",
+            field="before",
+        )
+    moment = utc(created_at, "before")
+    _stored_range(moment, "before")
+    return moment, execution_id
 
 
 # -- a planner's plan ----------------------------------------------------------------
@@ -219,3 +275,22 @@ def _checked_decision(decision: PendingDecision) -> PendingDecision:
             field="status",
         )
     return decision if status is decision.status else dataclasses.replace(decision, status=status)
+
+
+def checked_task_ids(task_ids: Mapping[str, str]) -> dict[str, str]:
+    """Execution id to the task id of the message published for it: each a string of
+    1-255 characters (what the ``celery_task_id`` column holds)."""
+    checked: dict[str, str] = {}
+    for execution_id, task_id in task_ids.items():
+        if not isinstance(execution_id, str):
+            raise InvalidInputError(
+                f"an execution id must be a string, got {type(execution_id).__name__}",
+                field="execution_id",
+            )
+        if not isinstance(task_id, str) or not 0 < len(task_id) <= 255:
+            raise InvalidInputError(
+                f"a task id must be a string of 1-255 characters, got {task_id!r:.80}",
+                field="celery_task_id",
+            )
+        checked[execution_id] = task_id
+    return checked

@@ -236,15 +236,29 @@ async function loadJobs() {
     cursor = page.next_cursor;
   } while (cursor && jobs.length < 5000);
   state.jobs = jobs;
-  const queue = jobs.slice(0, 200);
-  const worker = async () => {
-    while (queue.length) {
-      const job = queue.shift();
-      const page = await api(`jobs/${encodeURIComponent(job.key)}/executions?limit=${SPARK_RUNS}`);
-      state.recent.set(job.key, page.items);
+  await Promise.all([loadQueues(), loadRecent(jobs.slice(0, 200))]);
+}
+
+// The newest runs of the listed jobs: one request (a batch per few KB of keys, so
+// long keys never make a URL that a server or proxy refuses), not one per job.
+async function loadRecent(jobs) {
+  const batches = [];
+  let batch = [];
+  let length = 0;
+  for (const job of jobs) {
+    const param = `job_key=${encodeURIComponent(job.key)}`;
+    if (batch.length && length + param.length > 4000) {
+      batches.push(batch);
+      batch = [];
+      length = 0;
     }
-  };
-  await Promise.all([loadQueues(), worker(), worker(), worker(), worker()]);
+    batch.push(param);
+    length += param.length + 1;
+  }
+  if (batch.length) batches.push(batch);
+  const found = await Promise.all(
+    batches.map((params) => api(`recent-executions?per_job=${SPARK_RUNS}&${params.join("&")}`)));
+  state.recent = new Map(found.flat().map((entry) => [entry.job_key, entry.items]));
 }
 
 async function loadQueues() {

@@ -19,6 +19,7 @@ from taskmgr.core.models import (
 )
 from taskmgr.core.rules import is_active_run
 from taskmgr.storage.base import ExecutionFilter, HistorySummary
+from taskmgr.storage.inputs import fold_ascii
 from taskmgr.storage.memory.state import State
 
 __all__ = [
@@ -42,6 +43,7 @@ def jobs_matching(
     states: Collection[JobState],
     source: JobSource | None,
     after_key: str | None,
+    text: str | None = None,
 ) -> list[Job]:
     """Jobs by key (code point order), as ``list_jobs`` filters them."""
     return [
@@ -50,7 +52,14 @@ def jobs_matching(
         if (not states or job.state in states)
         and (source is None or job.source is source)
         and (after_key is None or job.key > after_key)
+        and (text is None or _mentions(job, fold_ascii(text)))
     ]
+
+
+def _mentions(job: Job, folded: str) -> bool:
+    """Whether the job's key, description or a display name contains ``folded``."""
+    haystack = (job.key, job.description or "", *job.names.values())
+    return any(folded in fold_ascii(value) for value in haystack)
 
 
 def due_jobs(state: State, now: datetime, limit: int) -> list[Job]:

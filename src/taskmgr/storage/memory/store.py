@@ -59,6 +59,8 @@ from taskmgr.storage.inputs import (
     checked_instance,
     checked_limit,
     checked_outcome,
+    checked_task_ids,
+    checked_text,
     member,
     members,
     utc,
@@ -142,13 +144,15 @@ class MemoryStorage(Storage):
         source: JobSource | None = None,
         after_key: str | None = None,
         limit: int | None = None,
+        text: str | None = None,
     ) -> list[Job]:
         wanted = set(members(JobState, states, "states"))
         origin = None if source is None else member(JobSource, source, "source")
         if limit is not None:
             checked_limit(limit)
+        text = checked_text(text)
         with self._lock:
-            found = queries.jobs_matching(self._state, wanted, origin, after_key)
+            found = queries.jobs_matching(self._state, wanted, origin, after_key, text)
         return found if limit is None else found[:limit]
 
     def update_job(
@@ -296,6 +300,26 @@ class MemoryStorage(Storage):
                 applied.append(True)
             return applied
 
+    def assign_task_ids(self, task_ids: Mapping[str, str], *, owner: str) -> set[str]:
+        given = checked_task_ids(task_ids)
+        assigned: set[str] = set()
+        with self._lock:
+            st = self._state
+            for execution_id, task_id in given.items():
+                execution = st.executions.get(execution_id)
+                if (
+                    execution is None
+                    or execution.status is not ExecutionStatus.RUNNING
+                    or execution.owner != owner
+                    or execution.started_at is not None
+                    or execution.celery_task_id not in (None, task_id)
+                ):
+                    continue
+                if execution.celery_task_id is None:
+                    st.put_execution(validated(execution, {"celery_task_id": task_id}))
+                assigned.add(execution_id)
+        return assigned
+
     def take_over(
         self,
         execution_id: str,
@@ -304,7 +328,7 @@ class MemoryStorage(Storage):
         to_owner: str,
         attempt: int,
         now: datetime,
-        celery_task_id: str | None = None,
+        celery_task_id: str,
     ) -> Claimed | None:
         now = utc(now, "now")
         with self._lock:
@@ -318,6 +342,10 @@ class MemoryStorage(Storage):
                 or execution.status is not ExecutionStatus.RUNNING
                 or execution.owner != from_owner
                 or execution.attempt != attempt
+                # not started, and this message is the one published for it
+                or execution.started_at is not None
+                or execution.celery_task_id is None
+                or execution.celery_task_id != celery_task_id
             ):
                 return None
             job = st.jobs.get(execution.job_id)
@@ -329,9 +357,7 @@ class MemoryStorage(Storage):
                 }
                 st.put_execution(validated(execution, cancelled))
                 return None
-            execution = validated(
-                execution, {"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
-            )
+            execution = validated(execution, {"owner": to_owner, "started_at": now})
             st.put_execution(execution)
             return Claimed(execution, job)
 
@@ -350,6 +376,7 @@ class MemoryStorage(Storage):
                 "owner": None,
                 "dispatched_at": None,
                 "started_at": None,
+                "celery_task_id": None,
                 "due_at": due_at,
             }
             self._state.put_execution(validated(execution, pending))

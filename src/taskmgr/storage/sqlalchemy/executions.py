@@ -3,7 +3,7 @@ hand-over to a worker, the history (listing, retention, summary) and the queues.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from taskmgr.storage.inputs import (
     checked_filter,
     checked_limit,
     checked_outcome,
+    checked_task_ids,
     members,
     utc,
 )
@@ -107,6 +108,26 @@ class ExecutionOperations(Database):
                 insert_untaken(conn, self.tables.executions, retries)
         return applied
 
+    def assign_task_ids(self, task_ids: Mapping[str, str], *, owner: str) -> set[str]:
+        given = checked_task_ids(task_ids)
+        if not given:
+            return set()
+        executions = self.tables.executions
+        c = executions.c
+        ids = sorted(given)  # rows locked in id order, like every batch write here
+        waiting = sa.and_(c.status == _RUNNING, c.owner == owner, c.started_at.is_(None))
+        with self._tx("assign_task_ids") as conn:
+            conn.execute(
+                sa.update(executions)
+                .where(c.id == sa.bindparam("b_id"), waiting, c.celery_task_id.is_(None))
+                .values(celery_task_id=sa.bindparam("b_task", type_=c.celery_task_id.type)),
+                [{"b_id": execution_id, "b_task": given[execution_id]} for execution_id in ids],
+            )
+            rows = conn.execute(
+                sa.select(c.id, c.celery_task_id).where(c.id.in_(ids), waiting)
+            ).all()
+        return {row.id for row in rows if row.celery_task_id == given[row.id]}
+
     def take_over(
         self,
         execution_id: str,
@@ -115,9 +136,11 @@ class ExecutionOperations(Database):
         to_owner: str,
         attempt: int,
         now: datetime,
-        celery_task_id: str | None = None,
+        celery_task_id: str,
     ) -> Claimed | None:
         now = utc(now, "now")
+        if not isinstance(celery_task_id, str):
+            return None  # no message carries no id (and ``== None`` would match NULL)
         executions, jobs, i = self.tables.executions, self.tables.jobs, self.tables.instances.c
         c = executions.c
         with self._tx("take_over") as conn:
@@ -137,6 +160,10 @@ class ExecutionOperations(Database):
                             c.status == _RUNNING,
                             c.owner == from_owner,
                             c.attempt == attempt,
+                            # not started, and this message is the one published for
+                            # it: a forged or replayed one starts nothing
+                            c.started_at.is_(None),
+                            c.celery_task_id == celery_task_id,
                         )
                     )
                 )
@@ -156,10 +183,16 @@ class ExecutionOperations(Database):
                     "error_message": JOB_DELETED_BEFORE_START,
                 }
             else:
-                changes = {"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
+                changes = {"owner": to_owner, "started_at": now}
             conn.execute(
                 sa.update(executions)
-                .where(c.id == execution_id, c.status == _RUNNING, c.owner == from_owner)
+                .where(
+                    c.id == execution_id,
+                    c.status == _RUNNING,
+                    c.owner == from_owner,
+                    c.started_at.is_(None),
+                    c.celery_task_id == celery_task_id,
+                )
                 .values(changes)
             )
             if job_row is None:
@@ -181,6 +214,7 @@ class ExecutionOperations(Database):
                     owner=None,
                     dispatched_at=None,
                     started_at=None,
+                    celery_task_id=None,  # a message published for it takes nothing over
                     due_at=due_at,
                 )
             )

@@ -12,13 +12,21 @@ from sqlalchemy.engine import Connection
 from taskmgr.core.models import ExecutionStatus, Job, JobDefinition, JobSource, JobState
 from taskmgr.exceptions import JobExistsError, JobNotFoundError, VersionConflictError
 from taskmgr.storage.common import apply_job_changes, job_from_definition
-from taskmgr.storage.inputs import checked_limit, member, members, utc
+from taskmgr.storage.inputs import (
+    checked_limit,
+    checked_text,
+    fold_ascii,
+    member,
+    members,
+    utc,
+)
 from taskmgr.storage.sqlalchemy.database import Database
 from taskmgr.storage.sqlalchemy.rows import job_from_row, job_values
 
 __all__ = ["JobOperations"]
 
 _PENDING = ExecutionStatus.PENDING.value
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 class JobOperations(Database):
@@ -95,11 +103,13 @@ class JobOperations(Database):
         source: JobSource | None = None,
         after_key: str | None = None,
         limit: int | None = None,
+        text: str | None = None,
     ) -> list[Job]:
         wanted = members(JobState, states, "states")
         origin = None if source is None else member(JobSource, source, "source")
         if limit is not None:
             checked_limit(limit)
+        text = checked_text(text)
         jobs = self.tables.jobs
         key = self._code_point_order(jobs.c.job_key)
         query = sa.select(jobs).order_by(key)
@@ -109,11 +119,46 @@ class JobOperations(Database):
             query = query.where(jobs.c.source == origin.value)
         if after_key is not None:
             query = query.where(key > after_key)
+        if text is not None:
+            query = query.where(self._mentions(fold_ascii(text)))
         if limit is not None:
             query = query.limit(limit)
         with self._tx("list_jobs", write=False) as conn:
             # converted while fetching: never all rows and all models in memory at once
             return [job_from_row(row) for row in conn.execute(query).mappings()]
+
+    def _folded(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """``text`` with ASCII letters in lower case, others kept (``fold_ascii``):
+        SQLite's ``lower`` does exactly that, PostgreSQL's follows the locale."""
+        if self._sqlite:
+            return sa.func.lower(text)
+        return sa.func.translate(text, _UPPER, _UPPER.lower())
+
+    def _contains(self, text: sa.ColumnElement[Any], folded: str) -> sa.ColumnElement[bool]:
+        haystack = self._folded(text)
+        if self._sqlite:
+            return sa.func.instr(haystack, folded) > 0
+        return sa.func.strpos(haystack, folded) > 0
+
+    def _mentions(self, folded: str) -> sa.ColumnElement[bool]:
+        """The job's key, description or one of its display names contains ``folded``,
+        searched by the database (the names are a JSON object: its values)."""
+        jobs = self.tables.jobs
+        if self._sqlite:
+            names = sa.func.json_each(jobs.c.names).table_valued("value").alias("name")
+        else:
+            names = sa.func.json_each_text(jobs.c.names).table_valued("key", "value").alias("name")
+        in_names = (
+            sa.select(sa.literal(1))
+            .select_from(names)
+            .where(self._contains(names.c.value, folded))
+            .exists()
+        )
+        return sa.or_(
+            self._contains(jobs.c.job_key, folded),
+            self._contains(sa.func.coalesce(jobs.c.description, ""), folded),
+            in_names,
+        )
 
     def update_job(
         self,

@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from taskmgr.core.models import Execution
@@ -96,7 +94,7 @@ class DeferralOperations(Database):
             if plain:
                 conn.execute(sa.insert(table), [execution_values(e) for e in plain])
             if keyed:
-                insert = self._insert_unless_keyed()
+                insert = self._statements().insert_unless_keyed
                 conn.execute(insert, [execution_values(e) for e in keyed])
         except sa.exc.IntegrityError as exc:
             raise execution_conflict(executions[0]) from exc
@@ -118,13 +116,6 @@ class DeferralOperations(Database):
             for e in executions
         ]
 
-    def _insert_unless_keyed(self) -> sa.Insert:
-        """An insert that leaves out a row whose job already holds its idempotency key
-        (waiting, on PostgreSQL, for a concurrent insert of that key to end)."""
-        table = self.tables.executions
-        insert = sqlite_insert(table) if self._sqlite else postgresql_insert(table)
-        return insert.on_conflict_do_nothing(index_elements=["job_id", "idempotency_key"])
-
     # -- one run on PostgreSQL: one statement, no transaction block -------------------
 
     def _defer_in_one_statement(
@@ -141,10 +132,12 @@ class DeferralOperations(Database):
         version = job_versions.get(execution.job_id)
         if version is None or len(job_versions) != 1:
             return None
-        values = execution_values(execution)
-        statement = self._one_statement_defer(tuple(values))
-        params = {f"v_{name}": value for name, value in values.items()}
-        params.update(f_job_id=execution.job_id, f_version=version)
+        statement = self._statements().defer_one
+        assert statement is not None  # built for PostgreSQL
+        params: dict[str, Any] = {
+            f"v_{name}": value for name, value in execution_values(execution).items()
+        }
+        params.update(b_job_id=execution.job_id, b_version=version, b_channel=self._channel)
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -154,33 +147,3 @@ class DeferralOperations(Database):
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"defer_executions failed: {describe_error(exc)}") from exc
         return None if inserted is None else [execution]
-
-    def _one_statement_defer(self, names: tuple[str, ...]) -> sa.Insert:
-        """``WITH job AS (SELECT ... FOR KEY SHARE) INSERT ... SELECT ... FROM job``,
-        built once per set of columns."""
-        cache: dict[tuple[str, ...], sa.Insert] = self.__dict__.setdefault(
-            "_one_statement_defers", {}
-        )
-        statement = cache.get(names)
-        if statement is None:
-            jobs, table = self.tables.jobs, self.tables.executions
-            job = (
-                sa.select(jobs.c.id, sa.cast(notify_column(self._channel), sa.Text).label("n"))
-                .where(
-                    jobs.c.id == sa.bindparam("f_job_id"),
-                    jobs.c.version == sa.bindparam("f_version"),
-                )
-                .with_for_update(read=True, key_share=True)
-                .cte("deferred_job")
-            )
-            row: list[Any] = [sa.bindparam(f"v_{n}", type_=table.c[n].type) for n in names]
-            # "n" is selected so the notification is certainly sent (only with the row)
-            source = sa.select(*row).select_from(job).where(job.c.n.is_not(None))
-            statement = (
-                postgresql_insert(table)
-                .from_select(list(names), source)
-                .on_conflict_do_nothing(index_elements=["job_id", "idempotency_key"])
-                .returning(table.c.id)
-            )
-            cache[names] = statement
-        return statement

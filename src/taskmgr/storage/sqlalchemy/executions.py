@@ -100,7 +100,7 @@ class ExecutionOperations(Database):
                 updates.append(_outcome_params(outcome))
                 if outcome.retry is not None:
                     retries.append(outcome.retry)
-            if len(updates) > 1 and sql.outcome_update_all is not None:
+            if updates and sql.outcome_update_all is not None:
                 conn.execute(sql.outcome_update_all, outcome_arrays(updates))
             elif updates:
                 conn.execute(sql.outcome_update, updates)

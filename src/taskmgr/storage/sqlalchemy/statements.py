@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from taskmgr.core.models import ExecutionStatus, JobState
@@ -162,6 +163,14 @@ class Statements:
         #: column (see :func:`outcome_arrays`); None on SQLite, whose executemany of
         #: ``outcome_update`` costs no round trips.
         self.outcome_update_all = None if sqlite else _outcome_update_all(executions)
+        #: Deferred runs, leaving out one whose job already holds its idempotency key
+        #: (waiting, on PostgreSQL, for a concurrent insert of that key to end).
+        keyed_insert = sqlite_insert(executions) if sqlite else postgresql.insert(executions)
+        self.insert_unless_keyed = keyed_insert.on_conflict_do_nothing(
+            index_elements=["job_id", "idempotency_key"]
+        )
+        #: PostgreSQL: one deferred run in one statement (see :func:`_defer_one`).
+        self.defer_one = None if sqlite else _defer_one(tables)
         pending_row = sa.and_(c.id == sa.bindparam("b_id"), c.status == _PENDING)
         # One statement for every start of a claim (they share owner and time): a
         # per-row executemany costs a round trip per run on PostgreSQL.
@@ -224,6 +233,30 @@ def _outcome_update_all(executions: sa.Table) -> sa.Update:
         sa.update(executions)
         .where(c.id == o.id, c.owner == o.owner, c.status == _RUNNING)
         .values(values)
+    )
+
+
+def _defer_one(tables: Tables) -> sa.Insert:
+    """``WITH job AS (SELECT ... FOR KEY SHARE) INSERT ... SELECT ... FROM job ON CONFLICT
+    DO NOTHING RETURNING id``: the run (``v_<column>``) is inserted only while its job
+    (``b_job_id``) is at ``b_version``, and the job's row notifies ``b_channel``."""
+    jobs, table = tables.jobs, tables.executions
+    notified = sa.func.pg_notify(sa.bindparam("b_channel", type_=sa.Text), "")
+    job = (
+        sa.select(jobs.c.id, sa.cast(notified, sa.Text).label("n"))
+        .where(jobs.c.id == sa.bindparam("b_job_id"), jobs.c.version == sa.bindparam("b_version"))
+        .with_for_update(read=True, key_share=True)
+        .cte("deferred_job")
+    )
+    names = [column.name for column in table.c]
+    row: list[Any] = [sa.bindparam(f"v_{name}", type_=table.c[name].type) for name in names]
+    # "n" is selected so the notification is certainly sent (only with the row)
+    source = sa.select(*row).select_from(job).where(job.c.n.is_not(None))
+    return (
+        postgresql.insert(table)
+        .from_select(names, source)
+        .on_conflict_do_nothing(index_elements=["job_id", "idempotency_key"])
+        .returning(table.c.id)
     )
 
 

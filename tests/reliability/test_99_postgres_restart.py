@@ -1,23 +1,20 @@
-"""Restart PostgreSQL in the middle of a run (``pg_ctlcluster ... restart``).
+"""Restart PostgreSQL in the middle of a run (``pg_ctl stop`` then ``start``).
 
 Every instance survives (loop, heartbeat, reaper and listener reconnect by
 themselves) and fires again within seconds of the database returning; no slot
 starts twice; the slots that fell due during the outage follow the misfire policy
 (``coalesce=True``: one catch-up run per job, the older slots ``missed``).
 
-Needs root and a local cluster managed by ``pg_ctlcluster``; skipped otherwise. It
-runs last in this directory (file name), and always leaves the cluster running.
+The server is the test's own (``initdb`` in a temporary directory, a free port), so
+the tests running beside it keep theirs; it needs PostgreSQL's server binaries.
 """
 
 from __future__ import annotations
 
 import collections
-import os
-import shutil
-import subprocess
 import time
+from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -33,6 +30,11 @@ from tests.reliability.harness import (
     utc,
     wait_for,
 )
+from tests.reliability.private_postgres import (
+    PrivatePostgres,
+    private_postgres,
+    why_no_private_postgres,
+)
 from tests.services import services_required
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -42,59 +44,31 @@ JOBS = 20
 RESUME_BOUND = 15.0
 
 
-def _cluster_command(action: str) -> list[str]:
-    versions = sorted(os.listdir("/etc/postgresql"))
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", action]
-
-
-def _postgres_ready() -> bool:
-    probe = subprocess.run(
-        ["pg_isready", "-h", "127.0.0.1", "-q"], check=False, timeout=10, capture_output=True
-    )
-    return probe.returncode == 0
-
-
-def _ensure_running() -> None:
-    if not _postgres_ready():
-        subprocess.run(_cluster_command("start"), check=False, timeout=60, capture_output=True)
-    wait_for("PostgreSQL to accept connections", _postgres_ready, timeout=60, interval=0.5)
-
-
 @pytest.fixture
-def restartable_postgres() -> None:
-    missing = [
-        what
-        for what, ok in (
-            ("root", os.geteuid() == 0),
-            ("pg_ctlcluster", shutil.which("pg_ctlcluster") is not None),
-            ("pg_isready", shutil.which("pg_isready") is not None),
-            ("/etc/postgresql", Path("/etc/postgresql").is_dir()),
-        )
-        if not ok
-    ]
+def server() -> Iterator[PrivatePostgres]:
+    """A server of this test's own: restarting the shared one would break the tests
+    running beside it."""
+    missing = why_no_private_postgres()
     if missing:
-        reason = f"cannot restart PostgreSQL here (missing: {', '.join(missing)})"
+        reason = f"cannot run a private PostgreSQL server here ({missing})"
         if services_required():
             pytest.fail(reason)
         pytest.skip(reason)
+    with private_postgres() as started:
+        yield started
 
 
-def _restart(outage: float) -> None:
+def _restart(server: PrivatePostgres, outage: float) -> None:
     """``restart``, or with ``outage``: stop, stay down that long, start."""
-    if not outage:
-        subprocess.run(_cluster_command("restart"), check=True, timeout=60, capture_output=True)
-        return
-    subprocess.run(_cluster_command("stop"), check=True, timeout=60, capture_output=True)
+    server.stop()
     time.sleep(outage)
-    subprocess.run(_cluster_command("start"), check=True, timeout=60, capture_output=True)
+    server.start()
 
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("outage", [0.0, 4.0], ids=["restart", "down_4s"])
-def test_instances_resume_after_a_postgres_restart(
-    outage, restartable_postgres, postgres_url, make_cluster, timings, summary
-):
-    url = postgres_url
+def test_instances_resume_after_a_postgres_restart(outage, server, make_cluster, timings, summary):
+    url = server.url
     create_witness_table(url)
     cluster = make_cluster(url)
     procs = cluster.start(3)
@@ -103,10 +77,7 @@ def test_instances_resume_after_a_postgres_restart(
     create_interval_jobs(url, keys, anchor)  # coalesce=True, misfire grace 60 s
     sleep_until(anchor.timestamp() + 3.3)
     down_at = time.time()
-    try:
-        _restart(outage)
-    finally:
-        _ensure_running()
+    _restart(server, outage)
     up_at = time.time()
 
     def every_instance_fired() -> dict[int, float] | None:

@@ -19,6 +19,9 @@ from taskmgr.storage import MemoryStorage, Storage
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
 from tests.services import require_postgres
 
+#: ``pytester`` runs pytest on generated test files (the test kit's plugin tests).
+pytest_plugins = ("pytester",)
+
 OpenStorage = Callable[[], Storage]
 
 

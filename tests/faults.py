@@ -73,10 +73,24 @@ class FaultyStorage(Storage):
             self.marker.write_text(str(os.getpid()))
         threading.Event().wait()  # until the test kills this process
 
-    def claim(self, *, now: datetime, owner: str, limit: int, planner: Planner) -> list[Claimed]:
+    def claim(
+        self,
+        *,
+        now: datetime,
+        owner: str,
+        limit: int,
+        planner: Planner,
+        cap_at_database_now: bool = False,
+    ) -> list[Claimed]:
         if self.uncoordinated:
             return self._claim_uncoordinated(now, owner, limit)
-        claimed = self.inner.claim(now=now, owner=owner, limit=limit, planner=planner)
+        claimed = self.inner.claim(
+            now=now,
+            owner=owner,
+            limit=limit,
+            planner=planner,
+            cap_at_database_now=cap_at_database_now,
+        )
         if claimed and self.pause_at == "after_claim_commit":
             self._park("after_claim_commit")
         return claimed

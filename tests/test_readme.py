@@ -103,6 +103,7 @@ def _anchors(markdown: str) -> set[str]:
         "docs/index.md",
         "docs/concepts.md",
         "docs/quickstart.md",
+        "docs/testing.md",
         "docs/guarantees.md",
         "docs/architecture.md",
         "docs/api.md",

@@ -49,6 +49,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from taskmgr.core.models import ExecutionTrigger, Job, JobQueue, JobState
+from taskmgr.core.rules import next_run as next_run_of
 from taskmgr.execution.events import EventKind, ExecutionEvent
 
 if TYPE_CHECKING:
@@ -254,8 +255,9 @@ class TaskmgrCollector(Collector):
         states = dict.fromkeys((s.value for s in JobState), 0)
         for stored in jobs:
             states[stored.state.value] += 1
-            if stored.next_run_at is not None and stored.state is JobState.ACTIVE:
-                next_run.add_metric([stored.key], stored.next_run_at.timestamp())
+            upcoming = next_run_of(stored)  # none while paused or orphaned
+            if upcoming is not None:
+                next_run.add_metric([stored.key], upcoming.timestamp())
         yield next_run
 
         yield from _queue_metrics(jobs, queues, now)

@@ -154,7 +154,9 @@ class TaskmgrSettings(BaseSettings):
         description="Prefix of taskmgr's table names (`<prefix>jobs`, ...).",
     )
     db_schema: str | None = Field(
-        None, description="PostgreSQL schema holding the tables (it must exist)."
+        None,
+        description="PostgreSQL schema holding the tables (created by `taskmgr db upgrade` "
+        "or the first start when missing). Unset: the connection's default schema.",
     )
     timezone: str = Field(
         "UTC",
@@ -186,6 +188,14 @@ class TaskmgrSettings(BaseSettings):
     )
     sweep_interval: float = Field(
         5.0, gt=0, description="How often dead instances are looked for, seconds."
+    )
+    handover_timeout: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="How long a stopping instance keeps firing until a newer instance is "
+        "up, seconds (a reload that starts the new processes as it stops the old ones). "
+        "`0`: it stops firing at once.",
     )
     misfire_grace_time: float | None = Field(
         None,

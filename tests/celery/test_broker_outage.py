@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 
 from taskmgr import Interval
 from taskmgr.core.models import ExecutionStatus
@@ -154,3 +156,62 @@ def test_broker_restart_loses_nothing_and_duplicates_nothing(
     )
     assert set(starts.values()) == {1}, "a slot started more than once"
     assert set(starts) == {(e.job_key, e.scheduled_for.isoformat()) for e in executions}
+
+
+def test_messages_lost_in_a_broker_restart_are_published_again_once_it_is_back(
+    private_redis: PrivateRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ten jobs of one run at a time each, their messages waiting in Redis when it
+    restarts empty: the scheduler sees the broker back and publishes them again at
+    once (``receive_timeout`` and ``dispatch_timeout`` are far beyond this test), so
+    every job runs again within seconds, each execution once."""
+    caplog.set_level(logging.INFO, "taskmgr.dispatch")
+    setup = Setup(
+        broker=private_redis.url,
+        database=f"sqlite:///{tmp_path / 'taskmgr.db'}",
+        witness=f"sqlite:///{tmp_path / 'witness.db'}",
+        logs=tmp_path,
+    )
+    jobs.create_witness_table(setup.witness)
+    _, service = build(
+        setup.broker, setup.database, setup.queue, receive_timeout=60.0, dispatch_timeout=300.0
+    )
+    keys = [f"tick-{i}" for i in range(10)]
+    for key in keys:
+        # one run at a time: while its message is lost, every later slot is skipped
+        service.create_job(key, jobs.witness, trigger=Interval(1), max_instances=1)
+    broker = redis.Redis(port=private_redis.port)
+    with workers() as started, service:
+        wait_for(lambda: broker.llen(setup.queue) == len(keys), 15, "a message per job")
+        stranded = {e.id for e in all_executions(service) if e.status is ExecutionStatus.RUNNING}
+        assert len(stranded) == len(keys)
+        private_redis.kill()  # the messages die with it
+        wait_for(
+            lambda: any("cannot reach the Celery broker" in r.getMessage() for r in caplog.records),
+            10,
+            "the scheduler to find the broker gone",
+        )
+        private_redis.start()  # empty
+        started.append(worker := Worker(setup))
+        worker.wait_ready(service)
+
+        def ran_again() -> bool:
+            done = {e.id for e in all_executions(service) if e.status is ExecutionStatus.SUCCESS}
+            return stranded <= done
+
+        wait_for(ran_again, 20, "the stranded executions to run", every=0.2)
+        for key in keys:
+            service.pause_job(key)
+        wait_for(
+            lambda: all(e.status.is_final for e in all_executions(service)),
+            20,
+            "every execution to end",
+            every=0.2,
+        )
+    broker.close()
+    executions = all_executions(service)
+    service.close()
+    assert {e.status for e in executions} <= {ExecutionStatus.SUCCESS, ExecutionStatus.SKIPPED}
+    ran = {e.id for e in executions if e.status is ExecutionStatus.SUCCESS}
+    starts = collections.Counter(row.execution_id for row in jobs.read_witness(setup.witness))
+    assert starts == dict.fromkeys(ran, 1), "an execution did not run, or ran twice"

@@ -4,7 +4,6 @@ the broker is unreachable, inline opt-outs, and the settings taskmgr applies."""
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -83,54 +82,6 @@ def test_fallback_inline_runs_executions_here_when_the_broker_is_down(
     assert len(jobs.read_witness(witness_url)) == 1
 
 
-class _Published:
-    """Stands in for taskmgr's task on a broker: records each message published."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-
-    def apply_async(self, *, kwargs: dict[str, Any], task_id: str, **_: Any) -> None:
-        self.messages.append((task_id, kwargs))
-
-
-def test_the_task_id_is_recorded_before_publishing_and_kept_when_published_again(
-    tmp_path: Any,
-) -> None:
-    _, service = make(tmp_path, dispatch_timeout=0.2)
-    dispatcher = service.dispatcher
-    assert isinstance(dispatcher, CeleryDispatcher)
-    published = _Published()
-    dispatcher.task = published
-    storage = service.storage
-    with service:
-        service.create_job("work", jobs.witness, at=datetime.now(UTC))
-        # nobody takes it over: the reconciler publishes it again, and again
-        wait_for(lambda: len(published.messages) >= 3, 10, "the message to be published again")
-        task_ids = {task_id for task_id, _ in list(published.messages)}
-        (task_id,) = task_ids  # one id for every copy
-        (execution,) = all_executions(service)
-        assert execution.status is ExecutionStatus.RUNNING and execution.started_at is None
-        assert execution.celery_task_id == task_id  # recorded on the execution
-        assert published.messages[0][1] == {
-            "execution_id": execution.id,
-            "owner": service.instance_id,
-            "attempt": 1,
-        }
-        fence: dict[str, Any] = {
-            "from_owner": service.instance_id,
-            "to_owner": "worker",
-            "attempt": 1,
-            "now": datetime.now(UTC),
-        }
-        # a message with any other id takes nothing over; the published one does, once
-        assert storage.take_over(execution.id, celery_task_id="forged", **fence) is None
-        assert storage.take_over(execution.id, celery_task_id=task_id, **fence) is not None
-        assert storage.take_over(execution.id, celery_task_id=task_id, **fence) is None
-        count = len(published.messages)
-        time.sleep(0.5)  # taken over: no longer published again
-        assert len(published.messages) <= count + 1
-
-
 def test_a_job_on_the_inline_queue_never_goes_to_the_broker(
     tmp_path: Any, witness_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -200,5 +151,7 @@ def test_bad_dispatcher_options_are_refused() -> None:
         CeleryDispatcher(app, fallback="thread")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dispatch_timeout"):
         CeleryDispatcher(app, dispatch_timeout=0)
+    with pytest.raises(ValueError, match="receive_timeout"):
+        CeleryDispatcher(app, receive_timeout=-1)
     with pytest.raises(ServiceStateError, match="not bound"):
         CeleryDispatcher(app).start(None)  # type: ignore[arg-type]

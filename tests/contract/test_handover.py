@@ -199,6 +199,56 @@ def test_assign_task_ids_refuses_a_bad_task_id(storage: Storage, task: Any) -> N
     assert storage.get_execution(new.id).celery_task_id is None
 
 
+def test_replace_task_ids_swaps_the_id_of_a_waiting_execution_only(storage: Storage) -> None:
+    job = add_job(storage, "work")
+    waiting = published(storage, job)
+    other = published(storage, job, owner="other", task="task-o")
+    bare = storage.add_execution(running(job, "scheduler", scheduled_for=T0 + MINUTE))
+    taken = published(storage, job, task="task-t")
+    assert take_over(storage, taken.id, celery_task_id="task-t")
+    ended = published(storage, job, task="task-e")
+    assert storage.record_outcomes([outcome(ended, "scheduler")]) == [True]
+    changes = {
+        waiting.id: (TASK, "task-2"),
+        other.id: ("task-o", "task-x"),  # another instance's
+        bare.id: (TASK, "task-x"),  # no id recorded: nothing was published for it
+        taken.id: ("task-t", "task-x"),
+        ended.id: ("task-e", "task-x"),
+        "nope": (TASK, "task-x"),
+    }
+    assert storage.replace_task_ids(changes, owner="scheduler") == {waiting.id}
+    assert storage.get_execution(waiting.id).celery_task_id == "task-2"
+    assert storage.get_execution(other.id).celery_task_id == "task-o"
+    assert storage.get_execution(bare.id).celery_task_id is None
+    assert storage.get_execution(taken.id).celery_task_id == "task-t"
+    assert storage.get_execution(ended.id).celery_task_id == "task-e"
+    # a repeated call still holds; an old id that is no longer the one does not apply
+    assert storage.replace_task_ids({waiting.id: (TASK, "task-2")}, owner="scheduler") == {
+        waiting.id
+    }
+    assert storage.replace_task_ids({waiting.id: (TASK, "task-3")}, owner="scheduler") == set()
+    assert storage.replace_task_ids({}, owner="scheduler") == set()
+    # the first message starts nothing now; the replacing one does, once
+    assert take_over(storage, waiting.id) is None
+    assert take_over(storage, waiting.id, celery_task_id="task-2") is not None
+    assert take_over(storage, waiting.id, celery_task_id="task-2") is None
+    assert storage.replace_task_ids({waiting.id: ("task-2", "task-4")}, owner="scheduler") == set()
+    assert storage.get_execution(waiting.id).celery_task_id == "task-2"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [("", "task-2"), (TASK, "x" * 256), (TASK, None), (TASK,), TASK],
+    ids=["empty", "long", "none", "single", "string"],
+)
+def test_replace_task_ids_refuses_a_bad_task_id(storage: Storage, change: Any) -> None:
+    job = add_job(storage, "work")
+    new = published(storage, job)
+    with pytest.raises(InvalidInputError, match="celery_task_id"):
+        storage.replace_task_ids({new.id: (TASK, "task-2"), "nope": change}, owner="scheduler")
+    assert storage.get_execution(new.id).celery_task_id == TASK
+
+
 def test_release_puts_a_running_execution_back_to_pending(storage: Storage) -> None:
     job = add_job(storage, "work")
     new = published(storage, job)

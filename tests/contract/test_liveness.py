@@ -15,7 +15,7 @@ from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
 from taskmgr.storage.sqlalchemy.migrate import lock_key
 from tests.conftest import OpenStorage
 
-from .helpers import MINUTE, T0, add_job, fire_all, instance, running
+from .helpers import MINUTE, T0, Recorder, add_job, fire_all, instance, running
 
 
 @pytest.mark.parametrize("status", [InstanceStatus.DEAD, InstanceStatus.STOPPED])
@@ -49,6 +49,29 @@ def test_database_now_is_aware_utc_and_close_to_the_host(storage: Storage) -> No
     now = storage.database_now()
     assert now.tzinfo is not None and now.utcoffset() == timedelta(0)
     assert abs((now - datetime.now(UTC)).total_seconds()) < 60
+
+
+@pytest.mark.parametrize("registered", [True, False])
+def test_a_claim_capped_at_the_database_clock_takes_nothing_before_its_time(
+    storage: Storage, registered: bool
+) -> None:
+    # the caller's clock runs an hour ahead of the database's (a poisoned reading)
+    real = storage.database_now()
+    add_job(storage, "due", next_run_at=real - MINUTE)
+    add_job(storage, "soon", next_run_at=real + 30 * MINUTE, misfire_grace_time=1.0)
+    if registered:  # (PostgreSQL reads the clock with the owner's row, else alone)
+        storage.register_instance(instance("me", last_heartbeat=real))
+    ahead = real + 60 * MINUTE
+    planner = Recorder(fire_all)
+    claimed = storage.claim(
+        now=ahead, owner="me", limit=10, planner=planner, cap_at_database_now=True
+    )
+    assert [item.job.key for item in claimed] == ["due"]
+    assert real <= planner.batch.now <= storage.database_now()
+    assert claimed[0].execution.dispatched_at == planner.batch.now
+    # uncapped, the caller's time decides
+    claimed = storage.claim(now=ahead, owner="me", limit=10, planner=fire_all)
+    assert "soon" in [item.job.key for item in claimed]
 
 
 def test_subscribers_hear_of_changes_made_elsewhere(

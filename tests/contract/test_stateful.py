@@ -688,6 +688,23 @@ class BackendsAgree(RuleBasedStateMachine):
     @rule(
         data=st.data(),
         right_owner=mostly([True], [False]),
+        right_old=mostly([True], [False]),
+        new=mostly(["task-2", "task-3"], [""]),
+    )
+    def replace_task_ids(
+        self, data: st.DataObject, right_owner: bool, right_old: bool, new: str
+    ) -> None:
+        target = self.pick(data, running=data.draw(mostly([True], [False])))
+        if target is None:
+            return
+        owner = (target.owner or "nobody") if right_owner else "other"
+        old = (target.celery_task_id or "task-1") if right_old else "task-9"
+        changes = {target.id: (old, new)}
+        self.both("replace_task_ids", lambda s, _: s.replace_task_ids(changes, owner=owner))
+
+    @rule(
+        data=st.data(),
+        right_owner=mostly([True], [False]),
         right_attempt=mostly([True], [False]),
         to_owner=st.sampled_from(OWNERS),
         task=mostly(["stored"], ["task-1", "task-2", None]),

@@ -283,6 +283,28 @@ def test_pause_and_resume(client: TestClient, clock: FakeClock) -> None:
     assert resumed["next_run_at"] > "2026-03-02T08:10:00Z"  # from now on, no catch-up
 
 
+def test_a_paused_job_has_no_next_run_in_any_answer(
+    client: TestClient, service: SchedulerService
+) -> None:
+    key = "http.sync"
+    before = client.get(url(f"/jobs/{key}")).json()["next_run_at"]
+    assert before is not None
+    paused = client.post(url(f"/jobs/{key}/pause"), headers=ACTION).json()
+    listed = {job["key"]: job for job in client.get(url("/jobs")).json()["items"]}
+    by_state = client.get(url("/jobs"), params={"state": "paused"}).json()["items"]
+    one = client.get(url(f"/jobs/{key}")).json()
+    patched = client.patch(url(f"/jobs/{key}"), json={"max_retries": 1}).json()
+    assert [paused["next_run_at"], listed[key]["next_run_at"], one["next_run_at"]] == [None] * 3
+    assert [job["next_run_at"] for job in by_state] == [None]
+    assert patched["state"] == "paused" and patched["next_run_at"] is None
+    # the Python API says the same; the stored slot is only the storage's business
+    assert service.get_job(key).next_run_at is None
+    assert [j.next_run_at for j in service.list_jobs(state="paused")] == [None]
+    assert service.storage.get_job(key).next_run_at is not None
+    resumed = client.post(url(f"/jobs/{key}/resume"), headers=ACTION).json()
+    assert resumed["next_run_at"] is not None
+
+
 def test_preview(client: TestClient) -> None:
     body = client.get(url("/jobs/http.report/preview"), params={"n": 3}).json()
     assert body == {

@@ -5,6 +5,7 @@ Usage::
     python -m tests.procs.run_service DATABASE_URL [--poll-interval S]
         [--heartbeat-interval S] [--heartbeat-timeout S] [--sweep-interval S]
         [--max-workers N] [--module tests.jobs.anchored ...]
+        [--handover-timeout S] [--start-delay S]
         [--pause-at after_claim_commit|after_execute|after_reap --marker PATH]
         [--uncoordinated]
 
@@ -13,7 +14,8 @@ Registers ``tests.jobs.witness`` (``witness``, ``witness_slow``) and every
 shuts down cleanly on SIGTERM/SIGINT and prints "stopped". Logs go to stderr at
 WARNING (taskmgr's fault, reaper and fencing messages are warnings or errors).
 ``--pause-at``/``--marker`` and ``--uncoordinated`` wrap the storage in
-``tests.faults.FaultyStorage`` (see there).
+``tests.faults.FaultyStorage`` (see there). ``--start-delay`` waits that long before
+starting, as an application that takes long to import would.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--heartbeat-timeout", type=float, default=15.0)
     parser.add_argument("--sweep-interval", type=float, default=5.0)
     parser.add_argument("--max-workers", type=int, default=8)
+    parser.add_argument("--handover-timeout", type=float, default=0.0)
+    parser.add_argument("--start-delay", type=float, default=0.0)
     parser.add_argument("--module", action="append", default=[])
     parser.add_argument("--pause-at", choices=POINTS, default=None)
     parser.add_argument("--marker", type=Path, default=None)
@@ -70,10 +74,12 @@ def main(argv: list[str] | None = None) -> None:
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout,
         sweep_interval=args.sweep_interval,
+        handover_timeout=args.handover_timeout,
     )
-    with service:
-        print("ready", service.instance_id, flush=True)
-        stop.wait()
+    if not stop.wait(args.start_delay):  # else stopped before it started
+        with service:
+            print("ready", service.instance_id, flush=True)
+            stop.wait()
     storage.close()
     print("stopped", flush=True)
 

@@ -107,6 +107,22 @@ PUBLIC_PATHS = {
     ],
     "taskmgr.celery": ["CeleryDispatcher", "INLINE_QUEUE", "TASK_NAME", "install"],
     "taskmgr.testing": ["FakeClock", "make_test_service"],
+    "taskmgr.pytest_plugin": [
+        "taskmgr_async_service",
+        "taskmgr_clock",
+        "taskmgr_jobs",
+        "taskmgr_service",
+        "taskmgr_sqlite_service",
+    ],
+    "taskmgr.alembic": [
+        "IncludeName",
+        "IncludeObject",
+        "include_name",
+        "include_object",
+        "metadata",
+        "table_names",
+        "without_taskmgr",
+    ],
     "taskmgr.prometheus": ["DEFAULT_BUCKETS", "TaskmgrCollector"],
 }
 

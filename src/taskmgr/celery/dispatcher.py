@@ -12,8 +12,12 @@ Nothing is lost between the claim and a worker:
   a short, growing backoff) and is claimed and published again when the broker is
   back; or, with ``fallback="inline"``, it runs in this process;
 * the message vanishes in the broker (a Redis restart without persistence): an
-  execution not taken over within ``dispatch_timeout`` is published again (same
-  execution id, so a late original is ignored by the worker);
+  execution no worker took over is published again under a new task id, recorded
+  first (``Storage.replace_task_ids``), so the old message, should it still arrive,
+  starts nothing. It is judged lost ``receive_timeout`` after it was published if its
+  queue holds no message ready for a worker, at once when the broker answers again
+  after being unreachable (same rule about the queue), and after ``dispatch_timeout``
+  in any case (``taskmgr.celery.receipts``);
 * the scheduler stops: executions not yet taken over are put back to ``pending``
   for the next instance.
 """
@@ -28,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
+from taskmgr.celery.receipts import BrokerUnreachableError, QueueProbe, Sent, Unreceived
 from taskmgr.celery.worker import install
 from taskmgr.core import tracing as _tracing
 from taskmgr.core.models import Execution, ExecutionStatus, Job
@@ -60,8 +65,15 @@ class CeleryDispatcher(Dispatcher):
         ``InlineDispatcher()``).
     :param hard_limit_grace: seconds between a job's soft time limit (its
         ``timeout``) and the hard limit at which Celery kills the worker process.
+    :param receive_timeout: seconds after which an execution that no worker took over
+        is published again, under a new task id, if nothing is waiting in its queue
+        (its message was lost in the broker); each further copy waits twice as long.
+        Default 10: a worker with a free process takes a message over within
+        milliseconds, so 10 s is far from a false alarm, and a message lost without
+        the dispatcher seeing the broker fail costs seconds, not minutes.
     :param dispatch_timeout: seconds after which an execution that no worker took
-        over is published again (its message was lost in the broker).
+        over is published again whatever its queue holds (a busy queue could hide a
+        lost message); keep it above the longest backlog you expect.
     :param publish_backoff_max: longest wait before trying an unreachable broker again.
     :param handover_timeout: how long ``shutdown(wait=True)`` waits for workers to
         take over what was published before putting the rest back to ``pending``.
@@ -78,6 +90,7 @@ class CeleryDispatcher(Dispatcher):
         fallback: Literal["inline"] | None = None,
         inline: InlineDispatcher | None = None,
         hard_limit_grace: float = 5.0,
+        receive_timeout: float = 10.0,
         dispatch_timeout: float = 300.0,
         publish_backoff_max: float = 10.0,
         handover_timeout: float = 5.0,
@@ -90,6 +103,7 @@ class CeleryDispatcher(Dispatcher):
             raise ValueError(f"queue {INLINE_QUEUE!r} is reserved for jobs that run inline")
         for name, value in (
             ("hard_limit_grace", hard_limit_grace),
+            ("receive_timeout", receive_timeout),
             ("dispatch_timeout", dispatch_timeout),
             ("publish_backoff_max", publish_backoff_max),
         ):
@@ -100,6 +114,7 @@ class CeleryDispatcher(Dispatcher):
         self.fallback = fallback
         self.inline = inline if inline is not None else InlineDispatcher()
         self.hard_limit_grace = float(hard_limit_grace)
+        self.receive_timeout = float(receive_timeout)
         self.dispatch_timeout = float(dispatch_timeout)
         self.publish_backoff_max = float(publish_backoff_max)
         self.handover_timeout = float(handover_timeout)
@@ -108,11 +123,16 @@ class CeleryDispatcher(Dispatcher):
         self.task: Any = None
         self._context: DispatchContext | None = None
         self._lock = threading.Lock()
-        #: executions published and not yet seen taken over -> when (monotonic)
-        self._published: dict[str, float] = {}
+        #: executions published and not yet seen taken over
+        self._unreceived = Unreceived(
+            receive_timeout=self.receive_timeout, dispatch_timeout=self.dispatch_timeout
+        )
+        self._probe = QueueProbe(celery_app)  # used by the reconciler's thread only
+        self._broker_down = False  # the reconciler's last look at the broker failed
         self._failures = 0
         self._retry_at = 0.0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- wiring ----------------------------------------------------------------------
@@ -130,6 +150,8 @@ class CeleryDispatcher(Dispatcher):
         self._context = context
         self.inline.start(context)
         self._stop.clear()
+        self._wake.clear()
+        self._broker_down = False
         self._thread = threading.Thread(
             target=self._reconcile_loop, name="taskmgr-celery-reconcile", daemon=True
         )
@@ -185,7 +207,10 @@ class CeleryDispatcher(Dispatcher):
                 self._publish_failed(exc)
                 failed.append(item)
             else:
-                self._publish_succeeded()
+                self._publish_succeeded()  # first: a broker back looks at earlier messages
+                self._unreceived.published(
+                    item.execution.id, task_id, self._queue_of(item.job), time.monotonic()
+                )
         if inline:
             self.inline.dispatch(inline)
         if not deferred and not failed:
@@ -204,8 +229,12 @@ class CeleryDispatcher(Dispatcher):
                 # clears its task id too: a message that reached the broker takes nothing over
                 storage.release(item.execution.id, owner=context.owner, due_at=due)
             except Exception:
-                # still running under this instance: the reconciler publishes it later
                 logger.exception("could not put execution %s back to pending", item.execution.id)
+                task_id = task_ids.get(item.execution.id)
+                if task_id is not None:  # still running here: the reconciler publishes it
+                    self._unreceived.unsent(
+                        item.execution.id, task_id, self._queue_of(item.job), time.monotonic()
+                    )
 
     def _task_ids(self, executions: Sequence[Execution]) -> dict[str, str]:
         """The task id of each execution's message, recorded on it before publishing
@@ -238,17 +267,23 @@ class CeleryDispatcher(Dispatcher):
                 )
             except Exception:
                 logger.exception("could not take execution %s back to run it here", execution.id)
-                with self._lock:  # the reconciler publishes it again
-                    self._published[execution.id] = -self.dispatch_timeout
+                # the reconciler publishes it again
+                self._unreceived.unsent(
+                    execution.id, task_ids[execution.id], self._queue_of(item.job), time.monotonic()
+                )
                 continue
             if claimed is not None:
                 taken.append(claimed)
         return taken
 
+    def _queue_of(self, job: Job | None) -> str | None:
+        """The ``queue`` option of the job's messages (None: the app's routing)."""
+        return (job.queue if job is not None else None) or self.queue
+
     def _publish(self, execution: Execution, job: Job | None, task_id: str) -> None:
         context = self._require_context()
         options: dict[str, Any] = {}
-        queue = (job.queue if job is not None else None) or self.queue
+        queue = self._queue_of(job)
         if queue is not None:
             options["queue"] = queue
         if job is not None and job.timeout is not None:
@@ -273,8 +308,6 @@ class CeleryDispatcher(Dispatcher):
             },
             **options,
         )
-        with self._lock:
-            self._published[execution.id] = time.monotonic()
 
     def _backing_off(self) -> bool:
         with self._lock:
@@ -300,14 +333,28 @@ class CeleryDispatcher(Dispatcher):
             failures, self._failures = self._failures, 0
         if failures:
             logger.warning("the Celery broker is reachable again after %d failure(s)", failures)
+            self._broker_back()
+
+    def _broker_back(self) -> None:
+        """The broker answers after failing: what was published before may have died
+        with it (a restart without persistence), so the reconciler looks at it now."""
+        suspects = self._unreceived.broker_back(time.monotonic())
+        if suspects:
+            logger.info(
+                "the Celery broker answers again: checking at once whether workers "
+                "received the %d message(s) published before",
+                suspects,
+            )
+            self._wake.set()
 
     # -- reconciliation ------------------------------------------------------------------
 
     def _running_here(self) -> list[Execution]:
         """Executions it published, still waiting under this instance (``running``,
-        not started)."""
+        not started); the others are forgotten (taken over, ended or released)."""
         context = self._require_context()
         storage = self._storage()
+        read_at = time.monotonic()
         found: list[Execution] = []
         before = None
         while True:
@@ -320,29 +367,84 @@ class CeleryDispatcher(Dispatcher):
             if len(page) < _PAGE:
                 break
             before = (page[-1].created_at, page[-1].id)
-        with self._lock:
-            return [e for e in found if e.id in self._published and e.started_at is None]
+        waiting = [e for e in found if e.started_at is None]
+        self._unreceived.keep((e.id for e in waiting), published_before=read_at)
+        return [e for e in waiting if e.id in self._unreceived]
+
+    def _waiting_in_queues(self) -> dict[str | None, int | None] | None:
+        """Per ``queue`` option of the messages not yet received, how many messages
+        wait in that queue for a worker (None: unknown). None when the broker does not
+        answer; the first answer after that has every earlier message looked at at once."""
+        try:
+            counts = self._probe.waiting(self._unreceived.queues())
+        except BrokerUnreachableError as exc:
+            if not self._broker_down:
+                logger.warning(
+                    "cannot reach the Celery broker to see its queues (%s); messages "
+                    "published before are checked again once it answers",
+                    exc,
+                )
+            self._broker_down = True
+            return None
+        if self._broker_down:
+            self._broker_down = False
+            self._broker_back()
+        return counts
 
     def reconcile(self) -> int:
-        """Publish again what no worker took over within ``dispatch_timeout``; forget
-        what was taken over. Returns how many were published again."""
-        waiting = self._running_here()
+        """Publish again, each under a new task id, the executions whose message looks
+        lost (see :mod:`taskmgr.celery.receipts`); forget those taken over. Returns how
+        many were published again."""
+        if not len(self._unreceived):
+            return 0  # nothing published is waiting: no look at the broker or database
+        waiting_in = self._waiting_in_queues()
+        if waiting_in is None or self._backing_off():
+            return 0  # a message published now would fail too
         now = time.monotonic()
-        with self._lock:
-            ids = {e.id for e in waiting}
-            self._published = {k: v for k, v in self._published.items() if k in ids}
-            stale = [e for e in waiting if now - self._published[e.id] > self.dispatch_timeout]
-        if not stale or self._backing_off():
+        due = self._unreceived.due(now)
+        if not due:
             return 0
+        lost: list[tuple[Execution, Sent]] = []
+        behind: dict[str | None, int] = {}
+        for execution in self._running_here():
+            sent = due.get(execution.id)
+            if sent is None:
+                continue
+            if self._unreceived.lost(sent, waiting_in.get(sent.queue), now):
+                lost.append((execution, sent))
+            else:
+                behind[sent.queue] = behind.get(sent.queue, 0) + 1
+        for queue, count in behind.items():
+            logger.debug(
+                "%d execution(s) not yet taken over wait behind %s message(s) in queue %s",
+                count,
+                waiting_in.get(queue),
+                self._probe.queue_name(queue),
+            )
+        return self._publish_again(lost) if lost else 0
+
+    def _publish_again(self, lost: Sequence[tuple[Execution, Sent]]) -> int:
+        """Publish each execution again under a new task id, recorded first in place of
+        the old one: the old message, should it still reach a worker, starts nothing,
+        and the execution starts at most once whichever message a worker gets."""
+        context = self._require_context()
         storage = self._storage()
-        # the same task id as before (a late original and this copy: the first to reach
-        # a worker runs it, the other finds it started)
-        task_ids = self._task_ids(stale)
+        changes = {
+            execution.id: (execution.celery_task_id, str(uuid.uuid4()))
+            for execution, _ in lost
+            if execution.celery_task_id is not None
+        }
+        replaced = storage.replace_task_ids(changes, owner=context.owner)
+        self._unreceived.forget(set(changes) - replaced)  # taken over meanwhile
         republished = 0
-        for execution in stale:
-            task_id = task_ids.get(execution.id)
-            if task_id is None:
-                continue  # taken over or ended meanwhile
+        failed = False
+        for execution, sent in lost:
+            if execution.id not in replaced:
+                continue
+            task_id = changes[execution.id][1]
+            if failed:  # it holds the new id, with no message: the next round sends it
+                self._unreceived.unsent(execution.id, task_id, sent.queue, time.monotonic())
+                continue
             try:
                 job: Job | None = storage.get_job(execution.job_key)
             except JobNotFoundError:
@@ -353,20 +455,28 @@ class CeleryDispatcher(Dispatcher):
                 self._publish(execution, job, task_id)
             except Exception as exc:
                 self._publish_failed(exc)
-                break
+                self._unreceived.unsent(execution.id, task_id, sent.queue, time.monotonic())
+                failed = True
+                continue
             self._publish_succeeded()
+            self._unreceived.replaced(execution.id, task_id, sent.queue, time.monotonic())
             republished += 1
-        logger.warning(
-            "published %d execution(s) again: no worker took them over within %ss "
-            "(lost in the broker, or workers are behind)",
-            republished,
-            self.dispatch_timeout,
-        )
+        if republished:
+            logger.warning(
+                "published %d execution(s) again under new task ids: no worker took them "
+                "over (their messages were lost in the broker, or are held by a worker "
+                "that has not started them); the messages they replace start nothing",
+                republished,
+            )
         return republished
 
     def _reconcile_loop(self) -> None:
-        interval = min(5.0, self.dispatch_timeout / 2)
-        while not self._stop.wait(interval):
+        interval = min(1.0, self.receive_timeout / 4)
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 self.reconcile()
             except Exception:
@@ -379,9 +489,11 @@ class CeleryDispatcher(Dispatcher):
         executions that no worker took over within ``handover_timeout`` (at once
         without ``wait``) go back to ``pending``, for the next instance to publish."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._probe.close()
         self.inline.shutdown(wait=wait)
         if self._context is None:
             return
@@ -398,8 +510,7 @@ class CeleryDispatcher(Dispatcher):
                 self._release_all(waiting)
                 break
             time.sleep(0.1)
-        with self._lock:
-            self._published.clear()
+        self._unreceived.clear()
 
     def _release_all(self, waiting: Sequence[Execution]) -> None:
         context = self._require_context()

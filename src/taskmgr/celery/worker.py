@@ -327,6 +327,13 @@ class WorkerRuntime:
             return
         except Exception:
             return
+        if execution.started_at is not None:
+            state = "started"
+        elif execution.celery_task_id not in (None, task_id):
+            # its dispatcher judged this message lost and published another one
+            state = "not started, published again under another task id"
+        else:
+            state = "not started"
         logger.info(
             "message %s for execution %s ignored: it is %s (owner %s, %s), not waiting for "
             "this message",
@@ -334,7 +341,7 @@ class WorkerRuntime:
             execution_id,
             execution.status.value,
             execution.owner,
-            "not started" if execution.started_at is None else "started",
+            state,
             extra={"taskmgr_execution_id": execution_id},
         )
 

@@ -68,6 +68,16 @@ def target_options(*, app: bool = True) -> Callable[[F], F]:
             target = Target(
                 kwargs.pop("app", None), kwargs.pop("database_url"), kwargs.pop("as_json")
             )
+            if target.app and _given_on_command_line("database_url"):
+                # The app's service has its own database: never show another one's.
+                # An --app from TASKMGR_APP gives way to the --database-url typed here.
+                if not _given_on_command_line("app"):
+                    target = Target(None, target.database_url, target.as_json)
+                else:
+                    raise click.UsageError(
+                        "--database-url and --app exclude each other: the app's service "
+                        "uses its own database"
+                    )
             return function(*args, target=target, **kwargs)
 
         decorated: Any = wrapper
@@ -76,6 +86,11 @@ def target_options(*, app: bool = True) -> Callable[[F], F]:
         return decorated  # type: ignore[no-any-return]
 
     return decorate
+
+
+def _given_on_command_line(name: str) -> bool:
+    source = click.get_current_context().get_parameter_source(name)
+    return source is click.core.ParameterSource.COMMANDLINE
 
 
 def settings_for(target: Target) -> TaskmgrSettings:

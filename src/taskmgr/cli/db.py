@@ -241,11 +241,11 @@ def config() -> None:
 def config_show(target: Target) -> None:
     """The settings in effect (environment and options), secrets redacted.
 
-    With --app, the settings the host's service was built from."""
+    With --app, what the host's service runs with: its storage, database, dispatcher
+    and timings as it was built, arguments and all, over the settings it was given."""
     if target.app:
-        from taskmgr.cli.loader import load_service
-
-        data = load_service(target.app).settings.redacted()
+        with open_service(target) as service:
+            data = service.configuration
     else:
-        data = settings_for(target).redacted()
+        data = {"storage": "sqlalchemy", **settings_for(target).redacted()}
     emit(target, data, lambda: pairs(sorted(data.items())))

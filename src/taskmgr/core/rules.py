@@ -25,6 +25,7 @@ from taskmgr.core.models import (
     InstanceStatus,
     Job,
     JobDefinition,
+    JobState,
     OverlapPolicy,
 )
 from taskmgr.core.triggers import Date, Interval, TriggerSpec
@@ -40,10 +41,12 @@ __all__ = [
     "first_slot",
     "is_active_run",
     "manual_admission",
+    "next_run",
     "option_changes",
     "resume_slot",
     "run_group",
     "same_schedule",
+    "shown",
 ]
 
 
@@ -176,6 +179,22 @@ def resume_slot(job: Job, now: datetime) -> datetime | None:
     if isinstance(job.trigger, Date):
         return job.next_run_at
     return first_slot(job.trigger, now)
+
+
+def next_run(job: Job) -> datetime | None:
+    """When ``job`` fires next, as every reader is told (the service's ``Job``, HTTP,
+    the CLI, the dashboard, metrics): its stored slot while it is active, None while
+    it is paused or orphaned, since it fires nothing then. The stored slot itself is
+    kept, for :func:`resume_slot`."""
+    return job.next_run_at if job.state is JobState.ACTIVE else None
+
+
+def shown(job: Job) -> Job:
+    """``job`` as the service hands it out: ``next_run_at`` is :func:`next_run`."""
+    upcoming = next_run(job)
+    if upcoming == job.next_run_at:
+        return job
+    return job.model_copy(update={"next_run_at": upcoming})
 
 
 def same_schedule(stored: TriggerSpec, declared: TriggerSpec) -> bool:

@@ -36,6 +36,12 @@ class InlineDispatcher(Dispatcher):
     ``timeout`` is recorded as ``timeout`` at the deadline; Python cannot stop a
     thread, so it keeps its worker until it returns, and its late result is ignored.
     ``async def`` jobs are cancelled at their timeout.
+
+    ``shutdown(wait=True)`` called on the thread of the event loop the ``async def``
+    jobs run on cannot wait for them (the loop is blocked by the call itself): it waits
+    for the sync jobs and cancels those async runs, recorded ``cancelled`` when they had
+    not started, else ``failed``; awaiting the shutdown
+    (``AsyncSchedulerService.shutdown()``) lets them end.
     """
 
     def __init__(self, max_workers: int = 8) -> None:
@@ -51,6 +57,10 @@ class InlineDispatcher(Dispatcher):
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
         self._timers: set[threading.Timer] = set()
+        #: ``async def`` runs on the host's loop that have not ended, by their future.
+        self._host_runs: dict[Future[Outcome], ExecutionRun] = {}
+        #: Set while a shutdown on the host loop's own thread cancels those runs.
+        self._abandoning = False
         #: Average wall time of recent sync runs (None until one finished).
         self._run_seconds: float | None = None
 
@@ -173,9 +183,11 @@ class InlineDispatcher(Dispatcher):
             return await run.call_async(func)
 
         def done(future: Future[Outcome]) -> None:
+            with self._lock:
+                self._host_runs.pop(future, None)
             error = future.exception() if not future.cancelled() else None
             if future.cancelled():
-                context.report(run.failed(ServiceStateError("the event loop was stopped")))
+                context.report(self._abandoned(run))
             elif error is not None:
                 context.report(run.failed(error))
             else:
@@ -190,7 +202,22 @@ class InlineDispatcher(Dispatcher):
             context.report(run.failed(ServiceStateError(f"event loop unavailable: {exc}")))
             self._finished()
             return
+        if loop is self._host_loop:
+            with self._lock:
+                self._host_runs[future] = run
         future.add_done_callback(done)
+
+    def _abandoned(self, run: ExecutionRun) -> Outcome:
+        """The outcome of an ``async def`` run whose future was cancelled."""
+        if not self._abandoning:
+            return run.failed(ServiceStateError("the event loop was stopped"))
+        # On the loop's own thread: the run cannot be running, only not started yet
+        # or suspended in an ``await``.
+        if run.started_at is None:
+            return run.cancelled("the service shut down before the run started")
+        return run.failed(
+            ServiceStateError("the service was shut down from the event loop the run awaited on")
+        )
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._host_loop is not None and not self._host_loop.is_closed():
@@ -222,6 +249,8 @@ class InlineDispatcher(Dispatcher):
             return self._in_flight
 
     def shutdown(self, *, wait: bool = True) -> None:
+        if wait and self._host_loop is not None and _running_loop() is self._host_loop:
+            self._abandon_host_runs()
         if wait:
             with self._lock:
                 while self._in_flight:
@@ -239,3 +268,30 @@ class InlineDispatcher(Dispatcher):
             if not thread.is_alive():
                 loop.close()
             self._private_loop = self._loop_thread = None
+
+    def _abandon_host_runs(self) -> None:
+        """Cancel the runs on the host loop, whose thread is the caller's: waiting for
+        them would never end."""
+        with self._lock:
+            futures = list(self._host_runs)
+        if not futures:
+            return
+        logger.warning(
+            "shutdown() was called on the event loop that runs %d async execution(s): they "
+            "cannot end while it waits, so they are cancelled (await the shutdown instead)",
+            len(futures),
+        )
+        self._abandoning = True
+        try:
+            for future in futures:
+                future.cancel()  # its callback reports the outcome, on this thread
+        finally:
+            self._abandoning = False
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running on this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

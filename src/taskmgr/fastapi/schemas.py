@@ -416,7 +416,9 @@ class JobOut(_Out):
     queue: str | None
     state: JobState
     source: JobSource
-    next_run_at: datetime | None
+    next_run_at: datetime | None = Field(
+        description="When the job fires next; null while it is paused or orphaned."
+    )
     last_run_at: datetime | None
     version: int
     created_at: datetime

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from taskmgr.core.clock import Clock
+from taskmgr.core.clock import Clock, DatabaseClock
 from taskmgr.dispatch.base import Dispatcher
 from taskmgr.execution.events import EventHub
 from taskmgr.execution.run import ExecutionRun
@@ -63,6 +63,11 @@ class SchedulerLoop:
         self._last_limit = batch_size
         #: Told about each claim while someone listens (the service's event hub).
         self.events = events
+        # With the database's clock, each claim is also capped at the database's own
+        # time, read in the claim: a clock that ran ahead (a bad reading, drift since
+        # the last one) cannot start a slot early or mark one missed before it is due.
+        # An injected clock (tests, FakeClock) decides time alone.
+        self._capped = isinstance(clock, DatabaseClock)
 
     def tick(self) -> list[Claimed]:
         """Claim what is due now (at most what the dispatcher can take) and dispatch it."""
@@ -74,7 +79,11 @@ class SchedulerLoop:
             events = self.events
             if events is None or not events.active:
                 claimed = self.storage.claim(
-                    now=self.clock.now(), owner=self.owner, limit=limit, planner=self.planner
+                    now=self.clock.now(),
+                    owner=self.owner,
+                    limit=limit,
+                    planner=self.planner,
+                    cap_at_database_now=self._capped,
                 )
             else:
                 plans: list[ClaimPlan] = []
@@ -84,7 +93,11 @@ class SchedulerLoop:
                     return plans[-1]
 
                 claimed = self.storage.claim(
-                    now=self.clock.now(), owner=self.owner, limit=limit, planner=planner
+                    now=self.clock.now(),
+                    owner=self.owner,
+                    limit=limit,
+                    planner=planner,
+                    cap_at_database_now=self._capped,
                 )
                 events.claimed(claimed, plans[-1] if plans else None)
             if claimed:

@@ -1,9 +1,11 @@
 """Keep this instance's row alive and clean up after dead ones.
 
-Heartbeat: refresh ``last_heartbeat`` every ``heartbeat_interval`` (and re-measure
-the offset to the database's clock). If the instance was declared dead meanwhile (it
-froze longer than ``heartbeat_timeout``), it registers again; its executions were
-already marked ``lost`` and their late outcomes are rejected by the storage fence.
+Heartbeat: refresh ``last_heartbeat`` every ``heartbeat_interval`` (and read the
+database's clock again; :class:`~taskmgr.core.clock.DatabaseClock` decides what a
+reading may change, so one that waited on a stalled network changes nothing). If the
+instance was declared dead meanwhile (it froze longer than ``heartbeat_timeout``), it
+registers again; its executions were already marked ``lost`` and their late outcomes
+are rejected by the storage fence.
 While its last successful heartbeat is too old to be sure it is still considered
 alive, the instance claims nothing (:meth:`Maintenance.alive`).
 

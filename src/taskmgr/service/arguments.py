@@ -14,7 +14,15 @@ from taskmgr.core.models import Execution, ExecutionStatus
 from taskmgr.core.triggers import MAX_DATETIME, MIN_DATETIME
 from taskmgr.exceptions import InvalidInputError
 
-__all__ = ["MAX_PAGE", "check_limit", "decode_cursor", "encode_cursor", "positive", "status"]
+__all__ = [
+    "MAX_PAGE",
+    "check_limit",
+    "decode_cursor",
+    "encode_cursor",
+    "non_negative",
+    "positive",
+    "status",
+]
 
 MAX_PAGE = 500
 #: The id in a cursor: execution ids are UUID strings.
@@ -26,6 +34,17 @@ def positive(name: str, value: float) -> float:
         raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
     if value <= 0:
         raise InvalidInputError(f"must be a positive number, got {value!r}", field=name)
+    return float(value)
+
+
+def non_negative(name: str, value: float) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidInputError(f"must be a number >= 0, got {value!r}", field=name)
     return float(value)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from taskmgr.core.clock import Clock
 from taskmgr.core.importing import import_object
@@ -20,13 +21,22 @@ from taskmgr.dispatch.inline import InlineDispatcher
 from taskmgr.exceptions import InvalidInputError
 from taskmgr.execution.events import EventHub
 from taskmgr.execution.outcomes import OutcomeWriter
+from taskmgr.scheduling.handover import Handover
 from taskmgr.scheduling.loop import SchedulerLoop
 from taskmgr.scheduling.planner import Planner
 from taskmgr.scheduling.runtime import InstanceRuntime
 from taskmgr.settings import TaskmgrSettings
 from taskmgr.storage.base import Outcome, Storage
 
-__all__ = ["Started", "make_dispatcher", "make_liveness", "make_storage", "start_components"]
+__all__ = [
+    "Started",
+    "configuration",
+    "dispatcher_name",
+    "make_dispatcher",
+    "make_liveness",
+    "make_storage",
+    "start_components",
+]
 
 logger = logging.getLogger("taskmgr.service")
 
@@ -40,20 +50,38 @@ DISPATCHERS = {
 
 
 def make_storage(
-    storage: Storage | str | None, settings: TaskmgrSettings, auto_migrate: bool | None
+    storage: Storage | str | None,
+    settings: TaskmgrSettings,
+    auto_migrate: bool | None,
+    *,
+    table_prefix: str | None = None,
+    schema: str | None = None,
 ) -> tuple[Storage, bool]:
     """The storage to use and whether the service owns it (built it from a URL, so
-    closes it); without a URL, the one the settings name."""
+    closes it); without a URL, the one the settings name. ``table_prefix`` and
+    ``schema`` win over the settings' for a storage built here; a given storage has
+    its own."""
     if isinstance(storage, Storage):
+        for field, value in (("table_prefix", table_prefix), ("schema", schema)):
+            if value is not None:
+                raise InvalidInputError(
+                    f"a given storage has its own {field}: pass it to the storage",
+                    field=field,
+                )
         return storage, False
     from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
 
-    built = SQLAlchemyStorage(
-        storage if storage is not None else settings.url(),
-        table_prefix=settings.table_prefix,
-        schema=settings.db_schema,
-        auto_migrate=settings.auto_migrate if auto_migrate is None else auto_migrate,
-    )
+    if schema is not None and (not isinstance(schema, str) or not schema):
+        raise InvalidInputError(f"must be a schema name, got {schema!r}", field="schema")
+    try:
+        built = SQLAlchemyStorage(
+            storage if storage is not None else settings.url(),
+            table_prefix=settings.table_prefix if table_prefix is None else table_prefix,
+            schema=settings.db_schema if schema is None else schema,
+            auto_migrate=settings.auto_migrate if auto_migrate is None else auto_migrate,
+        )
+    except ValueError as exc:  # the only check of the constructor: the prefix
+        raise InvalidInputError(str(exc), field="table_prefix") from None
     return built, True
 
 
@@ -73,6 +101,55 @@ def make_dispatcher(dispatcher: Dispatcher | None, settings: TaskmgrSettings) ->
     made = factory(app)  # type: ignore[operator]
     assert isinstance(made, Dispatcher)
     return made
+
+
+def dispatcher_name(dispatcher: Dispatcher) -> str:
+    """``inline`` or ``celery`` for taskmgr's dispatchers (and their subclasses), else
+    the class as ``module:Class``. Celery's is recognised by name, never imported."""
+    for name, path in DISPATCHERS.items():
+        module, _, attribute = path.partition(":")
+        for cls in type(dispatcher).__mro__:
+            if cls.__qualname__ == attribute and cls.__module__.startswith(module):
+                return name
+    kind = type(dispatcher)
+    return f"{kind.__module__}:{kind.__qualname__}"
+
+
+def configuration(
+    settings: TaskmgrSettings,
+    *,
+    storage: Storage,
+    dispatcher: Dispatcher,
+    dispatcher_from_settings: bool,
+    service: object,
+) -> dict[str, Any]:
+    """What ``service`` runs with, as ``taskmgr config show --app`` shows it: the
+    settings' keys, with the values the service was built from where arguments took
+    the settings' place (a storage, a dispatcher, and every number the service holds
+    under a setting's name: ``poll_interval``, the heartbeat timings, ...); no secret."""
+    data: dict[str, Any] = {"storage": None, **settings.redacted()}
+    data.update(
+        {
+            "database_url": None,
+            "table_prefix": None,
+            "db_schema": None,
+            "auto_migrate": None,
+            **storage.describe(),
+        }
+    )
+    name = dispatcher_name(dispatcher)
+    data["dispatcher"] = name
+    if name != "celery":
+        data["celery_app"] = None
+    elif not dispatcher_from_settings:
+        app = getattr(dispatcher, "app", None)
+        main = getattr(app, "main", None)
+        data["celery_app"] = main if isinstance(main, str) else type(app).__name__
+    for key in data:
+        held = getattr(service, key, None)
+        if isinstance(held, int | float) and not isinstance(held, bool):
+            data[key] = held
+    return data
 
 
 def make_liveness(
@@ -111,6 +188,8 @@ class Parts:
     background: bool
     #: The event loop the service was started from, if any (``async def`` jobs run there).
     host_loop: asyncio.AbstractEventLoop | None = None
+    #: How long a stopping instance keeps firing until a newer one does (see Handover).
+    handover_timeout: float = 0.0
 
 
 @dataclass(slots=True)
@@ -121,9 +200,19 @@ class Started:
     outcomes: OutcomeWriter
     parts: Parts
     unsubscribe: Callable[[], None] | None = None
+    #: The hand-over of a stopping background loop, when it has a timeout.
+    handover: Handover | None = None
+
+    def hand_over(self) -> None:
+        """Keep firing until a newer instance does (or the hand-over ends otherwise);
+        returns at once when there is no hand-over."""
+        if self.handover is not None:
+            self.handover()
 
     def stop(self, *, wait: bool) -> None:
         parts = self.parts
+        if self.handover is not None:
+            self.handover.cancel()  # a stop without waiting ends a hand-over in progress
         if self.unsubscribe is not None:
             self.unsubscribe()
         self.loop.stop()
@@ -178,4 +267,13 @@ def start_components(
     if parts.background:
         loop.start()
         started.unsubscribe = storage.subscribe(loop.wake)
+        if parts.handover_timeout > 0:
+            started.handover = Handover(
+                storage,
+                parts.clock,
+                instance.liveness,
+                instance_id=instance.instance_id,
+                timeout=parts.handover_timeout,
+                poll_interval=parts.poll_interval,
+            )
     return started

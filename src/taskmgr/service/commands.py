@@ -32,6 +32,7 @@ from taskmgr.core.rules import (
     manual_admission,
     option_changes,
     resume_slot,
+    shown,
 )
 from taskmgr.core.triggers import Cron, Manual, TriggerSpec
 from taskmgr.core.validation import validate_actor
@@ -111,7 +112,7 @@ class JobCommands(ServiceBase):
             self.storage, definition, source=JobSource.API, fingerprint=None, now=self.clock.now()
         )
         self._wake()
-        return job
+        return shown(job)
 
     def update_job(self, key: str, *, expected_version: int | None = None, **changes: Any) -> Job:
         """Change a job. Accepts a new trigger (``cron=``/``interval=``/``at=``/
@@ -152,10 +153,10 @@ class JobCommands(ServiceBase):
                 updates["trigger"] = anchored
                 updates["next_run_at"] = first_slot(anchored, now)
         if not updates:
-            return job
+            return shown(job)
         updated = self.storage.update_job(key, updates, now=now, expected_version=expected_version)
         self._wake()
-        return updated
+        return shown(updated)
 
     def delete_job(self, key: str) -> None:
         """Delete a job. Its pending executions are cancelled; its history is kept."""
@@ -171,8 +172,8 @@ class JobCommands(ServiceBase):
         if job.state is JobState.ORPHANED:
             raise JobOrphanedError(f"job {key!r} is orphaned: its function is not registered")
         if job.state is JobState.PAUSED:
-            return job
-        return self.storage.update_job(key, {"state": JobState.PAUSED}, now=self.clock.now())
+            return shown(job)
+        return shown(self.storage.update_job(key, {"state": JobState.PAUSED}, now=self.clock.now()))
 
     def resume_job(self, key: str) -> Job:
         """Fire the job again. A recurring schedule goes on from now: the slots that
@@ -183,7 +184,7 @@ class JobCommands(ServiceBase):
         self.open()
         job = self.storage.get_job(key)
         if job.state is JobState.ACTIVE:
-            return job
+            return shown(job)
         if job.func not in self.registry:
             raise JobOrphanedError(
                 f"job {key!r} cannot resume: function {job.func!r} is not registered"
@@ -193,7 +194,7 @@ class JobCommands(ServiceBase):
             key, {"state": JobState.ACTIVE, "next_run_at": resume_slot(job, now)}, now=now
         )
         self._wake()
-        return updated
+        return shown(updated)
 
     def trigger_job(
         self,

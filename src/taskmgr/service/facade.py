@@ -25,10 +25,11 @@ from taskmgr.exceptions import InvalidInputError, ServiceStateError
 from taskmgr.execution.events import EventHub, EventKind, Listener
 from taskmgr.scheduling.runtime import InstanceRuntime
 from taskmgr.scheduling.sync import sync_code_jobs
-from taskmgr.service.arguments import positive
+from taskmgr.service.arguments import non_negative, positive
 from taskmgr.service.assembly import (
     Parts,
     Started,
+    configuration,
     make_dispatcher,
     make_liveness,
     make_storage,
@@ -49,7 +50,10 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
     """Durable scheduled jobs for one application process.
 
     ``storage`` is a :class:`~taskmgr.storage.Storage`, a database URL, or None for
-    ``TASKMGR_DATABASE_URL`` (default ``sqlite:///taskmgr.db``). The constructor does
+    ``TASKMGR_DATABASE_URL`` (default ``sqlite:///taskmgr.db``); a storage built from a
+    URL puts its tables under ``table_prefix`` and in the PostgreSQL ``schema`` (which
+    ``taskmgr db upgrade`` and the first start create when missing), else the
+    settings' ``table_prefix`` and ``db_schema``. The constructor does
     no I/O; :meth:`start` connects, registers this instance, syncs the jobs declared
     in code and starts firing. Job operations work without ``start()`` too (an API
     process that only manages jobs): they open the storage on first use.
@@ -62,6 +66,11 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
 
     With ``background=False`` nothing fires by itself: call :meth:`run_due` (tests
     and scripts that drive time with an injected ``clock``).
+
+    With a ``handover_timeout`` (seconds), :meth:`shutdown` first keeps firing, for at
+    most that long, until a newer instance is up: a reload that starts the new
+    processes as it stops the old ones then leaves no slot late
+    (``docs/deployment.md``).
     """
 
     def __init__(
@@ -77,10 +86,13 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
         heartbeat_timeout: float | None = None,
         sweep_interval: float | None = None,
         instance_retention: float = 86400.0,
+        handover_timeout: float | None = None,
         background: bool = True,
         mode: str = "embedded",
         settings: TaskmgrSettings | None = None,
         auto_migrate: bool | None = None,
+        table_prefix: str | None = None,
+        schema: str | None = None,
     ) -> None:
         # Explicit arguments win over ``settings``; without ``settings``, the
         # ``TASKMGR_*`` environment (then the defaults) fills in the rest.
@@ -94,6 +106,10 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
                 f"must be a positive integer, got {batch_size!r}", field="batch_size"
             )
         self.batch_size = batch_size
+        self.handover_timeout = non_negative(
+            "handover_timeout",
+            handover_timeout if handover_timeout is not None else conf.handover_timeout,
+        )
         self.liveness = make_liveness(
             conf,
             heartbeat_interval=heartbeat_interval,
@@ -101,8 +117,11 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
             sweep_interval=sweep_interval,
             instance_retention=instance_retention,
         )
-        self.storage, self._owns_storage = make_storage(storage, conf, auto_migrate)
+        self.storage, self._owns_storage = make_storage(
+            storage, conf, auto_migrate, table_prefix=table_prefix, schema=schema
+        )
         self.dispatcher = make_dispatcher(dispatcher, conf)
+        self._dispatcher_from_settings = dispatcher is None
         # Unless a clock is injected, time is the database's (see DatabaseClock).
         self.clock: Clock = clock or DatabaseClock(self.storage.database_now)
         self.registry = JobRegistry()
@@ -131,6 +150,21 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
             close=self.close,
         )
         self.dispatcher.bind(self.runtime)
+
+    @property
+    def configuration(self) -> dict[str, Any]:
+        """What this service runs with, as ``taskmgr config show --app`` shows it: the
+        keys of :class:`~taskmgr.TaskmgrSettings` (plus ``storage``: ``sqlalchemy``,
+        ``memory`` or the class), with the values of the storage, dispatcher and
+        timings it was given where they took the settings' place. The database URL's
+        secrets are redacted; nothing is connected to."""
+        return configuration(
+            self.settings,
+            storage=self.storage,
+            dispatcher=self.dispatcher,
+            dispatcher_from_settings=self._dispatcher_from_settings,
+            service=self,
+        )
 
     # -- the instance timings (see Liveness) ---------------------------------------------
 
@@ -203,6 +237,7 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
                     poll_interval=self.poll_interval,
                     background=self.background,
                     host_loop=host_loop,
+                    handover_timeout=self.handover_timeout,
                 ),
                 self._on_outcomes,
             )
@@ -214,7 +249,21 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
             return self
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop firing. With ``wait``, running executions finish and are recorded first."""
+        """Stop firing. With ``wait``, running executions finish and are recorded first,
+        except ``async def`` runs of the event loop this is called on (it would never
+        return): they are cancelled; await the shutdown
+        (``AsyncSchedulerService.shutdown()``) to let them end.
+
+        Given a ``handover_timeout``, a shutdown with ``wait`` first goes on firing
+        until a newer instance is up, at most that long (a shutdown without ``wait``
+        ends that at once)."""
+        started = self._started
+        # Outside the lock: job commands and queries go on while it hands over. Not
+        # on the host's event loop: its async jobs could not run while it waits.
+        if wait and started is not None:
+            host_loop = started.parts.host_loop
+            if host_loop is None or _running_loop() is not host_loop:
+                started.hand_over()
         with self._lock:
             started, self._started = self._started, None
             if started is None:
@@ -282,11 +331,22 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
         """Claim and dispatch what is due now, once. With ``wait``, return once those
         executions have ended (as stored), else as claimed.
 
-        For tests and scripts that inject a clock (``background=False``).
+        For tests and scripts that inject a clock (``background=False``). In ``async``
+        code, await it (``await AsyncSchedulerService(service).run_due()``): called
+        with ``wait`` on the event loop the service was started on, which its ``async
+        def`` jobs need, it claims nothing and raises :class:`ServiceStateError`
+        instead of blocking that loop for ever.
         """
         started = self._started
         if started is None:
             raise ServiceStateError("start() the service before run_due()")
+        host_loop = started.parts.host_loop
+        if wait and host_loop is not None and _running_loop() is host_loop:
+            raise ServiceStateError(
+                "run_due() would block the event loop this service's async jobs run on, "
+                "so they could never end: await it instead "
+                "(await AsyncSchedulerService(service).run_due()), or pass wait=False"
+            )
         claimed = started.loop.tick()
         ids = [item.execution.id for item in claimed]
         if not wait:

@@ -17,6 +17,7 @@ from taskmgr.core.models import (
     JobQueue,
     JobState,
 )
+from taskmgr.core.rules import shown
 from taskmgr.core.validation import ensure_aware
 from taskmgr.exceptions import InvalidInputError
 from taskmgr.service.arguments import check_limit, decode_cursor, encode_cursor
@@ -36,9 +37,12 @@ class Queries(ServiceBase):
     """The queries of :class:`~taskmgr.service.SchedulerService`."""
 
     def get_job(self, key: str) -> Job:
-        """The job ``key``. :raises JobNotFoundError: no such job."""
+        """The job ``key``. :raises JobNotFoundError: no such job.
+
+        As every job the service returns, a paused or orphaned one has no
+        ``next_run_at`` (it fires nothing; see ``core.rules.next_run``)."""
         self.open()
-        return self.storage.get_job(key)
+        return shown(self.storage.get_job(key))
 
     def list_jobs(
         self,
@@ -61,7 +65,8 @@ class Queries(ServiceBase):
                 f"must be one of {allowed}, got {state!r}", field="state"
             ) from None
         self.open()
-        return self.storage.list_jobs(states=states, after_key=after, limit=limit, text=text)
+        found = self.storage.list_jobs(states=states, after_key=after, limit=limit, text=text)
+        return [shown(job) for job in found]
 
     def preview(self, job_key: str, n: int = 5) -> list[datetime]:
         """The job's next ``n`` fire times after now (UTC)."""

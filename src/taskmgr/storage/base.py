@@ -119,6 +119,14 @@ class Storage(ABC):
         """Release what ``open`` acquired. Resources passed in by the caller (an engine)
         are left open. Idempotent."""
 
+    def describe(self) -> dict[str, Any]:
+        """What this storage is, to show an operator (``taskmgr config show``): its kind
+        under ``storage`` and, for a database, ``database_url`` (its secrets redacted),
+        ``table_prefix``, ``db_schema`` and ``auto_migrate``. Never a secret, no I/O.
+        The default names the class."""
+        kind = type(self)
+        return {"storage": f"{kind.__module__}:{kind.__qualname__}"}
+
     # -- jobs ----------------------------------------------------------------
 
     @abstractmethod
@@ -215,8 +223,23 @@ class Storage(ABC):
         return _nothing
 
     @abstractmethod
-    def claim(self, *, now: datetime, owner: str, limit: int, planner: Planner) -> list[Claimed]:
+    def claim(
+        self,
+        *,
+        now: datetime,
+        owner: str,
+        limit: int,
+        planner: Planner,
+        cap_at_database_now: bool = False,
+    ) -> list[Claimed]:
         """Claim due work for ``owner`` in one short transaction.
+
+        With ``cap_at_database_now``, the claim reads the database's clock first
+        (:meth:`database_now`, inside the transaction where the database has a server)
+        and uses the earlier of it and ``now`` as its ``now`` throughout: what is due,
+        :attr:`ClaimBatch.now`, the times written. A caller whose clock runs ahead of
+        the database's then starts nothing, and has nothing marked missed, before its
+        time by the database's clock.
 
         If ``owner`` has an instance row that is not ``running`` (its peers declared
         it dead, or it stopped), nothing is read or claimed and ``[]`` is returned: a
@@ -331,12 +354,29 @@ class Storage(ABC):
 
         Applies to an execution only while it is ``running``, owned by ``owner``, not
         started (``started_at`` null: nothing took it over) and holds no task id or
-        this same one (an execution keeps its first id: one published again carries
-        the same). Returns the ids of the executions that now hold the id given for
-        them; the others are left as they are (taken over, ended, released, or holding
-        another message's id).
+        this same one (a message published again for it gets a new id through
+        :meth:`replace_task_ids`, never here). Returns the ids of the executions that
+        now hold the id given for them; the others are left as they are (taken over,
+        ended, released, or holding another message's id).
 
         :raises InvalidInputError: a task id is not a string of 1-255 characters.
+        """
+
+    @abstractmethod
+    def replace_task_ids(self, task_ids: Mapping[str, tuple[str, str]], *, owner: str) -> set[str]:
+        """Replace, per execution id, the task id recorded for it by ``(old, new)``,
+        in one transaction, before a message carrying ``new`` is published for it
+        again (its first message looks lost): from then on only the new message can
+        take it over, and the old one, should it still reach a worker, starts nothing.
+
+        A compare-and-set per execution: applies only while it is ``running``, owned
+        by ``owner``, not started (``started_at`` null) and holds ``old``; one that
+        holds ``new`` already counts as replaced (a repeated call). Returns the ids of
+        the executions that now hold their ``new`` id; the others are left as they are
+        (taken over meanwhile, ended, released, or holding another id).
+
+        :raises InvalidInputError: an old or new task id is not a string of 1-255
+            characters.
         """
 
     @abstractmethod

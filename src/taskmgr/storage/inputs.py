@@ -39,6 +39,7 @@ __all__ = [
     "checked_limit",
     "checked_outcome",
     "checked_plan",
+    "checked_task_id_changes",
     "checked_task_ids",
     "checked_text",
     "fold_ascii",
@@ -293,4 +294,22 @@ def checked_task_ids(task_ids: Mapping[str, str]) -> dict[str, str]:
                 field="celery_task_id",
             )
         checked[execution_id] = task_id
+    return checked
+
+
+def checked_task_id_changes(task_ids: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """Execution id to the ``(old, new)`` task ids of a message published again for
+    it: each a string of 1-255 characters."""
+    checked: dict[str, tuple[str, str]] = {}
+    for execution_id, change in task_ids.items():
+        if not isinstance(change, tuple) or len(change) != 2:
+            raise InvalidInputError(
+                f"a task id change must be an (old, new) pair, got {change!r:.80}",
+                field="celery_task_id",
+            )
+        old, new = change
+        checked[execution_id] = (
+            checked_task_ids({execution_id: old})[execution_id],
+            checked_task_ids({execution_id: new})[execution_id],
+        )
     return checked

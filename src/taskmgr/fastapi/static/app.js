@@ -310,7 +310,7 @@ function renderJobs() {
         isTask(job) ? [el("span", { class: "badge kind-task" }, "⇢ task"), el("div", { class: "muted small" }, "runs when deferred")] : job.schedule),
       el("td", {}, stateBadge(job)),
       el("td", { class: "next-run" },
-        job.next_run_at && job.state === "active"
+        job.next_run_at  // the server's rule: none while paused or orphaned
           ? [el("span", { class: "countdown", "data-at": job.next_run_at }, relative(job.next_run_at)), el("div", { class: "muted small" }, timeCell(job.next_run_at))]
           : el("span", { class: "muted" }, "—")),
       el("td", { class: "queue" }, queueSummary(state.queues.get(job.id), "—")),

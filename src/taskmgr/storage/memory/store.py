@@ -59,6 +59,7 @@ from taskmgr.storage.inputs import (
     checked_instance,
     checked_limit,
     checked_outcome,
+    checked_task_id_changes,
     checked_task_ids,
     checked_text,
     member,
@@ -89,6 +90,9 @@ class MemoryStorage(Storage):
 
     def close(self) -> None:
         pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"storage": "memory"}
 
     def after_fork(self) -> None:
         # the data stays (a copy, private to the child); a lock held by another
@@ -194,10 +198,20 @@ class MemoryStorage(Storage):
 
     # -- scheduling ------------------------------------------------------------
 
-    def claim(self, *, now: datetime, owner: str, limit: int, planner: Planner) -> list[Claimed]:
+    def claim(
+        self,
+        *,
+        now: datetime,
+        owner: str,
+        limit: int,
+        planner: Planner,
+        cap_at_database_now: bool = False,
+    ) -> list[Claimed]:
         now = utc(now, "now")
         checked_limit(limit)
         with self._lock:
+            if cap_at_database_now:
+                now = min(now, self.database_now())
             me = self._state.instances.get(owner)
             if me is not None and me.status is not InstanceStatus.RUNNING:
                 return []
@@ -319,6 +333,26 @@ class MemoryStorage(Storage):
                     st.put_execution(validated(execution, {"celery_task_id": task_id}))
                 assigned.add(execution_id)
         return assigned
+
+    def replace_task_ids(self, task_ids: Mapping[str, tuple[str, str]], *, owner: str) -> set[str]:
+        given = checked_task_id_changes(task_ids)
+        replaced: set[str] = set()
+        with self._lock:
+            st = self._state
+            for execution_id, (old, new) in given.items():
+                execution = st.executions.get(execution_id)
+                if (
+                    execution is None
+                    or execution.status is not ExecutionStatus.RUNNING
+                    or execution.owner != owner
+                    or execution.started_at is not None
+                    or execution.celery_task_id not in (old, new)
+                ):
+                    continue
+                if execution.celery_task_id != new:
+                    st.put_execution(validated(execution, {"celery_task_id": new}))
+                replaced.add(execution_id)
+        return replaced
 
     def take_over(
         self,

@@ -81,6 +81,25 @@ class Database(Storage):
     def __repr__(self) -> str:
         return f"SQLAlchemyStorage({self._safe_url()!r})"
 
+    def describe(self) -> dict[str, Any]:
+        return {
+            "storage": "sqlalchemy",
+            "database_url": self._safe_url(),
+            "table_prefix": self._prefix,
+            "db_schema": self._schema,
+            "auto_migrate": self.auto_migrate,
+        }
+
+    @property
+    def table_prefix(self) -> str:
+        """The prefix of the table names (``<prefix>jobs``, ...)."""
+        return self._prefix
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema holding the tables (None: the connection's default)."""
+        return self._schema
+
     def _safe_url(self) -> str:
         """The URL without its secrets (:func:`taskmgr.settings.redact_url`)."""
         if self._given_engine is not None:

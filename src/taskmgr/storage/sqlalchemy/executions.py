@@ -28,6 +28,7 @@ from taskmgr.storage.inputs import (
     checked_filter,
     checked_limit,
     checked_outcome,
+    checked_task_id_changes,
     checked_task_ids,
     members,
     utc,
@@ -127,6 +128,38 @@ class ExecutionOperations(Database):
                 sa.select(c.id, c.celery_task_id).where(c.id.in_(ids), waiting)
             ).all()
         return {row.id for row in rows if row.celery_task_id == given[row.id]}
+
+    def replace_task_ids(self, task_ids: Mapping[str, tuple[str, str]], *, owner: str) -> set[str]:
+        given = checked_task_id_changes(task_ids)
+        if not given:
+            return set()
+        executions = self.tables.executions
+        c = executions.c
+        ids = sorted(given)  # rows locked in id order, like every batch write here
+        waiting = sa.and_(c.status == _RUNNING, c.owner == owner, c.started_at.is_(None))
+        task = c.celery_task_id.type
+        with self._tx("replace_task_ids") as conn:
+            conn.execute(
+                sa.update(executions)
+                .where(
+                    c.id == sa.bindparam("b_id"),
+                    waiting,
+                    c.celery_task_id == sa.bindparam("b_old", type_=task),
+                )
+                .values(celery_task_id=sa.bindparam("b_new", type_=task)),
+                [
+                    {
+                        "b_id": execution_id,
+                        "b_old": given[execution_id][0],
+                        "b_new": given[execution_id][1],
+                    }
+                    for execution_id in ids
+                ],
+            )
+            rows = conn.execute(
+                sa.select(c.id, c.celery_task_id).where(c.id.in_(ids), waiting)
+            ).all()
+        return {row.id for row in rows if row.celery_task_id == given[row.id][1]}
 
     def take_over(
         self,

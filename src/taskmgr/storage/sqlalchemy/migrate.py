@@ -42,6 +42,7 @@ __all__ = [
     "history",
     "include_object",
     "offline_sql",
+    "owns_table",
     "prepare",
     "status",
     "upgrade",
@@ -224,7 +225,7 @@ def upgrade(
         (written by a newer version).
     :raises StorageError: the upgrade failed.
     """
-    return _migrate(engine, prefix, schema, to, command.upgrade)
+    return _migrate(engine, prefix, schema, to, command.upgrade, create_schema=True)
 
 
 def downgrade(engine: Engine, to: str, prefix: str = "taskmgr_", schema: str | None = None) -> bool:
@@ -244,6 +245,8 @@ def _migrate(
     schema: str | None,
     to: str,
     step: Callable[[Config, str], None],
+    *,
+    create_schema: bool = False,
 ) -> bool:
     script = _script()
     heads = set(script.get_heads())
@@ -267,6 +270,8 @@ def _migrate(
                 ", ".join(current) or "empty",
                 ", ".join(sorted(wanted)) or "empty",
             )
+            if create_schema:
+                _ensure_schema(connection, schema)
             step(alembic_config(prefix, schema, connection), to)
             connection.commit()
             return True
@@ -278,6 +283,19 @@ def _migrate(
         if type(exc).__module__.startswith("alembic"):
             raise StorageError(f"migrating the taskmgr schema failed: {exc}") from exc
         raise
+
+
+def _ensure_schema(connection: Connection, schema: str | None) -> None:
+    """Create taskmgr's PostgreSQL schema if it is missing. Looked up first: ``CREATE
+    SCHEMA IF NOT EXISTS`` needs the right to create schemas even when it exists."""
+    if schema is None or connection.dialect.name != "postgresql":
+        return
+    found = connection.execute(
+        sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :name"), {"name": schema}
+    ).first()
+    if found is None:
+        logger.info("creating the schema %s for taskmgr's tables", schema)
+        connection.execute(sa.schema.CreateSchema(schema))
 
 
 def prepare(
@@ -338,16 +356,22 @@ def include_object(
     prefix: str = "taskmgr_",
 ) -> bool:
     """For a host's own Alembic ``env.py``: leave taskmgr's tables (and their indexes
-    and constraints) out of the host's autogenerate::
-
-        from taskmgr.storage.sqlalchemy.migrate import include_object
-        context.configure(..., include_object=include_object)
-
-    With another ``table_prefix``, bind it:
-    ``functools.partial(include_object, prefix="myapp_sched_")``.
+    and constraints) out of the host's autogenerate, whatever their schema. The
+    public, composable form is :mod:`taskmgr.alembic` (``without_taskmgr``).
     """
     table = name if type_ == "table" else getattr(getattr(object, "table", None), "name", None)
-    return not (table is not None and table.startswith(prefix))
+    return not owns_table(table, None, prefix, None)
+
+
+def owns_table(name: str | None, schema: str | None, prefix: str, own_schema: str | None) -> bool:
+    """Whether the table ``name`` in ``schema`` is one of taskmgr's: its name has
+    taskmgr's prefix (the version table's too, and the tables a newer taskmgr adds),
+    and, when taskmgr's tables are in a schema of their own (``own_schema``), it is
+    there or in the default one (Alembic reports the default schema as None, even
+    when taskmgr's is that schema by name). Other schemas are the host's business."""
+    if name is None or not name.startswith(prefix):
+        return False
+    return schema is None or own_schema is None or schema == own_schema
 
 
 def _known(script: ScriptDirectory, revision: str) -> bool:

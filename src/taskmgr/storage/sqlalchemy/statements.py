@@ -124,8 +124,14 @@ class Statements:
         self.insert_executions = sa.insert(executions)
         i = tables.instances.c
         self.instance_status = sa.select(i.status).where(i.id == sa.bindparam("b_owner"))
+        # the same, with the database's clock (PostgreSQL: a claim capped at it)
+        self.instance_status_at = sa.select(i.status, sa.func.clock_timestamp()).where(
+            i.id == sa.bindparam("b_owner")
+        )
+        self.database_now = sa.select(sa.func.clock_timestamp())
         if not sqlite:
             self.instance_status = self.instance_status.with_for_update(read=True)
+            self.instance_status_at = self.instance_status_at.with_for_update(read=True)
         next_job = (
             sa.select(sa.func.min(j.next_run_at))
             .where(j.state == JobState.ACTIVE.value)

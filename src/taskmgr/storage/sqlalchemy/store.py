@@ -11,7 +11,7 @@ costs a fixed number of statements however many slots it carries.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection
 
@@ -49,7 +49,15 @@ class SQLAlchemyStorage(JobOperations, ExecutionOperations, DeferralOperations, 
     # The connection, transactions and locks are in .database; jobs, executions and
     # instances in their own modules. The claim (the hot path) is here.
 
-    def claim(self, *, now: datetime, owner: str, limit: int, planner: Planner) -> list[Claimed]:
+    def claim(
+        self,
+        *,
+        now: datetime,
+        owner: str,
+        limit: int,
+        planner: Planner,
+        cap_at_database_now: bool = False,
+    ) -> list[Claimed]:
         now = utc(now, "now")
         checked_limit(limit)
         sql = self._statements()
@@ -57,7 +65,10 @@ class SQLAlchemyStorage(JobOperations, ExecutionOperations, DeferralOperations, 
         with self._tx("claim") as conn:
             # A shared lock on our own row: the reaper cannot declare us dead between
             # this check and our commit.
-            status = conn.execute(sql.instance_status, {"b_owner": owner}).scalar()
+            if not cap_at_database_now:
+                status = conn.execute(sql.instance_status, {"b_owner": owner}).scalar()
+            else:
+                status, now = self._status_and_now(conn, owner, now)
             if status is not None and status != InstanceStatus.RUNNING.value:
                 return []
             applier = ClaimApplier(
@@ -69,6 +80,20 @@ class SQLAlchemyStorage(JobOperations, ExecutionOperations, DeferralOperations, 
                 # transaction instead of a new one (see take_next_due_hint)
                 self._hint().next_due = self._read_next_due(conn)
         return claimed
+
+    def _status_and_now(
+        self, conn: Connection, owner: str, now: datetime
+    ) -> tuple[str | None, datetime]:
+        """The owner's status and the earlier of ``now`` and the database's clock, read
+        in the claim's first statement (PostgreSQL; SQLite's clock is the host's)."""
+        sql = self._statements()
+        if self._sqlite:
+            status = conn.execute(sql.instance_status, {"b_owner": owner}).scalar()
+            return status, min(now, self.database_now())  # no query: the host's clock
+        row = conn.execute(sql.instance_status_at, {"b_owner": owner}).one_or_none()
+        if row is None:  # no instance row (yet): the clock alone
+            return None, min(now, conn.execute(sql.database_now).scalar_one().astimezone(UTC))
+        return row[0], min(now, row[1].astimezone(UTC))
 
     def _hint(self) -> threading.local:
         return self._next_due_hints

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from taskmgr.storage import MemoryStorage, Storage
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
+from tests.reliability import SUMMARY_PROPERTY
 from tests.services import require_postgres
 
 #: ``pytester`` runs pytest on generated test files (the test kit's plugin tests).
@@ -89,3 +90,21 @@ def open_storage(backend: str, tmp_path: Path) -> Iterator[OpenStorage]:
 @pytest.fixture
 def storage(open_storage: OpenStorage) -> Storage:
     return open_storage()
+
+
+# -- the reliability scenarios' summary, repeated at the end of the run -----------------
+# Collected from the test reports (not module state): in a parallel run the scenarios
+# run in worker processes and only their reports reach this one.
+_SUMMARY: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _SUMMARY.extend(str(v) for k, v in report.user_properties if k == SUMMARY_PROPERTY)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _SUMMARY:
+        terminalreporter.section("taskmgr reliability summary")
+        for line in _SUMMARY:
+            terminalreporter.write_line(line)

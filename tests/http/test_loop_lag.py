@@ -51,7 +51,9 @@ def noop(n: int) -> int:
 
 @dataclass
 class Probe:
-    """(woke at, lag) samples of a coroutine sleeping ``PROBE`` seconds in a loop."""
+    """(fell asleep at, lag) samples of a coroutine sleeping ``PROBE`` seconds in a
+    loop. A sample is kept by when its sleep began: the wake-up of a sleep the loop
+    held up may come after the client saw its last response."""
 
     samples: list[tuple[float, float]] = field(default_factory=list)
 
@@ -60,10 +62,10 @@ class Probe:
             before = time.perf_counter()
             await asyncio.sleep(PROBE)
             woke = time.perf_counter()
-            self.samples.append((woke, woke - before - PROBE))
+            self.samples.append((before, woke - before - PROBE))
 
     def max_lag(self, start: float, end: float) -> float:
-        lags = [lag for woke, lag in self.samples if start <= woke <= end]
+        lags = [lag for began, lag in self.samples if start <= began <= end]
         assert lags, "the probe did not run"
         return max(lags)
 
@@ -171,8 +173,8 @@ def measure(tmp_path: Path) -> Iterator[Any]:
             start = time.perf_counter()
             statuses = asyncio.run(post_all(base, posts))
             end = time.perf_counter()
-            max_lag = probe.max_lag(start, end)
             executed = _wait_ended(service, statuses.count(202))
+        max_lag = probe.max_lag(start, end)  # the probe has stopped: every sample is in
         assert executed == statuses.count(202)
         return Measured(statuses, max_lag, end - start, slow.busy, service)
 

@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.reliability import SUMMARY_PROPERTY
 from tests.reliability.harness import Cluster, Timings
 from tests.services import require_postgres
 
 Summary = Callable[..., dict[str, Any]]
-
-_LINES: list[str] = []
 
 
 @pytest.fixture
@@ -74,7 +73,7 @@ def summary(
         record = {"scenario": scenario, **fields}
         line = "RELIABILITY " + " ".join(f"{k}={_fmt(v)}" for k, v in record.items())
         print(line, flush=True)
-        _LINES.append(line)
+        record_property(SUMMARY_PROPERTY, line)  # repeated at the end of the run
         with path.open("a") as stream:
             stream.write(json.dumps(record, default=str) + "\n")
         for key, value in record.items():
@@ -90,10 +89,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, default=str, separators=(",", ":"))
     return str(value)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _LINES:
-        terminalreporter.section("taskmgr reliability summary")
-        for line in _LINES:
-            terminalreporter.write_line(line)

@@ -1,26 +1,26 @@
-"""Deferring from ``async def`` code does not stall the event loop.
+"""Deferring from ``async def`` code never touches the database on the event loop.
 
 An app served by uvicorn on 127.0.0.1 (in this process) defers many runs at once,
 half through the router's ``POST /jobs/{key}/defer``, half through its own ``async
-def`` endpoint awaiting ``AsyncSchedulerService.defer``, while a probe coroutine on
-the app's loop measures how late its short sleeps wake up.
+def`` endpoint awaiting ``AsyncSchedulerService.defer``. Every method of the
+service's storage is wrapped to note the thread it runs on: none of the calls made
+while the requests are served may run on the loop's thread, where a slow database
+would stall every other request. The same check catches a host endpoint that calls
+the sync ``defer()`` (the second test), so the first one can fail.
 
-The database is made slow on purpose (every write of deferred runs first waits
-``LATENCY`` seconds in the thread that makes it) so that the bound holds by a wide
-margin either way: done on the loop, a single defer would stall it for ``LATENCY``,
-longer than ``BOUND``; done in worker threads, the loop only parses requests. The
-same bound fails a host endpoint that calls the sync ``defer()`` (the second test),
-so the first one can fail.
+How *long* the loop waits is a matter for the benchmark (``benchmarks/loop_lag.py``
+reports its lag while deferring 1,000 runs a second), not for a test on a shared
+machine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +32,8 @@ from fastapi import FastAPI
 
 from taskmgr import AsyncSchedulerService, SchedulerService, task
 from taskmgr.fastapi import create_router, lifespan
+from taskmgr.storage import Storage
 
-#: Seconds every write of deferred runs waits before it starts (a slow database).
-LATENCY = 0.5
-#: The largest loop lag allowed while deferring; below LATENCY, far above the loop's
-#: own work between two wake-ups of the probe.
-BOUND = 0.4
-#: How often the probe sleeps, in seconds.
-PROBE = 0.01
 #: Runs deferred concurrently by the awaited variant.
 COUNT = 48
 
@@ -50,56 +44,39 @@ def noop(n: int) -> int:
 
 
 @dataclass
-class Probe:
-    """(fell asleep at, lag) samples of a coroutine sleeping ``PROBE`` seconds in a
-    loop. A sample is kept by when its sleep began: the wake-up of a sleep the loop
-    held up may come after the client saw its last response."""
+class Calls:
+    """(method, thread) of every storage call made while ``recording``."""
 
-    samples: list[tuple[float, float]] = field(default_factory=list)
-
-    async def run(self) -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(PROBE)
-            woke = time.perf_counter()
-            self.samples.append((before, woke - before - PROBE))
-
-    def max_lag(self, start: float, end: float) -> float:
-        lags = [lag for began, lag in self.samples if start <= began <= end]
-        assert lags, "the probe did not run"
-        return max(lags)
-
-
-@dataclass
-class SlowWrites:
-    """Wraps the storage's write of deferred runs: waits ``LATENCY`` first, and adds
-    up the time spent in it (what the loop would have waited through)."""
-
-    real: Any
-    busy: float = 0.0
+    seen: list[tuple[str, int]] = field(default_factory=list)
+    recording: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        time.sleep(LATENCY)
-        try:
-            return self.real(*args, **kwargs)
-        finally:
-            with self.lock:
-                self.busy += time.perf_counter() - began
+    def wrap(self, storage: Storage) -> None:
+        for name in sorted(Storage.__abstractmethods__):
+            setattr(storage, name, self._noted(name, getattr(storage, name)))
+
+    def _noted(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            if self.recording:
+                with self.lock:
+                    self.seen.append((name, threading.get_ident()))
+            return method(*args, **kwargs)
+
+        return noted
+
+    def on(self, thread: int) -> list[str]:
+        return [name for name, ident in self.seen if ident == thread]
 
 
-def build(service: SchedulerService, probe: Probe) -> FastAPI:
+def build(service: SchedulerService, loop_thread: list[int]) -> FastAPI:
     aservice = AsyncSchedulerService(service)
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop_thread.append(threading.get_ident())
         async with lifespan(aservice):
-            probing = asyncio.create_task(probe.run())
             yield
-            probing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probing
 
     app = FastAPI(lifespan=app_lifespan)
     app.include_router(create_router(aservice, public=True, writes="readers"), prefix="/tm")
@@ -151,10 +128,8 @@ async def post_all(base: str, posts: list[tuple[str, Any]]) -> list[int]:
 @dataclass
 class Measured:
     statuses: list[int]
-    max_lag: float
-    elapsed: float
-    busy: float
-    service: SchedulerService
+    on_loop: list[str]
+    calls: list[str]
 
 
 @pytest.fixture
@@ -166,17 +141,17 @@ def measure(tmp_path: Path) -> Iterator[Any]:
             f"sqlite:///{tmp_path / 'lag.db'}", jobs=[noop], poll_interval=0.2
         )
         services.append(service)
-        slow = SlowWrites(service.storage.defer_executions)
-        service.storage.defer_executions = slow  # type: ignore[method-assign]
-        probe = Probe()
-        with serving(build(service, probe)) as base:
-            start = time.perf_counter()
+        calls = Calls()
+        calls.wrap(service.storage)
+        loop_thread: list[int] = []
+        with serving(build(service, loop_thread)) as base:
+            calls.recording = True
             statuses = asyncio.run(post_all(base, posts))
-            end = time.perf_counter()
+            calls.recording = False
             executed = _wait_ended(service, statuses.count(202))
-        max_lag = probe.max_lag(start, end)  # the probe has stopped: every sample is in
         assert executed == statuses.count(202)
-        return Measured(statuses, max_lag, end - start, slow.busy, service)
+        [thread] = loop_thread
+        return Measured(statuses, calls.on(thread), [name for name, _ in calls.seen])
 
     yield run
     for service in services:
@@ -193,23 +168,20 @@ def _wait_ended(service: SchedulerService, count: int) -> int:
 
 
 @pytest.mark.slow
-def test_deferring_from_async_code_keeps_the_loop_turning(measure: Any) -> None:
+def test_deferring_from_async_code_keeps_the_database_off_the_loop(measure: Any) -> None:
     posts = [  # the router's route and the host's own, interleaved
         (f"/awaited/{n}", None) if n % 2 else ("/tm/jobs/lag.noop/defer", {"kwargs": {"n": n}})
         for n in range(COUNT)
     ]
     result = measure(posts)
     assert result.statuses == [202] * COUNT
-    assert result.max_lag < BOUND, f"the loop stalled {result.max_lag:.3f}s"
-    # On the loop, these writes would have stalled it for their whole duration; in
-    # worker threads they overlapped, and the loop kept turning meanwhile.
-    assert result.busy >= COUNT * LATENCY
-    assert result.elapsed < result.busy / 2
+    assert any("defer" in name for name in result.calls), result.calls  # it was watched
+    assert result.on_loop == []
 
 
 @pytest.mark.slow
-def test_a_sync_defer_on_the_loop_breaks_the_bound(measure: Any) -> None:
-    """The probe sees a blocked loop: the bound above is one that can fail."""
+def test_a_sync_defer_on_the_loop_is_seen(measure: Any) -> None:
+    """The check sees a database call on the loop: the test above is one that can fail."""
     result = measure([("/blocking/1", None), ("/blocking/2", None)])
     assert result.statuses == [202, 202]
-    assert result.max_lag >= BOUND
+    assert any("defer" in name for name in result.on_loop), result.on_loop

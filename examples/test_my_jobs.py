@@ -11,8 +11,27 @@ project the jobs live in your application and the tests import them.
 
 from __future__ import annotations
 
-from taskmgr import ExecutionStatus, ExecutionTrigger, current_execution, scheduled_job
+import importlib.util
+
+import pytest
+
+from taskmgr import (
+    AsyncSchedulerService,
+    ExecutionStatus,
+    ExecutionTrigger,
+    SchedulerService,
+    current_execution,
+    scheduled_job,
+    task,
+)
 from taskmgr.testing import FakeClock, make_test_service
+
+#: ``async def`` tests need an async test runner; pytest-asyncio is the usual one.
+async_test = (
+    pytest.mark.asyncio
+    if importlib.util.find_spec("pytest_asyncio")
+    else pytest.mark.skip(reason="async tests need pytest-asyncio")
+)
 
 # -- the jobs under test -------------------------------------------------------------
 
@@ -30,6 +49,11 @@ def sync_billing() -> str:
     if context is not None and context.attempt == 1:
         raise ConnectionError("billing API unreachable")
     return "synced"
+
+
+@task("mail.welcome")
+async def send_welcome(user_id: int) -> str:
+    return f"welcome, user {user_id}"
 
 
 # -- the tests -------------------------------------------------------------------------
@@ -73,3 +97,28 @@ def test_a_manual_run_takes_its_own_kwargs() -> None:
         assert execution.trigger is ExecutionTrigger.MANUAL
         assert execution.result_summary == {"sent": 10}
         assert execution.actor == "alice"
+
+
+# -- the same with the fixtures taskmgr's pytest plugin brings -------------------------
+
+
+@pytest.fixture
+def taskmgr_jobs() -> list[object]:
+    """What the plugin's services register (in a real project: in ``conftest.py``)."""
+    return [send_daily_report, send_welcome]
+
+
+def test_the_plugin_fixtures(taskmgr_clock: FakeClock, taskmgr_service: SchedulerService) -> None:
+    taskmgr_clock.set("2026-01-05T08:00:00Z")  # 09:00 in Berlin, a Monday
+    [execution] = taskmgr_service.run_due()
+    assert execution.job_key == "reports.daily"
+
+
+@async_test
+async def test_a_task_deferred_from_async_code(
+    taskmgr_async_service: AsyncSchedulerService,
+) -> None:
+    await taskmgr_async_service.defer(send_welcome, user_id=7)
+    [execution] = await taskmgr_async_service.run_due()
+    assert execution.status is ExecutionStatus.SUCCESS
+    assert execution.result_summary == "welcome, user 7"

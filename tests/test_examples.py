@@ -82,6 +82,8 @@ def test_my_jobs_example_passes_under_pytest(tmp_path: Path) -> None:
             str(EXAMPLES / "test_my_jobs.py"),
             "-p",
             "no:cacheprovider",
+            "-n",
+            "0",
             "-q",
         ],
         cwd=tmp_path,
@@ -93,4 +95,4 @@ def test_my_jobs_example_passes_under_pytest(tmp_path: Path) -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "5 passed" in result.stdout

@@ -1,7 +1,8 @@
 """The example's jobs: plain functions declared with ``@scheduled_job``.
 
-They run on Celery workers, except ``local_cleanup``, which opts out with
-``queue="inline"`` and runs in the scheduler's own process.
+They run on Celery workers (the service's default dispatcher), except
+``local_cleanup``, which chooses ``dispatch="inline"`` and runs in the scheduler's own
+process.
 """
 
 from __future__ import annotations
@@ -26,6 +27,6 @@ async def fetch() -> str:
     return f"fetched in {os.getpid()}"
 
 
-@scheduled_job("example.local_cleanup", interval=5, queue="inline")
+@scheduled_job("example.local_cleanup", interval=5, dispatch="inline")
 def local_cleanup() -> str:
     return f"cleaned up in {os.getpid()}"

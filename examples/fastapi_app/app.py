@@ -27,7 +27,8 @@ import jobs
 from taskmgr import AsyncSchedulerService, SchedulerService
 from taskmgr.fastapi import create_router, lifespan
 
-service = SchedulerService(db.DATABASE_URL, jobs=[jobs, jobs.rebuild_search_index])
+# The shop's own async engine: taskmgr takes its URL, not its pool.
+service = SchedulerService(db.engine, jobs=[jobs, jobs.rebuild_search_index])
 #: The same service for ``async def`` code: its calls never block the event loop.
 aservice = AsyncSchedulerService(service)
 #: The referral codes a signup may give; any other is refused (and rolled back).

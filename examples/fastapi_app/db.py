@@ -1,6 +1,6 @@
 """The example shop's own database: its users table, reached through an async
-SQLAlchemy engine on the same database as taskmgr, so a signup and its welcome mail
-are written in one transaction."""
+SQLAlchemy engine that taskmgr is given too, so a signup and its welcome mail are
+written in one transaction."""
 
 from __future__ import annotations
 
@@ -10,22 +10,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-#: taskmgr's database, and the shop's (one database: one transaction for both).
-DATABASE_URL = os.environ.get("TASKMGR_DATABASE_URL", "sqlite:///shop.db")
+#: The shop's database, and taskmgr's: one asyncio URL (``sqlite+aiosqlite://`` or
+#: ``postgresql+asyncpg://``). taskmgr is given the engine below and connects its own
+#: threads to the same database through the sync driver (pysqlite, psycopg).
+DATABASE_URL = os.environ.get("SHOP_DATABASE_URL", "sqlite+aiosqlite:///shop.db")
 
-
-def async_url(url: str) -> sa.URL:
-    """The same database through an asyncio driver: aiosqlite for SQLite, psycopg
-    (async-capable as it is) for PostgreSQL."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite")
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-engine = create_async_engine(async_url(DATABASE_URL))
+engine = create_async_engine(DATABASE_URL)
 
 
 class Base(DeclarativeBase):

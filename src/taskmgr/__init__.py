@@ -7,7 +7,8 @@ execution row you can query.
 
 import logging
 
-from taskmgr.core.context import ExecutionContext, current_execution
+from taskmgr.core.audit import AuditAction, AuditEntry, AuditPage, AuditSource
+from taskmgr.core.context import ExecutionContext, ExecutionLogFilter, current_execution
 from taskmgr.core.decorators import scheduled_job, task
 from taskmgr.core.models import (
     Execution,
@@ -30,6 +31,7 @@ from taskmgr.core.triggers import Cron, Date, Interval, Manual
 from taskmgr.dispatch import Dispatcher, InlineDispatcher
 from taskmgr.exceptions import (
     ConflictError,
+    DatabaseURLError,
     DataRejectedError,
     ExecutionNotFoundError,
     FunctionAlreadyRegisteredError,
@@ -56,6 +58,7 @@ from taskmgr.exceptions import (
     ServiceStateError,
     StorageError,
     TaskmgrError,
+    UnknownDispatcherError,
     VersionConflictError,
 )
 from taskmgr.execution.events import EventKind, ExecutionEvent
@@ -65,15 +68,21 @@ from taskmgr.version import __version__ as __version__
 
 __all__ = [
     "AsyncSchedulerService",
+    "AuditAction",
+    "AuditEntry",
+    "AuditPage",
+    "AuditSource",
     "ConflictError",
     "Cron",
     "DataRejectedError",
+    "DatabaseURLError",
     "Date",
     "Dispatcher",
     "EventKind",
     "Execution",
     "ExecutionContext",
     "ExecutionEvent",
+    "ExecutionLogFilter",
     "ExecutionNotFoundError",
     "ExecutionPage",
     "ExecutionStatus",
@@ -118,6 +127,7 @@ __all__ = [
     "StorageError",
     "TaskmgrError",
     "TaskmgrSettings",
+    "UnknownDispatcherError",
     "VersionConflictError",
     "current_execution",
     "scheduled_job",

@@ -14,7 +14,9 @@ catches ``ValueError``, ``LookupError`` or ``TypeError`` keeps working::
     │   │   └── InvalidDatetimeError
     │   ├── InvalidPolicyError                  overlap/misfire/retry/timeout options
     │   ├── InvalidKwargsError                  kwargs that are not plain JSON
-    │   └── InvalidFunctionError (TypeError)    lambdas, closures, bound methods, partials
+    │   ├── DatabaseURLError                    a database URL taskmgr cannot connect with
+    │   ├── InvalidFunctionError (TypeError)    lambdas, closures, bound methods, partials
+    │   └── UnknownDispatcherError              a job chooses a dispatcher the service has not
     ├── NotFoundError (LookupError)
     │   ├── JobNotFoundError
     │   ├── ExecutionNotFoundError
@@ -37,6 +39,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConflictError",
+    "DataRejectedError",
+    "DatabaseURLError",
     "ExecutionNotFoundError",
     "FunctionAlreadyRegisteredError",
     "FunctionNotRegisteredError",
@@ -62,6 +66,7 @@ __all__ = [
     "ServiceStateError",
     "StorageError",
     "TaskmgrError",
+    "UnknownDispatcherError",
     "VersionConflictError",
 ]
 
@@ -124,8 +129,24 @@ class InvalidKwargsError(InvalidInputError):
     """The kwargs are not a JSON object of plain JSON values."""
 
 
+class DatabaseURLError(InvalidInputError):
+    """The database URL names a driver or an option taskmgr cannot use (an async
+    driver's option with no equivalent for the matching sync driver, a database other
+    than SQLite and PostgreSQL); refused before anything connects."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="database_url")
+
+
 class InvalidFunctionError(InvalidInputError, TypeError):
     """The function cannot be scheduled: only module-level functions can be."""
+
+
+class UnknownDispatcherError(InvalidInputError):
+    """A job chooses a dispatcher (``dispatch=``) the service was not given."""
+
+    def __init__(self, message: str, *, field: str | None = "dispatch") -> None:
+        super().__init__(message, field=field)
 
 
 # -- lookups -----------------------------------------------------------------

@@ -146,7 +146,9 @@ class TaskmgrSettings(BaseSettings):
     database_url: SecretStr = Field(
         SecretStr("sqlite:///taskmgr.db"),
         description="SQLAlchemy URL of the database (a secret: shown with its password "
-        "redacted). PostgreSQL: `postgresql+psycopg://user:pw@host/db`.",
+        "redacted). PostgreSQL: `postgresql+psycopg://user:pw@host/db`; the asyncio forms "
+        "(`postgresql+asyncpg://`, `sqlite+aiosqlite://`) work too: taskmgr's threads "
+        "connect through the sync driver of the same database.",
     )
     table_prefix: str = Field(
         "taskmgr_",
@@ -157,6 +159,14 @@ class TaskmgrSettings(BaseSettings):
         None,
         description="PostgreSQL schema holding the tables (created by `taskmgr db upgrade` "
         "or the first start when missing). Unset: the connection's default schema.",
+    )
+    max_connections: int = Field(
+        4,  # taskmgr.storage.sqlalchemy.engine.DEFAULT_MAX_CONNECTIONS
+        ge=1,
+        le=1000,
+        description="Most connections one instance opens to its database, PostgreSQL's "
+        "`LISTEN` connection included; idle ones are closed down to one pooled (plus the "
+        "listener). `1` on PostgreSQL: no listener, changes seen by polling.",
     )
     timezone: str = Field(
         "UTC",
@@ -215,6 +225,15 @@ class TaskmgrSettings(BaseSettings):
         description="Finished executions older than this many days are deleted by the "
         "built-in retention job (`taskmgr.retention`, hourly). Unset (the default): "
         "history is kept until you delete it.",
+    )
+    audit_retention_days: float = Field(
+        400.0,
+        gt=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description="Audit log entries older than this many days are deleted by the "
+        "retention job (which runs when `history_retention_days` is set, or after "
+        "`set_retention`).",
     )
     max_kwargs_bytes: int = Field(
         64 * 1024,  # taskmgr.core.validation.KWARGS_MAX_BYTES

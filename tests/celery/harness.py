@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -81,6 +81,8 @@ class Setup:
     queue: str = field(default_factory=lambda: f"tm-{uuid.uuid4().hex[:10]}")
     logs: Path = Path()
     accept_pickle: bool = False
+    #: More environment for the workers (read by the host module, ``hostapp``).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         env = {
@@ -94,13 +96,21 @@ class Setup:
         if self.accept_pickle:
             env["TASKMGR_CELERY_TEST_PICKLE"] = "1"
             env["C_FORCE_ROOT"] = "1"  # Celery refuses pickle as root otherwise (CI is root)
+        env.update(self.extra_env)
         return env
 
 
 class Worker:
     """``celery -A tests.celery.hostapp:app worker`` in a process group of its own."""
 
-    def __init__(self, setup: Setup, *, pool: str = "solo", concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        setup: Setup,
+        *,
+        pool: str = "solo",
+        concurrency: int = 1,
+        args: Sequence[str] = (),
+    ) -> None:
         self.setup = setup
         self.log = setup.logs / f"worker-{uuid.uuid4().hex[:6]}.log"
         args = [
@@ -123,6 +133,7 @@ class Worker:
             "--without-heartbeat",
             "--loglevel",
             "INFO",
+            *args,
         ]
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(

@@ -6,13 +6,16 @@ twice shows up as two rows."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from taskmgr import current_execution
 
@@ -129,6 +132,49 @@ def stubborn(seconds: float = 30.0) -> None:
     except SoftTimeLimitExceeded:
         record("soft-ignored")
         time.sleep(seconds)
+
+
+def traced(n: int = 0) -> int:
+    """Logs a line of its own (the worker's log shows the execution it ran in)."""
+    record()
+    logging.getLogger("tests.celery.jobs").warning("traced job working on %d", n)
+    if n < 0:
+        raise ValueError(f"negative: {n}")
+    return n
+
+
+#: A host's pooled async engine, made once when its module is imported, as a host makes
+#: it (asyncpg binds each pooled connection to the event loop that opened it). One
+#: connection: every run reuses the previous run's.
+ASYNC_ENGINE: AsyncEngine | None = (
+    create_async_engine(
+        os.environ["TASKMGR_CELERY_TEST_ASYNC_DB"], pool_size=1, max_overflow=0, pool_timeout=20
+    )
+    if "TASKMGR_CELERY_TEST_ASYNC_DB" in os.environ
+    else None
+)
+
+
+async def pooled_async(n: int) -> dict[str, int]:
+    """Queries through the pooled engine; says which process ran it and how many runs
+    its event loop has seen (counted on the loop itself: a new loop counts from 1)."""
+    assert ASYNC_ENGINE is not None, "TASKMGR_CELERY_TEST_ASYNC_DB is not set"
+    loop: Any = asyncio.get_running_loop()
+    loop.test_runs = runs = getattr(loop, "test_runs", 0) + 1
+    async with ASYNC_ENGINE.connect() as conn:
+        value = (await conn.execute(sa.text("SELECT CAST(:n AS INTEGER)"), {"n": n})).scalar_one()
+    record()
+    return {"n": value, "pid": os.getpid(), "loop_runs": runs}
+
+
+async def sleepy_async(seconds: float = 30.0) -> None:
+    """Awaits past its timeout; notes the cancellation it gets there."""
+    record()
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        record("cancelled")
+        raise
 
 
 def canary(path: str) -> None:

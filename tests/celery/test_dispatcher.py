@@ -155,3 +155,28 @@ def test_bad_dispatcher_options_are_refused() -> None:
         CeleryDispatcher(app, receive_timeout=-1)
     with pytest.raises(ServiceStateError, match="not bound"):
         CeleryDispatcher(app).start(None)  # type: ignore[arg-type]
+
+
+def named_celery_service() -> SchedulerService:
+    """An app factory for ``taskmgr worker --app``: inline by default, Celery by name."""
+    app = Celery("named", broker=DOWN, set_as_current=False)
+    return SchedulerService(
+        MemoryStorage(),
+        dispatcher="inline",
+        dispatchers={"celery": CeleryDispatcher(app, queue="reports")},
+    )
+
+
+def test_taskmgr_worker_finds_the_celery_dispatcher_among_the_named_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from taskmgr.cli.main import main
+
+    started: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(Celery, "worker_main", lambda self, argv: started.append((self.main, argv)))
+    spec = f"{__name__}:named_celery_service"
+    result = CliRunner().invoke(main, ["worker", "--app", spec, "--concurrency", "2"])
+    assert result.exit_code == 0, result.output
+    assert started == [("named", ["worker", "--concurrency", "2", "--queues", "reports"])]

@@ -20,6 +20,7 @@ from taskmgr.core.models import (
 )
 from taskmgr.core.triggers import Interval
 from taskmgr.storage.base import (
+    AuditRecord,
     ClaimBatch,
     ClaimPlan,
     JobAdvance,
@@ -47,6 +48,7 @@ def add_job(
     state: JobState = JobState.ACTIVE,
     source: JobSource = JobSource.CODE,
     now: datetime = T0 - MINUTE,
+    audit: AuditRecord | None = None,
     **options: Any,
 ) -> Job:
     return storage.add_job(
@@ -56,6 +58,7 @@ def add_job(
         next_run_at=next_run_at,
         fingerprint=f"fp-{key}",
         now=now,
+        audit=audit,
     )
 
 

@@ -9,7 +9,7 @@ from taskmgr.core.models import ExecutionStatus, ExecutionTrigger, Job
 from taskmgr.exceptions import ConflictError, JobNotFoundError, VersionConflictError
 from taskmgr.storage.base import ExecutionFilter, NewExecution, Storage
 
-from .helpers import T0, add_job, new_execution
+from .helpers import T0, add_job, new_execution, outcome, running
 
 
 def deferred(job: Job, key: str | None = None) -> NewExecution:
@@ -74,3 +74,37 @@ def test_a_version_of_a_job_that_is_gone_is_a_conflict(storage: Storage) -> None
     with pytest.raises(VersionConflictError):
         storage.defer_executions([deferred(job)], job_versions={job.id: job.version})
     assert stored_ids(storage) == set()
+
+
+TRACE = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "vendor=value",
+}
+
+
+def test_the_trace_context_of_a_run_is_kept_and_its_retry_keeps_it(storage: Storage) -> None:
+    job = add_job(storage, "task", next_run_at=None)
+    # one run (on PostgreSQL, the one-statement defer), a batch, and a manual run
+    [single] = storage.defer_executions([deferred_with(job, TRACE)], job_versions={job.id: 1})
+    batch = storage.defer_executions([deferred_with(job, TRACE), deferred_with(job, None)])
+    manual = storage.add_execution(new_execution(job, trace_context=TRACE))
+    for written in (single, batch[0], manual):
+        assert written.trace_context == TRACE
+        assert storage.get_execution(written.id).trace_context == TRACE
+    assert storage.get_execution(batch[1].id).trace_context is None
+
+    run = storage.add_execution(running(job, "o", trace_context=TRACE))
+    retry = new_execution(job, attempt=2, due_at=T0, chain_id=run.id, trace_context=TRACE)
+    failed = outcome(run, "o", status=ExecutionStatus.FAILED, retry=retry)
+    assert storage.record_outcomes([failed]) == [True]
+    assert storage.get_execution(retry.id).trace_context == TRACE
+
+
+def deferred_with(job: Job, trace_context: dict[str, str] | None) -> NewExecution:
+    return new_execution(
+        job,
+        trigger=ExecutionTrigger.DEFERRED,
+        due_at=T0,
+        kwargs={"n": 1},
+        trace_context=trace_context,
+    )

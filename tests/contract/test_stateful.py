@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
@@ -44,6 +45,8 @@ from taskmgr.exceptions import TaskmgrError
 from taskmgr.scheduling.planner import Planner
 from taskmgr.storage import MemoryStorage, Storage
 from taskmgr.storage.base import (
+    AuditFilter,
+    AuditRecord,
     ClaimBatch,
     Claimed,
     ClaimPlan,
@@ -346,8 +349,11 @@ class BackendsAgree(RuleBasedStateMachine):
             ],
         ),
         version=st.sampled_from(["none", "current", "stale"]),
+        audit=st.sampled_from([None, "op", "bad"]),
     )
-    def update_job(self, key: str, change: dict[str, Any], version: str) -> None:
+    def update_job(
+        self, key: str, change: dict[str, Any], version: str, audit: str | None = None
+    ) -> None:
         changes = dict(change)
         if changes.get("next_run_at") in (30, -30):
             changes["next_run_at"] = self.now + timedelta(seconds=changes["next_run_at"])
@@ -360,14 +366,25 @@ class BackendsAgree(RuleBasedStateMachine):
         except TaskmgrError:
             current = 1
         expected = {"none": None, "current": current, "stale": (current or 0) + 5}[version]
+        record = self.audit_record(AuditAction.UPDATE, audit)
         self.both(
             "update_job",
-            lambda s, _: s.update_job(key, changes, now=self.now, expected_version=expected),
+            lambda s, _: s.update_job(
+                key, changes, now=self.now, expected_version=expected, audit=record
+            ),
         )
 
-    @rule(key=st.sampled_from(KEYS))
-    def delete_job(self, key: str) -> None:
-        self.both("delete_job", lambda s, _: s.delete_job(key, now=self.now))
+    def audit_record(self, action: AuditAction, actor: str | None) -> AuditRecord | None:
+        """What a change records in the audit log (``"bad"``: a record refused)."""
+        if actor is None:
+            return None
+        source = "carrier-pigeon" if actor == "bad" else AuditSource.API
+        return AuditRecord(action=action, source=source, at=self.now, actor=actor)
+
+    @rule(key=st.sampled_from(KEYS), audit=st.sampled_from([None, "op", "bad"]))
+    def delete_job(self, key: str, audit: str | None) -> None:
+        record = self.audit_record(AuditAction.DELETE, audit)
+        self.both("delete_job", lambda s, _: s.delete_job(key, now=self.now, audit=record))
 
     @rule(
         key=KEY,
@@ -854,6 +871,7 @@ class BackendsAgree(RuleBasedStateMachine):
         )
         self.executions = list(executions)
         self.both("list_instances()", lambda s, _: s.list_instances())
+        self.both("list_audit()", lambda s, _: s.list_audit(AuditFilter(), limit=100_000))
         self.both("history_summary()", lambda s, _: s.history_summary())
         self.both("job_queues()", lambda s, _: s.job_queues(now=self.now))
         self.both("next_due_at()", lambda s, _: s.next_due_at())

@@ -36,6 +36,8 @@ OPERATIONS = [
     "taskmgr_get_execution",
     "taskmgr_cancel_execution",
     "taskmgr_list_queues",
+    "taskmgr_list_audit",
+    "taskmgr_list_job_audit",
     "taskmgr_list_instances",
     "taskmgr_get_health",
     "taskmgr_cleanup_history",

@@ -138,6 +138,12 @@ def test_dashboard_in_headless_chromium(server: str, tmp_path: Path) -> None:
             page.wait_for_selector("#drawer:not([hidden])")
             assert "a new minute" in page.locator("#drawer-body").inner_text()
             page.locator("#drawer-close").click()
+            # the run is in the audit log: by whom, through the dashboard
+            audited = page.locator("#job-audit tbody tr", has_text="trigger")
+            assert "alice" in audited.first.inner_text()
+            assert "dashboard" in audited.first.inner_text()
+            page.goto(server + "#audit")
+            page.locator("#audit tbody tr", has_text="demo.every-minute").first.wait_for()
 
             # a task: one run holds its only slot, the two deferred after it wait
             for n, to in enumerate(["ada@example.com", "bob@example.com", "cy@example.com"]):

@@ -32,7 +32,7 @@ def shop(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     env = {
         **os.environ,
-        "TASKMGR_DATABASE_URL": f"sqlite:///{tmp_path}/shop.db",
+        "SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/shop.db",
         "SHOP_ADMIN_PASSWORD": "secret",
         "PYTHONUNBUFFERED": "1",
     }

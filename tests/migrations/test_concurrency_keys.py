@@ -87,7 +87,7 @@ def test_a_populated_tm0002_database_is_upgraded_in_place_and_back(
             )
 
         assert migrate.upgrade(engine, "taskmgr_", schema) is True
-        assert migrate.current_revision(engine, "taskmgr_", schema) == "tm0003"
+        assert migrate.current_revision(engine, "taskmgr_", schema) == migrate.head_revision()
         assert _schema_diffs(engine, "taskmgr_", schema) == []
         storage = make_storage()
         storage.open()

@@ -20,6 +20,9 @@ Nothing is lost between the claim and a worker:
   in any case (``taskmgr.celery.receipts``);
 * the scheduler stops: executions not yet taken over are put back to ``pending``
   for the next instance.
+
+The publishing itself is :mod:`taskmgr.celery.publishing`; looking again at what was
+published and not taken over is :mod:`taskmgr.celery.reconcile`.
 """
 
 from __future__ import annotations
@@ -27,42 +30,40 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
-from taskmgr.celery.receipts import BrokerUnreachableError, QueueProbe, Sent, Unreceived
+from taskmgr.celery.receipts import QueueProbe, Unreceived
+from taskmgr.celery.reconcile import Reconciling
 from taskmgr.celery.worker import install
 from taskmgr.core import tracing as _tracing
-from taskmgr.core.models import Execution, ExecutionStatus, Job
 from taskmgr.dispatch.base import DispatchContext, Dispatcher, Runtime
 from taskmgr.dispatch.inline import InlineDispatcher
-from taskmgr.exceptions import JobNotFoundError, ServiceStateError
-from taskmgr.storage.base import Claimed, ExecutionFilter, Storage
+from taskmgr.dispatch.routing import INLINE, INLINE_QUEUE
+from taskmgr.exceptions import ServiceStateError
+from taskmgr.storage.base import Claimed
 
 __all__ = ["INLINE_QUEUE", "CeleryDispatcher"]
 
 logger = logging.getLogger("taskmgr.dispatch")
 
-#: A job whose ``queue`` is this runs in the scheduler's process, never on Celery.
-INLINE_QUEUE = "inline"
-_PAGE = 500
 
-
-class CeleryDispatcher(Dispatcher):
+class CeleryDispatcher(Reconciling, Dispatcher):
     """Send executions to Celery workers through the host's Celery app.
 
     :param celery_app: the host's ``Celery`` instance. taskmgr registers its task on
         it when the service is built (``SchedulerService(dispatcher=...)``), so a
         worker started on that app runs executions with no further code.
     :param queue: queue for jobs that name none (default: the app's default queue).
-        A job's own ``queue`` wins; ``queue="inline"`` runs the job in this process.
+        A job's own ``queue`` wins; ``queue="inline"`` runs the job in this process
+        (the older form of ``dispatch="inline"``).
     :param fallback: ``None`` (default): when the broker is unreachable, executions
         wait as ``pending`` and are published once it is back. ``"inline"``: they run
         in this process instead.
     :param inline: the dispatcher for inline jobs and the fallback (default
-        ``InlineDispatcher()``).
+        ``InlineDispatcher()``): the service's ``inline`` dispatcher, unless the
+        service was given one of that name.
     :param hard_limit_grace: seconds between a job's soft time limit (its
         ``timeout``) and the hard limit at which Celery kills the worker process.
     :param receive_timeout: seconds after which an execution that no worker took over
@@ -157,6 +158,10 @@ class CeleryDispatcher(Dispatcher):
         )
         self._thread.start()
 
+    def members(self) -> Mapping[str, Dispatcher]:
+        # its own pool (inline jobs, the fallback) is the service's ``inline`` one
+        return {INLINE: self.inline}
+
     def capacity(self) -> int:
         if self._backing_off():
             # the broker is down: claim only what can run here, if anything
@@ -171,7 +176,7 @@ class CeleryDispatcher(Dispatcher):
         deferred: list[Claimed] = []  # not published
         publish: list[Claimed] = []
         for item in claimed:
-            if item.job.queue == INLINE_QUEUE:
+            if item.job.queue == INLINE_QUEUE or item.job.dispatch == INLINE:
                 inline.append(item)
             elif self._backing_off():
                 deferred.append(item)
@@ -199,7 +204,11 @@ class CeleryDispatcher(Dispatcher):
                 continue
             try:
                 if _tracing.enabled():
-                    with _tracing.dispatch_span(_span_attributes(item), producer=True):
+                    with _tracing.dispatch_span(
+                        _span_attributes(item),
+                        producer=True,
+                        stored=item.execution.trace_context,  # the caller that asked for it
+                    ):
                         self._publish(item.execution, item.job, task_id)
                 else:
                     self._publish(item.execution, item.job, task_id)
@@ -236,17 +245,6 @@ class CeleryDispatcher(Dispatcher):
                         item.execution.id, task_id, self._queue_of(item.job), time.monotonic()
                     )
 
-    def _task_ids(self, executions: Sequence[Execution]) -> dict[str, str]:
-        """The task id of each execution's message, recorded on it before publishing
-        (the nonce a worker's take-over checks). An execution published before keeps
-        its id. Those no longer waiting under this instance are left out."""
-        context = self._require_context()
-        known = {e.id: e.celery_task_id for e in executions if e.celery_task_id is not None}
-        # a fresh random id per dispatch: a forged message cannot guess it
-        wanted = {e.id: known.get(e.id) or str(uuid.uuid4()) for e in executions}
-        assigned = self._storage().assign_task_ids(wanted, owner=context.owner)
-        return {execution_id: wanted[execution_id] for execution_id in assigned}
-
     def _take_back(self, failed: Sequence[Claimed], task_ids: Mapping[str, str]) -> list[Claimed]:
         """Executions whose publish raised, to run here: the message may have reached
         the broker all the same, so each is first taken over by this instance (the
@@ -275,212 +273,6 @@ class CeleryDispatcher(Dispatcher):
             if claimed is not None:
                 taken.append(claimed)
         return taken
-
-    def _queue_of(self, job: Job | None) -> str | None:
-        """The ``queue`` option of the job's messages (None: the app's routing)."""
-        return (job.queue if job is not None else None) or self.queue
-
-    def _publish(self, execution: Execution, job: Job | None, task_id: str) -> None:
-        context = self._require_context()
-        options: dict[str, Any] = {}
-        queue = self._queue_of(job)
-        if queue is not None:
-            options["queue"] = queue
-        if job is not None and job.timeout is not None:
-            options["soft_time_limit"] = job.timeout
-            options["time_limit"] = job.timeout + self.hard_limit_grace
-        self.task.apply_async(
-            kwargs={
-                "execution_id": execution.id,
-                "owner": context.owner,
-                "attempt": execution.attempt,
-            },
-            # the id recorded on the execution: the only message a worker takes it for
-            task_id=task_id,
-            serializer="json",
-            # one quick reconnect, then our own backoff: never block the scheduler
-            retry=True,
-            retry_policy={
-                "max_retries": 1,
-                "interval_start": 0,
-                "interval_step": 0.2,
-                "interval_max": 0.2,
-            },
-            **options,
-        )
-
-    def _backing_off(self) -> bool:
-        with self._lock:
-            return self._failures > 0 and time.monotonic() < self._retry_at
-
-    def _publish_failed(self, exc: BaseException) -> None:
-        with self._lock:
-            self._failures += 1
-            delay = min(self.publish_backoff_max, 0.5 * 2 ** (self._failures - 1))
-            self._retry_at = time.monotonic() + delay
-            failures = self._failures
-        logger.error(
-            "cannot publish to the Celery broker (%s: %s); executions wait as pending, "
-            "next try in %.1fs (failure %d in a row)",
-            type(exc).__name__,
-            exc,
-            delay,
-            failures,
-        )
-
-    def _publish_succeeded(self) -> None:
-        with self._lock:
-            failures, self._failures = self._failures, 0
-        if failures:
-            logger.warning("the Celery broker is reachable again after %d failure(s)", failures)
-            self._broker_back()
-
-    def _broker_back(self) -> None:
-        """The broker answers after failing: what was published before may have died
-        with it (a restart without persistence), so the reconciler looks at it now."""
-        suspects = self._unreceived.broker_back(time.monotonic())
-        if suspects:
-            logger.info(
-                "the Celery broker answers again: checking at once whether workers "
-                "received the %d message(s) published before",
-                suspects,
-            )
-            self._wake.set()
-
-    # -- reconciliation ------------------------------------------------------------------
-
-    def _running_here(self) -> list[Execution]:
-        """Executions it published, still waiting under this instance (``running``,
-        not started); the others are forgotten (taken over, ended or released)."""
-        context = self._require_context()
-        storage = self._storage()
-        read_at = time.monotonic()
-        found: list[Execution] = []
-        before = None
-        while True:
-            page = storage.list_executions(
-                ExecutionFilter(statuses=(ExecutionStatus.RUNNING,), owner=context.owner),
-                limit=_PAGE,
-                before=before,
-            )
-            found.extend(page)
-            if len(page) < _PAGE:
-                break
-            before = (page[-1].created_at, page[-1].id)
-        waiting = [e for e in found if e.started_at is None]
-        self._unreceived.keep((e.id for e in waiting), published_before=read_at)
-        return [e for e in waiting if e.id in self._unreceived]
-
-    def _waiting_in_queues(self) -> dict[str | None, int | None] | None:
-        """Per ``queue`` option of the messages not yet received, how many messages
-        wait in that queue for a worker (None: unknown). None when the broker does not
-        answer; the first answer after that has every earlier message looked at at once."""
-        try:
-            counts = self._probe.waiting(self._unreceived.queues())
-        except BrokerUnreachableError as exc:
-            if not self._broker_down:
-                logger.warning(
-                    "cannot reach the Celery broker to see its queues (%s); messages "
-                    "published before are checked again once it answers",
-                    exc,
-                )
-            self._broker_down = True
-            return None
-        if self._broker_down:
-            self._broker_down = False
-            self._broker_back()
-        return counts
-
-    def reconcile(self) -> int:
-        """Publish again, each under a new task id, the executions whose message looks
-        lost (see :mod:`taskmgr.celery.receipts`); forget those taken over. Returns how
-        many were published again."""
-        if not len(self._unreceived):
-            return 0  # nothing published is waiting: no look at the broker or database
-        waiting_in = self._waiting_in_queues()
-        if waiting_in is None or self._backing_off():
-            return 0  # a message published now would fail too
-        now = time.monotonic()
-        due = self._unreceived.due(now)
-        if not due:
-            return 0
-        lost: list[tuple[Execution, Sent]] = []
-        behind: dict[str | None, int] = {}
-        for execution in self._running_here():
-            sent = due.get(execution.id)
-            if sent is None:
-                continue
-            if self._unreceived.lost(sent, waiting_in.get(sent.queue), now):
-                lost.append((execution, sent))
-            else:
-                behind[sent.queue] = behind.get(sent.queue, 0) + 1
-        for queue, count in behind.items():
-            logger.debug(
-                "%d execution(s) not yet taken over wait behind %s message(s) in queue %s",
-                count,
-                waiting_in.get(queue),
-                self._probe.queue_name(queue),
-            )
-        return self._publish_again(lost) if lost else 0
-
-    def _publish_again(self, lost: Sequence[tuple[Execution, Sent]]) -> int:
-        """Publish each execution again under a new task id, recorded first in place of
-        the old one: the old message, should it still reach a worker, starts nothing,
-        and the execution starts at most once whichever message a worker gets."""
-        context = self._require_context()
-        storage = self._storage()
-        changes = {
-            execution.id: (execution.celery_task_id, str(uuid.uuid4()))
-            for execution, _ in lost
-            if execution.celery_task_id is not None
-        }
-        replaced = storage.replace_task_ids(changes, owner=context.owner)
-        self._unreceived.forget(set(changes) - replaced)  # taken over meanwhile
-        republished = 0
-        failed = False
-        for execution, sent in lost:
-            if execution.id not in replaced:
-                continue
-            task_id = changes[execution.id][1]
-            if failed:  # it holds the new id, with no message: the next round sends it
-                self._unreceived.unsent(execution.id, task_id, sent.queue, time.monotonic())
-                continue
-            try:
-                job: Job | None = storage.get_job(execution.job_key)
-            except JobNotFoundError:
-                job = None  # the worker cancels it
-            if job is not None and job.id != execution.job_id:
-                job = None
-            try:
-                self._publish(execution, job, task_id)
-            except Exception as exc:
-                self._publish_failed(exc)
-                self._unreceived.unsent(execution.id, task_id, sent.queue, time.monotonic())
-                failed = True
-                continue
-            self._publish_succeeded()
-            self._unreceived.replaced(execution.id, task_id, sent.queue, time.monotonic())
-            republished += 1
-        if republished:
-            logger.warning(
-                "published %d execution(s) again under new task ids: no worker took them "
-                "over (their messages were lost in the broker, or are held by a worker "
-                "that has not started them); the messages they replace start nothing",
-                republished,
-            )
-        return republished
-
-    def _reconcile_loop(self) -> None:
-        interval = min(1.0, self.receive_timeout / 4)
-        while not self._stop.is_set():
-            self._wake.wait(interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            try:
-                self.reconcile()
-            except Exception:
-                logger.exception("checking published executions failed; retrying")
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -511,33 +303,6 @@ class CeleryDispatcher(Dispatcher):
                 break
             time.sleep(0.1)
         self._unreceived.clear()
-
-    def _release_all(self, waiting: Sequence[Execution]) -> None:
-        context = self._require_context()
-        storage = self._storage()
-        released = 0
-        for execution in waiting:
-            try:
-                released += storage.release(
-                    execution.id, owner=context.owner, due_at=context.clock.now()
-                )
-            except Exception:
-                logger.exception("could not put execution %s back to pending", execution.id)
-        logger.info(
-            "%d published execution(s) not yet taken over by a worker were put back to "
-            "pending for another instance",
-            released,
-        )
-
-    def _require_context(self) -> DispatchContext:
-        if self._context is None:
-            raise ServiceStateError("CeleryDispatcher.start() was not called")
-        return self._context
-
-    def _storage(self) -> Storage:
-        storage = self._require_context().storage
-        assert storage is not None  # checked in start()
-        return storage
 
 
 def _span_attributes(item: Claimed) -> dict[str, Any]:

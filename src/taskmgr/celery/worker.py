@@ -21,52 +21,51 @@ by the worker's instance id. Hence:
 
 Nothing named in a message is ever imported: the message holds an execution id, and
 the function comes from the service's registry.
+
+Around a run, a worker also: runs ``async def`` jobs on one event loop per process
+(:mod:`taskmgr.celery.loop`); ends the message's Celery task as the execution ended
+(:mod:`taskmgr.celery.states`); parents the execution's span on the context the message
+carries (or the run stored); and puts the execution on the log records logged while it
+runs (:class:`taskmgr.core.context.ExecutionLogFilter`, added to Celery's handlers).
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import os
 import threading
 import time
-from dataclasses import replace
 from typing import Any
 
-from celery.exceptions import (
-    SoftTimeLimitExceeded,
-    TimeLimitExceeded,
-    WorkerLostError,
-)
-from celery.worker.request import Request
+from celery.exceptions import SoftTimeLimitExceeded
 
 from celery import signals
-from taskmgr.core.models import ExecutionStatus, Job
+from taskmgr.celery.loop import WorkerLoop
+from taskmgr.celery.request import JSON, RUNTIME, TASK_NAME
+from taskmgr.celery.request import parse_fence as _parse
+from taskmgr.celery.states import ExecutionFailedError, task_result
+from taskmgr.core import tracing as _tracing
+from taskmgr.core.context import ExecutionLogFilter
 from taskmgr.dispatch.base import Runtime
 from taskmgr.exceptions import (
     DataRejectedError,
     ExecutionNotFoundError,
-    JobNotFoundError,
     ServiceStateError,
     TaskmgrError,
 )
 from taskmgr.execution.outcomes import refused
 from taskmgr.execution.run import ExecutionRun
 from taskmgr.scheduling.runtime import WORKER_MODE, InstanceRuntime
-from taskmgr.storage.base import Claimed, Outcome
+from taskmgr.storage.base import Outcome
 
-__all__ = ["TASK_NAME", "ExecutionRequest", "WorkerRuntime", "install"]
+__all__ = ["JSON", "TASK_NAME", "WorkerRuntime", "install"]
 
 logger = logging.getLogger("taskmgr.celery")
 
-#: The name of taskmgr's task on the host's app.
-TASK_NAME = "taskmgr.execute"
-JSON = "application/json"
 #: The ``accept_content`` entries that decode with pickle.
 _PICKLE = frozenset({"pickle", "application/x-python-serialize"})
-_RUNTIME = "_taskmgr_runtime"
-_MAX_ID = 64
+_RUNTIME = RUNTIME
 
 
 def install(celery_app: Any, runtime: Runtime, *, allow_pickle_app: bool = False) -> Any:
@@ -76,9 +75,11 @@ def install(celery_app: Any, runtime: Runtime, *, allow_pickle_app: bool = False
     ``SchedulerService(dispatcher=CeleryDispatcher(app))`` calls this for you. The task
     is registered on this app only (never a global ``shared_task``), and its options
     are set on the task, not on the app: JSON only, ``acks_late``,
-    ``reject_on_worker_lost``, results ignored. Worker-wide settings are left as the
-    host set them; only ``worker_prefetch_multiplier`` defaults to 1 when the host did
-    not set it (see ``docs/celery.md``). Idempotent for the same service.
+    ``reject_on_worker_lost``, acknowledged when it fails or times out and never
+    retried by Celery (retries are taskmgr's), results ignored but failures stored.
+    Worker-wide settings are left as the host set them; only
+    ``worker_prefetch_multiplier`` defaults to 1 when the host did not set it (see
+    ``docs/celery.md``). Idempotent for the same service.
 
     A worker whose app accepts pickle (``accept_content``) for the host's own tasks is
     warned about at its start, once Celery's logging is set up; ``allow_pickle_app=True``
@@ -99,37 +100,28 @@ def install(celery_app: Any, runtime: Runtime, *, allow_pickle_app: bool = False
         typing=False,  # the arguments are checked by the task itself, with a clear log
         acks_late=True,
         reject_on_worker_lost=True,
+        # a failed or timed-out run fails its task: acknowledged, never requeued or
+        # retried by Celery (whatever the app's task_acks_on_* / retry settings)
+        acks_on_failure_or_timeout=True,
+        acks_on_failure=True,
+        acks_on_timeout=True,
+        retry_on_worker_lost=False,
+        throws=(ExecutionFailedError,),  # expected: logged without a second traceback
+        # the scheduler never waits for a result; a result backend still gets failures
         ignore_result=True,
+        store_errors_even_if_ignored=True,
         serializer="json",
-        Request=f"{__name__}:ExecutionRequest",
-        Strategy=f"{__name__}:json_only_strategy",
+        Request="taskmgr.celery.request:ExecutionRequest",
+        Strategy="taskmgr.celery.request:json_only_strategy",
     )(_execute)
     setattr(celery_app, _RUNTIME, worker)
     worker.connect_signals()
     return worker.task
 
 
-def _execute(task: Any, *args: Any, **kwargs: Any) -> None:
+def _execute(task: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
     runtime: WorkerRuntime = getattr(task.app, _RUNTIME)
-    runtime.execute(task.request.id, args, kwargs)
-
-
-def _parse(args: Any, kwargs: Any) -> tuple[str, str, int] | None:
-    """The fence a message carries, or None when it is not a message taskmgr sent."""
-    if args or not isinstance(kwargs, dict) or set(kwargs) != {"execution_id", "owner", "attempt"}:
-        return None
-    execution_id, owner, attempt = kwargs["execution_id"], kwargs["owner"], kwargs["attempt"]
-    if not (
-        isinstance(execution_id, str)
-        and 0 < len(execution_id) <= _MAX_ID
-        and isinstance(owner, str)
-        and 0 < len(owner) <= 255
-        and isinstance(attempt, int)
-        and not isinstance(attempt, bool)
-        and attempt >= 1
-    ):
-        return None
-    return execution_id, owner, attempt
+    return runtime.execute(task.request.id, args, kwargs, headers=vars(task.request))
 
 
 def _host_set(conf: Any, key: str) -> bool:
@@ -147,6 +139,8 @@ class WorkerRuntime:
         self.allow_pickle_app = allow_pickle_app
         self.task: Any = None
         self.instance: InstanceRuntime | None = None
+        #: The event loop of ``async def`` jobs, one per process.
+        self.loop = WorkerLoop()
         self._node_pid: int | None = None
         self._lock = threading.Lock()
 
@@ -177,14 +171,28 @@ class WorkerRuntime:
         def on_process_init(**_: Any) -> None:
             self.after_fork()
 
+        def on_process_shutdown(**_: Any) -> None:
+            self.loop.close()
+
         def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
             if ours(sender):
+                self.loop.close()  # solo and threads pools: the main process's loop
                 self.stop_node()
+
+        def on_logging_setup(logger: Any = None, **_: Any) -> None:
+            # the handlers Celery set up (or the host's, kept): records logged inside a
+            # run carry its execution, records outside it "-" (as Celery's task_id)
+            for handler in getattr(logger, "handlers", ()):
+                if not any(isinstance(f, ExecutionLogFilter) for f in handler.filters):
+                    handler.addFilter(ExecutionLogFilter(missing="-"))
 
         signals.worker_init.connect(on_worker_init, weak=False)
         signals.celeryd_after_setup.connect(on_after_setup, weak=False)
         signals.worker_process_init.connect(on_process_init, weak=False)
+        signals.worker_process_shutdown.connect(on_process_shutdown, weak=False)
         signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
+        signals.after_setup_logger.connect(on_logging_setup, weak=False)
+        signals.after_setup_task_logger.connect(on_logging_setup, weak=False)
 
     def configure_worker(self, worker: Any) -> None:
         """Worker-wide defaults taskmgr relies on, only where the host set nothing
@@ -265,7 +273,12 @@ class WorkerRuntime:
 
     # -- running one execution (a pool process, or the main process with -P solo) ------
 
-    def execute(self, task_id: str, args: Any, kwargs: Any) -> None:
+    def execute(
+        self, task_id: str, args: Any, kwargs: Any, *, headers: Any = None
+    ) -> dict[str, Any] | None:
+        """Take the execution a message names over and run it; returns the task's
+        result, or raises :class:`ExecutionFailedError` once a failed or timed-out run
+        is recorded. ``headers``: the message's, with the trace context it carries."""
         fence = _parse(args, kwargs)
         if fence is None:
             logger.error(
@@ -273,7 +286,7 @@ class WorkerRuntime:
                 TASK_NAME,
                 task_id,
             )
-            return
+            return None
         if self.instance_id is None:  # no worker_init (an embedded worker): start here
             self.start_node()
         assert self.instance_id is not None
@@ -293,11 +306,16 @@ class WorkerRuntime:
         )
         if claimed is None:
             self._ignored(execution_id, task_id)
-            return
+            return {"execution_id": execution_id, "status": "ignored"}
         run = ExecutionRun(
             claimed, self.instance_id, clock, timeout_errors=(SoftTimeLimitExceeded,)
         )
         run.dispatch = "celery"
+        if _tracing.enabled():  # found here, on the pool's thread (an async run's span
+            # starts on the loop's thread, where an instrumentation's span is not current)
+            run.trace_parent = _tracing.consumer_parent(
+                headers or {}, claimed.execution.trace_context
+            )
         # the host's listeners, registered on the same service in this process too
         events = self.runtime.events
         if events.active:
@@ -309,15 +327,13 @@ class WorkerRuntime:
             outcome = run.failed(exc)
         else:
             if inspect.iscoroutinefunction(func):
-                try:
-                    outcome = asyncio.run(run.call_async(func))
-                except SoftTimeLimitExceeded:
-                    outcome = run.timed_out()
+                outcome = self.loop.run(run, func)
             else:
                 outcome = run.call_sync(func)
-        applied = self._record(outcome)
+        applied = self.record(outcome)
         if events.active:
             events.outcomes([outcome], [applied])
+        return task_result(outcome, claimed.job.key)
 
     def _ignored(self, execution_id: str, task_id: str) -> None:
         try:
@@ -345,7 +361,8 @@ class WorkerRuntime:
             extra={"taskmgr_execution_id": execution_id},
         )
 
-    def _record(self, outcome: Outcome) -> bool:
+    def record(self, outcome: Outcome) -> bool:
+        """Write ``outcome`` fenced by this worker, retried while the database is down."""
         storage = self.runtime.storage
 
         def write() -> list[bool]:
@@ -373,53 +390,6 @@ class WorkerRuntime:
             )
         return bool(applied[0])
 
-    # -- a pool process ended without finishing (the worker's main process) ----------
-
-    def child_ended(self, task_id: str, kwargs: Any, status: ExecutionStatus, reason: str) -> None:
-        """The pool process running ``task_id`` died or hit its hard time limit. If it
-        had taken the execution over, nobody else will finish it: record it now."""
-        fence = _parse((), kwargs)
-        if fence is None or self.instance_id is None:
-            return
-        storage = self.runtime.storage
-        try:
-            execution = storage.get_execution(fence[0])
-            if not (
-                execution.status is ExecutionStatus.RUNNING
-                and execution.owner == self.instance_id
-                and execution.celery_task_id == task_id
-            ):
-                return  # never taken over by this delivery: the message is redelivered
-            job: Job | None
-            try:
-                job = storage.get_job(execution.job_key)
-            except JobNotFoundError:
-                job = None
-            if job is None or job.id != execution.job_id:
-                outcome = Outcome(
-                    execution_id=execution.id,
-                    owner=self.instance_id,
-                    status=status,
-                    started_at=execution.started_at,
-                    completed_at=self.runtime.clock.now(),
-                    error_message=reason,
-                )
-            else:
-                run = ExecutionRun(Claimed(execution, job), self.instance_id, self.runtime.clock)
-                if status is ExecutionStatus.TIMEOUT:
-                    ended = run.timed_out()
-                    ended = replace(ended, error_message=f"{ended.error_message}; {reason}")
-                else:
-                    ended = run.lost(reason)
-                duration = None
-                if execution.started_at is not None:
-                    elapsed = ended.completed_at - execution.started_at
-                    duration = max(0, int(elapsed.total_seconds() * 1000))
-                outcome = replace(ended, started_at=execution.started_at, duration_ms=duration)
-            self._record(outcome)
-        except Exception:
-            logger.exception("could not record the end of execution %s", fence[0])
-
 
 def _retrying(what: str, call: Any, *, deadline: float) -> Any:
     """``call()``, retried with backoff while the database is unreachable."""
@@ -436,74 +406,3 @@ def _retrying(what: str, call: Any, *, deadline: float) -> Any:
             logger.warning("could not %s (%s); retrying in %.1fs", what, exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
-
-
-def json_only_strategy(task: Any, app: Any, consumer: Any, **options: Any) -> Any:
-    """Celery's message handler for taskmgr's task, refusing anything but JSON before
-    the body is decoded: even where the host's ``accept_content`` allows pickle for its
-    own tasks, a message to taskmgr's task is never unpickled."""
-    from celery.worker.strategy import default
-    from kombu.exceptions import ContentDisallowed
-
-    handle = default(task, app, consumer, **options)
-
-    def task_message_handler(message: Any, body: Any, *args: Any, **kwargs: Any) -> Any:
-        if message.content_type != JSON:
-            logger.error(
-                "refused a %s message with content type %r: taskmgr accepts JSON only",
-                TASK_NAME,
-                message.content_type,
-            )
-            # the consumer logs it and discards the message
-            raise ContentDisallowed(f"taskmgr accepts JSON only, not {message.content_type!r}")
-        return handle(message, body, *args, **kwargs)
-
-    return task_message_handler
-
-
-class ExecutionRequest(Request):  # type: ignore[misc]
-    """Celery's request for taskmgr's task, in the worker's main process: notices pool
-    processes that end without finishing (killed, or at their hard time limit)."""
-
-    def _runtime(self) -> WorkerRuntime | None:
-        return getattr(self._app, _RUNTIME, None)
-
-    def on_timeout(self, soft: bool, timeout: float) -> None:
-        super().on_timeout(soft, timeout)
-        runtime = self._runtime()
-        if not soft and runtime is not None:
-            runtime.child_ended(
-                self.id,
-                self.kwargs,
-                ExecutionStatus.TIMEOUT,
-                f"killed at its hard time limit of {timeout}s",
-            )
-
-    def on_failure(
-        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
-    ) -> Any:
-        result = super().on_failure(
-            exc_info, send_failed_event=send_failed_event, return_ok=return_ok
-        )
-        exc = getattr(exc_info, "exception", None)
-        exc = getattr(exc, "exc", exc)  # ExceptionWithTraceback
-        runtime = self._runtime()
-        if runtime is None:
-            return result
-        if isinstance(exc, TimeLimitExceeded):
-            runtime.child_ended(
-                self.id,
-                self.kwargs,
-                ExecutionStatus.TIMEOUT,
-                f"killed at its hard time limit: {exc}",
-            )
-        elif isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt) or (
-            type(exc).__name__ == "Terminated"
-        ):
-            runtime.child_ended(
-                self.id,
-                self.kwargs,
-                ExecutionStatus.LOST,
-                f"the worker process running it ended: {type(exc).__name__}: {exc}",
-            )
-        return result

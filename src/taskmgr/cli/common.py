@@ -121,13 +121,15 @@ def open_service(target: Target, *, need_app: bool = False) -> Iterator[Schedule
 def open_engine(settings: TaskmgrSettings) -> Iterator[Any]:
     import sqlalchemy as sa
 
-    from taskmgr.exceptions import StorageError
+    from taskmgr.exceptions import DatabaseURLError, StorageError
     from taskmgr.settings import redact_url
     from taskmgr.storage.sqlalchemy import create_engine
     from taskmgr.storage.sqlalchemy.engine import describe_error
 
     try:
         engine = create_engine(settings.url())
+    except DatabaseURLError:  # it says which option of which driver
+        raise
     except (sa.exc.SQLAlchemyError, ValueError) as exc:
         raise StorageError(
             f"cannot use database URL {redact_url(settings.url())!r}: {describe_error(exc)}"

@@ -7,6 +7,7 @@ import json
 import click
 
 from taskmgr.cli.common import Target, emit, open_service, pairs, table, target_options, when
+from taskmgr.core.audit import AuditSource
 from taskmgr.core.models import Execution, ExecutionStatus, Job, JobState
 from taskmgr.core.triggers import Cron, Date, Interval
 from taskmgr.service.tasks import DEFER_OPTIONS
@@ -68,6 +69,7 @@ def _show_job(job: Job) -> None:
             ("retries", job.max_retries),
             ("timeout", job.timeout),
             ("queue", job.queue),
+            ("dispatch", job.dispatch or "default"),
             ("version", job.version),
         ]
     )
@@ -93,7 +95,7 @@ def jobs_trigger(target: Target, job_key: str, force: bool, actor: str) -> None:
 
     A running service (``taskmgr run`` or the host's app) picks it up."""
     with open_service(target, need_app=True) as service:
-        execution = service.trigger_job(job_key, actor=actor, force=force)
+        execution = service.trigger_job(job_key, actor=actor, force=force, source=AuditSource.CLI)
     emit(target, execution, lambda: click.echo(f"queued execution {execution.id} of {job_key}"))
 
 
@@ -142,21 +144,23 @@ def jobs_defer(
 @jobs.command("pause")
 @target_options()
 @click.argument("job_key")
-def jobs_pause(target: Target, job_key: str) -> None:
+@click.option("--actor", default="cli", show_default=True, help="Recorded as who paused it.")
+def jobs_pause(target: Target, job_key: str, actor: str) -> None:
     """Stop firing a job until it is resumed."""
     with open_service(target) as service:
-        job = service.pause_job(job_key)
+        job = service.pause_job(job_key, actor=actor, source=AuditSource.CLI)
     emit(target, job, lambda: click.echo(f"paused {job.key}"))
 
 
 @jobs.command("resume")
 @target_options()
 @click.argument("job_key")
-def jobs_resume(target: Target, job_key: str) -> None:
+@click.option("--actor", default="cli", show_default=True, help="Recorded as who resumed it.")
+def jobs_resume(target: Target, job_key: str, actor: str) -> None:
     """Fire a paused job again, from its next slot (needs --app: its function must be
     registered)."""
     with open_service(target, need_app=True) as service:
-        job = service.resume_job(job_key)
+        job = service.resume_job(job_key, actor=actor, source=AuditSource.CLI)
     emit(target, job, lambda: click.echo(f"resumed {job.key}: next run {when(job.next_run_at)}"))
 
 
@@ -231,7 +235,7 @@ def _show_execution(e: Execution) -> None:
 def executions_cancel(target: Target, execution_id: str, actor: str) -> None:
     """Cancel a pending execution (one that has not started)."""
     with open_service(target) as service:
-        execution = service.cancel_execution(execution_id, actor=actor)
+        execution = service.cancel_execution(execution_id, actor=actor, source=AuditSource.CLI)
     emit(target, execution, lambda: click.echo(f"cancelled execution {execution.id}"))
 
 

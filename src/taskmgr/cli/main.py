@@ -2,10 +2,11 @@
 
 Every command reports a :class:`~taskmgr.exceptions.TaskmgrError` as one line on
 stderr and exits 1; usage errors exit 2 (click's convention). The operator commands
-(``jobs``, ``executions``, ``instances``, ``db``, ``healthcheck``, ``config``) live in
-``cli/jobs.py`` and ``cli/db.py``; ``docs/cli.md`` describes them all. ``taskmgr demo`` runs
-the jobs of :mod:`taskmgr.cli.demo` in an embedded service and prints each execution
-as it ends, reading them back through the public history API like any host would.
+(``jobs``, ``executions``, ``instances``, ``audit``, ``db``, ``healthcheck``,
+``config``) live in ``cli/jobs.py``, ``cli/audit.py`` and ``cli/db.py``;
+``docs/cli.md`` describes them all. ``taskmgr demo`` runs the jobs of
+:mod:`taskmgr.cli.demo` in an embedded service and prints each execution as it ends,
+reading them back through the public history API like any host would.
 """
 
 from __future__ import annotations
@@ -208,13 +209,20 @@ def worker(app: str, celery_args: tuple[str, ...]) -> None:
     from taskmgr.cli.loader import load_service
 
     service = load_service(app)
-    dispatcher = service.dispatcher
-    celery_app = getattr(dispatcher, "app", None)
-    if celery_app is None or getattr(dispatcher, "task", None) is None:
+    # the default dispatcher, else the first Celery one a job can choose
+    celery = [
+        d
+        for d in (service.dispatcher, *service.dispatchers.values())
+        if getattr(d, "app", None) is not None and getattr(d, "task", None) is not None
+    ]
+    if not celery:
         raise click.ClickException(
             f"{app!r} does not dispatch to Celery: build it with "
-            "SchedulerService(..., dispatcher=CeleryDispatcher(celery_app))"
+            "SchedulerService(..., dispatcher=CeleryDispatcher(celery_app)) or "
+            "dispatchers={'celery': CeleryDispatcher(celery_app)}"
         )
+    dispatcher = celery[0]
+    celery_app = dispatcher.app  # type: ignore[attr-defined]
     argv = ["worker", *celery_args]
     queue = getattr(dispatcher, "queue", None)
     if queue is not None and not any(
@@ -225,10 +233,11 @@ def worker(app: str, celery_args: tuple[str, ...]) -> None:
 
 
 def _add_operator_commands() -> None:
+    from taskmgr.cli.audit import audit
     from taskmgr.cli.db import config, db, healthcheck
     from taskmgr.cli.jobs import executions, instances, jobs
 
-    for command in (jobs, executions, instances, db, healthcheck, config):
+    for command in (jobs, executions, instances, audit, db, healthcheck, config):
         main.add_command(command)
 
 

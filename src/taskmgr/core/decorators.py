@@ -54,13 +54,20 @@ def scheduled_job(
     retry_backoff: RetryBackoff | tuple[float, ...] | Mapping[str, float] | None = None,
     timeout: float | None = None,
     queue: str | None = None,
+    retention: timedelta | float | None = None,
+    dispatch: str | None = None,
     enabled: bool = True,
 ) -> Callable[[F], F]:
     """Declare a function as a scheduled job.
 
     Exactly one of ``cron=`` (5-field crontab, read in ``timezone``), ``interval=``
     (seconds or a timedelta), ``at=`` (one aware datetime) or ``trigger=`` (a spec).
-    ``key`` defaults to the function's module-qualified name. Everything is validated
+    ``key`` defaults to the function's module-qualified name. ``retention`` (seconds or a
+    timedelta) keeps this job's finished executions that long instead of the global
+    history retention (the retention job applies it). ``dispatch`` names the
+    service's dispatcher that runs it (``"celery"``, ``"inline"``, or any name given
+    to ``SchedulerService(dispatchers=...)``; None: the service's default); the
+    service refuses a name it does not have. Everything is validated
     here, so a bad declaration fails at import, not at 3 a.m.::
 
         @scheduled_job(cron="0 9 * * MON-FRI", timezone="Europe/Berlin", max_retries=3)
@@ -90,6 +97,8 @@ def scheduled_job(
         "retry_backoff": retry_backoff,
         "timeout": timeout,
         "queue": queue,
+        "retention": retention,
+        "dispatch": dispatch,
         "enabled": enabled,
     }
 
@@ -107,6 +116,8 @@ def task(
     retry_backoff: RetryBackoff | tuple[float, ...] | Mapping[str, float] | None = None,
     timeout: float | None = None,
     queue: str | None = None,
+    retention: timedelta | float | None = None,
+    dispatch: str | None = None,
     enabled: bool = True,
 ) -> Callable[[F], F]:
     """Declare a function as a task: a job without a schedule, run when it is deferred
@@ -114,7 +125,9 @@ def task(
     signature. ``concurrency`` bounds how many of its runs go at once across the
     cluster (the others wait ``pending``); None runs every due one. With
     ``concurrency_key`` (the name of one of its arguments) the bound holds per value
-    of that argument instead: at most ``concurrency`` runs per value at once::
+    of that argument instead: at most ``concurrency`` runs per value at once.
+    ``retention`` keeps its finished runs that long instead of the global retention;
+    ``dispatch`` chooses the dispatcher its runs go to, as for ``@scheduled_job``::
 
         @task("emails.welcome", max_retries=3, timeout=30)
         def send_welcome(user_id: int) -> None: ...
@@ -135,6 +148,8 @@ def task(
         "retry_backoff": retry_backoff,
         "timeout": timeout,
         "queue": queue,
+        "retention": retention,
+        "dispatch": dispatch,
         "enabled": enabled,
     }
     if concurrency is not None and (

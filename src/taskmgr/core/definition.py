@@ -11,6 +11,7 @@ from types import NoneType
 from typing import Any
 
 from taskmgr.core.models import JobDefinition, RetryBackoff
+from taskmgr.core.targets import JobTarget
 from taskmgr.core.triggers import Cron, Date, Interval, Manual, TriggerSpec, parse_trigger
 from taskmgr.exceptions import (
     InvalidFunctionError,
@@ -42,6 +43,8 @@ OPTION_NAMES = (
     "retry_backoff",
     "timeout",
     "queue",
+    "retention",
+    "dispatch",
     "enabled",
 )
 TRIGGER_ARGS = ("cron", "interval", "at", "trigger")
@@ -70,7 +73,10 @@ def check_function(func: object) -> Callable[..., Any]:
 
 
 def function_name(func: Callable[..., Any]) -> str:
-    """The registered name of a function: ``module.qualname`` (``qualname`` in ``__main__``)."""
+    """The registered name of a function: ``module.qualname`` (``qualname`` in ``__main__``);
+    a :class:`~taskmgr.core.targets.JobTarget`'s own name."""
+    if isinstance(func, JobTarget):
+        return func.registered_name
     module = getattr(func, "__module__", None) or ""
     qualname: str = getattr(func, "__qualname__", "")
     return qualname if module in ("", "__main__") else f"{module}.{qualname}"

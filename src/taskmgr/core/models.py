@@ -27,7 +27,12 @@ from pydantic import (
 )
 
 from taskmgr.core.triggers import Manual, TriggerSpec
-from taskmgr.core.validation import reraise_validation, validate_job_key, validate_kwargs
+from taskmgr.core.validation import (
+    reraise_validation,
+    retention_seconds,
+    validate_job_key,
+    validate_kwargs,
+)
 from taskmgr.exceptions import InvalidPolicyError
 
 __all__ = [
@@ -65,6 +70,9 @@ LANGUAGE_TAG_REGEX = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
 LANGUAGE_TAG_PATTERN = re.compile(r"(?=.{2,35}\Z)[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*", re.ASCII)
 #: Longest ``timeout`` / ``misfire_grace_time`` accepted (seconds): one year.
 MAX_SECONDS = 366 * 86400.0
+#: What can name a dispatcher (a job's ``dispatch``, the service's ``dispatchers``).
+DISPATCH_NAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+DISPATCH_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", re.ASCII)
 
 
 def new_execution_id() -> str:
@@ -209,6 +217,11 @@ class JobDefinition(_Model):
     retry_backoff: RetryBackoff = Field(default_factory=RetryBackoff)
     timeout: float | None = None
     queue: str | None = None
+    #: How long the job's finished executions are kept (seconds), instead of the
+    #: global retention (None: the global one).
+    retention: float | None = None
+    #: The name of the service's dispatcher that runs it (None: the default one).
+    dispatch: str | None = None
     enabled: bool = True
 
     def __init__(self, **data: Any) -> None:
@@ -305,6 +318,24 @@ class JobDefinition(_Model):
     def _timeout(cls, value: Any) -> float | None:
         return _seconds_or_none(value, "timeout")
 
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> float | None:
+        return retention_seconds(value)
+
+    @field_validator("dispatch", mode="before")
+    @classmethod
+    def _dispatch(cls, value: Any) -> str | None:
+        if value is not None and (
+            not isinstance(value, str) or DISPATCH_NAME_PATTERN.fullmatch(value) is None
+        ):
+            raise InvalidPolicyError(
+                f"must be None or the name of one of the service's dispatchers "
+                f"(e.g. 'celery', 'inline'), got {value!r}",
+                field="dispatch",
+            )
+        return value
+
     @field_validator("coalesce", "enabled", mode="before")
     @classmethod
     def _bool(cls, value: Any, info: Any) -> bool:
@@ -349,13 +380,27 @@ class JobDefinition(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _one_place_to_run(self) -> JobDefinition:
+        # queue="inline" is the older way to say dispatch="inline": never both ways apart
+        if self.queue == "inline" and self.dispatch not in (None, "inline"):
+            raise InvalidPolicyError(
+                f"queue 'inline' runs the job in the scheduler's process (the older form "
+                f"of dispatch='inline'), so it cannot be dispatched to {self.dispatch!r}",
+                field="queue",
+            )
+        return self
+
     def fingerprint(self) -> str:
         """A stable hash of the definition, to tell whether code changed it since last sync."""
-        # Without a concurrency key the hash is the one of the versions before the
-        # option existed, so upgrading does not make every job look changed in code.
-        data = self.model_dump(
-            mode="json", exclude={"concurrency_key"} if self.concurrency_key is None else None
-        )
+        # Without a concurrency key or a retention the hash is the one of the versions
+        # before the options existed, so upgrading does not make every job look changed.
+        unset = {
+            name
+            for name in ("concurrency_key", "retention", "dispatch")
+            if getattr(self, name) is None
+        }
+        data = self.model_dump(mode="json", exclude=unset or None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -379,6 +424,10 @@ class Job(_Model):
     retry_backoff: RetryBackoff
     timeout: float | None
     queue: str | None
+    #: How long the job's finished executions are kept, in seconds (None: globally).
+    retention: float | None = None
+    #: The name of the dispatcher that runs it (None: the service's default).
+    dispatch: str | None = None
     state: JobState
     source: JobSource
     fingerprint: str | None
@@ -425,6 +474,10 @@ class Execution(_Model):
     celery_task_id: str | None = None
     #: The caller's key that made a deferred run unique for its job (first attempt only).
     idempotency_key: str | None = None
+    #: The W3C trace context (``traceparent``, ``tracestate``) of the span that asked
+    #: for this run (a defer, a manual run), kept by its retries: its dispatch span is
+    #: that span's child. None for a slot of a schedule, or without tracing.
+    trace_context: dict[str, str] | None = None
 
 
 class Instance(_Model):

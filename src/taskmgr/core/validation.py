@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from taskmgr.exceptions import (
     InvalidInputError,
     InvalidJobKeyError,
     InvalidKwargsError,
+    InvalidPolicyError,
     InvalidTimezoneError,
     TaskmgrError,
 )
@@ -31,8 +32,10 @@ __all__ = [
     "KWARGS_MAX_BYTES",
     "KWARGS_MAX_DEPTH",
     "MAX_ACTOR",
+    "MAX_RETENTION",
     "ensure_aware",
     "reraise_validation",
+    "retention_seconds",
     "validate_actor",
     "validate_job_key",
     "validate_kwargs",
@@ -254,3 +257,29 @@ def reraise_validation(
     if first is None:  # pragma: no cover - pydantic never raises an empty error list
         raise error_class(str(exc)) from None
     raise error_class(first["msg"], field=_loc_path(prefix, first["loc"])) from None
+
+
+#: Longest ``retention`` of a job's history accepted (seconds): a century.
+MAX_RETENTION = 36_500 * 86400.0
+
+
+def retention_seconds(value: Any) -> float | None:
+    """A job's ``retention`` (seconds or a timedelta) as seconds, or None.
+
+    :raises InvalidPolicyError: not a positive duration of at most a century.
+    """
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPolicyError(
+            f"must be a number of seconds or a timedelta, got {value!r}", field="retention"
+        )
+    if not (math.isfinite(value) and 0 < value <= MAX_RETENTION):
+        raise InvalidPolicyError(
+            f"must be a positive duration of at most {MAX_RETENTION:g} seconds (a century), "
+            f"got {value!r}",
+            field="retention",
+        )
+    return float(value)

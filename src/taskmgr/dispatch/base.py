@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,13 @@ class Dispatcher(ABC):
     def capacity(self) -> int:
         """How many more executions this dispatcher can take right now; the scheduler
         claims no more than this, so claimed work does not wait in a local queue."""
+
+    def members(self) -> Mapping[str, Dispatcher]:
+        """Dispatchers this one starts, stops and runs some executions on itself, by the
+        name a job chooses them with (``CeleryDispatcher``'s in-process pool is
+        ``inline``). A service sends the jobs that choose such a name straight to it,
+        unless it was given a dispatcher of that name. The default has none."""
+        return {}
 
     @abstractmethod
     def shutdown(self, *, wait: bool = True) -> None:

@@ -95,7 +95,8 @@ class InlineDispatcher(Dispatcher):
             run = ExecutionRun(item, context.owner, context.clock)
             run.on_start = context.on_start
             if traced:
-                with _tracing.dispatch_span(run.span_attributes()) as parent:
+                stored = item.execution.trace_context  # the caller that asked for the run
+                with _tracing.dispatch_span(run.span_attributes(), stored=stored) as parent:
                     run.trace_parent = parent
                     self._dispatch_one(run, context)
             else:

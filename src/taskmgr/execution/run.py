@@ -113,6 +113,7 @@ class ExecutionRun:
         #: The dispatcher's name and span context, for the execution's span.
         self.dispatch = "inline"
         self.trace_parent: Any = None
+        self._expired = False
 
     @property
     def timeout(self) -> float | None:
@@ -133,7 +134,9 @@ class ExecutionRun:
         return self._traced(span, self.succeeded(result))
 
     async def call_async(self, func: Callable[..., Awaitable[Any]]) -> Outcome:
-        """Await an ``async def`` job, cancelling it at its timeout."""
+        """Await an ``async def`` job, cancelling it at its timeout. Cancelled from
+        outside after :meth:`expire`, it returns the timeout outcome; cancelled
+        otherwise, it ends its span and lets the cancellation through."""
         import asyncio
 
         token = set_current(self.context)
@@ -145,9 +148,19 @@ class ExecutionRun:
             return self._traced(span, self.timed_out(), exc)
         except Exception as exc:
             return self._traced(span, self.failed(exc), exc)
+        except asyncio.CancelledError as exc:
+            if self._expired:  # cancelled at a time limit enforced outside the job
+                return self._traced(span, self.timed_out(), exc)
+            _tracing.finish(span, "cancelled", exc)
+            raise
         finally:
             reset_current(token)
         return self._traced(span, self.succeeded(result))
+
+    def expire(self) -> None:
+        """The run reached a time limit enforced outside it (Celery's soft limit): the
+        cancellation of its ``async def`` job that follows is its timeout."""
+        self._expired = True
 
     def _start(self) -> tuple[Any, Any] | None:
         self.started_at = self.clock.now()
@@ -319,6 +332,8 @@ def next_attempt(claimed: Claimed, now: datetime, rand: float | None = None) -> 
         actor=execution.actor,
         # the retry takes its attempt's place in the same group
         concurrency_value=execution.concurrency_value,
+        # and in the same trace
+        trace_context=execution.trace_context,
     )
 
 

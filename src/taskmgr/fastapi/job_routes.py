@@ -21,6 +21,7 @@ from fastapi.params import Depends as DependsParam
 
 from taskmgr.core.models import Job, JobState
 from taskmgr.exceptions import VersionConflictError
+from taskmgr.fastapi.audit_routes import WriteSource
 from taskmgr.fastapi.errors import FieldError, HTTPProblem
 from taskmgr.fastapi.limits import TriggerLimiter
 from taskmgr.fastapi.parameters import (
@@ -67,7 +68,8 @@ def add_job_routes(
     actor_dependency: Callable[..., str | None],
 ) -> None:
     """Add the job routes to ``router``; ``writes`` guard those that change something,
-    ``limiter`` bounds manual runs, ``actor_dependency`` names who asks for one."""
+    ``limiter`` bounds manual runs, ``actor_dependency`` names who asks for a change
+    (recorded in the audit log, with the source :func:`write_source` tells)."""
 
     @router.get("/jobs", operation_id="taskmgr_list_jobs", responses=READ)
     async def list_jobs(
@@ -102,12 +104,18 @@ def add_job_routes(
         dependencies=writes,
         responses=WRITE,
     )
-    async def create_job(body: JobCreate, request: Request, response: Response) -> JobOut:
+    async def create_job(
+        body: JobCreate,
+        request: Request,
+        response: Response,
+        who: Annotated[str | None, Depends(actor_dependency)],
+        source: WriteSource,
+    ) -> JobOut:
         """Create a job for a function registered in code (the body names it; nothing
         is ever imported). 409 ``job_exists`` when the key is taken."""
         options = body.model_dump(exclude_unset=True)
         key, func = options.pop("key"), options.pop("func")
-        job = await service.create_job(key, func, **options)
+        job = await service.create_job(key, func, actor=who, source=source, **options)
         response.headers["Location"] = str(request.url_for("taskmgr_get_job", job_key=job.key))
         return _job_response(job, response)
 
@@ -131,6 +139,8 @@ def add_job_routes(
         job_key: JobKey,
         body: JobPatch,
         response: Response,
+        who: Annotated[str | None, Depends(actor_dependency)],
+        source: WriteSource,
         if_match: Annotated[
             str | None,
             Header(
@@ -146,7 +156,9 @@ def add_job_routes(
         if not changes:
             return _job_response(await service.get_job(job_key), response)
         try:
-            job = await service.update_job(job_key, expected_version=expected, **changes)
+            job = await service.update_job(
+                job_key, expected_version=expected, actor=who, source=source, **changes
+            )
         except VersionConflictError as exc:
             raise HTTPProblem(412, "version_conflict", exc.message) from exc
         return _job_response(job, response)
@@ -159,9 +171,12 @@ def add_job_routes(
         responses=WRITE,
         response_class=Response,
     )
-    async def delete_job(job_key: JobKey) -> Response:
-        """Delete a job; its pending runs are cancelled, its history is kept."""
-        await service.delete_job(job_key)
+    async def delete_job(
+        job_key: JobKey, who: Annotated[str | None, Depends(actor_dependency)], source: WriteSource
+    ) -> Response:
+        """Delete a job; its pending runs are cancelled, its history and audit log are
+        kept."""
+        await service.delete_job(job_key, actor=who, source=source)
         return Response(status_code=204)
 
     @router.post(
@@ -176,6 +191,7 @@ def add_job_routes(
         request: Request,
         response: Response,
         who: Annotated[str | None, Depends(actor_dependency)],
+        source: WriteSource,
         body: Annotated[TriggerRequest | None, Body()] = None,
     ) -> ExecutionOut:
         """Run the job now, once, as a ``manual`` execution (202: it is queued, and
@@ -195,7 +211,11 @@ def add_job_routes(
                 )
         try:
             execution = await service.trigger_job(
-                job_key, kwargs=request_body.kwargs, actor=who, force=request_body.force
+                job_key,
+                kwargs=request_body.kwargs,
+                actor=who,
+                force=request_body.force,
+                source=source,
             )
         except BaseException:
             if limiter is not None:
@@ -209,9 +229,15 @@ def add_job_routes(
         dependencies=writes,
         responses=WRITE,
     )
-    async def pause_job(job_key: JobKey, response: Response) -> JobOut:
+    async def pause_job(
+        job_key: JobKey,
+        response: Response,
+        who: Annotated[str | None, Depends(actor_dependency)],
+        source: WriteSource,
+    ) -> JobOut:
         """Stop firing the job (idempotent). Slots while paused are not run."""
-        return _job_response(await service.pause_job(job_key), response)
+        job = await service.pause_job(job_key, actor=who, source=source)
+        return _job_response(job, response)
 
     @router.post(
         "/jobs/{job_key}/resume",
@@ -219,10 +245,16 @@ def add_job_routes(
         dependencies=writes,
         responses=WRITE,
     )
-    async def resume_job(job_key: JobKey, response: Response) -> JobOut:
+    async def resume_job(
+        job_key: JobKey,
+        response: Response,
+        who: Annotated[str | None, Depends(actor_dependency)],
+        source: WriteSource,
+    ) -> JobOut:
         """Fire the job again from now on (idempotent). A one-shot job whose time
         passed while it was paused keeps its slot: its misfire policy decides."""
-        return _job_response(await service.resume_job(job_key), response)
+        job = await service.resume_job(job_key, actor=who, source=source)
+        return _job_response(job, response)
 
     @router.get("/jobs/{job_key}/preview", operation_id="taskmgr_preview_job", responses=JOB_READ)
     async def preview_job(

@@ -6,8 +6,8 @@ mount it under any prefix, several times, and tests can build throwaway apps.
 Routes are ``async def`` awaiting an :class:`~taskmgr.AsyncSchedulerService`: each
 call to the sync core runs in a worker thread, so none blocks the event loop.
 The routes themselves are in :mod:`.job_routes`, :mod:`.task_routes`,
-:mod:`.history_routes` and :mod:`.system_routes`, the parameters and responses they
-share in :mod:`.parameters`.
+:mod:`.history_routes`, :mod:`.audit_routes` and :mod:`.system_routes`, the parameters
+and responses they share in :mod:`.parameters`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi import APIRouter
 from fastapi.params import Depends as DependsParam
 from fastapi.routing import APIRoute
 
+from taskmgr.fastapi.audit_routes import add_audit_routes
 from taskmgr.fastapi.dashboard import add_dashboard_routes
 from taskmgr.fastapi.history_routes import add_history_routes
 from taskmgr.fastapi.job_routes import add_job_routes
@@ -68,8 +69,11 @@ def create_router(
         builds a read-only router, without any write route.
     :param public: build without auth dependencies (a local demo, or auth done by a
         proxy in front of the app). Never the default (``docs/guarantees.md``, G6).
-    :param actor: a dependency returning who triggers a manual run (stored in the
-        execution's ``actor``), e.g. the user name from your auth; default none.
+    :param actor: a dependency returning who makes a change (e.g. the user name from
+        your auth; default none): recorded in the audit log of every write, and in the
+        ``actor`` of a manual run or a deferred one. A write is recorded with source
+        ``dashboard`` when it carries ``X-Taskmgr-Action: dashboard`` (the dashboard's
+        writes), else ``api``.
     :param max_body_bytes: larger request bodies are refused with 413 before parsing.
     :param trigger_rate_limit: at most ``count`` manual runs per ``per_seconds`` per
         job and actor in this process; more get 429 with ``Retry-After``. Default off.
@@ -108,7 +112,8 @@ def create_router(
     add_job_routes(router, aservice, guards, limiter, who)
     add_task_routes(router, aservice, guards, who)
     add_history_routes(router, aservice)
-    add_system_routes(router, aservice, guards, False if read_only else dashboard_write)
+    add_audit_routes(router, aservice)
+    add_system_routes(router, aservice, guards, False if read_only else dashboard_write, who)
     if read_only:  # no write route at all: the app answers them (404, 405)
         router.routes = [
             route

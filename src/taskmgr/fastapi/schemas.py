@@ -28,6 +28,7 @@ from pydantic_core import CoreSchema, PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from taskmgr.core.models import (
+    DISPATCH_NAME_REGEX,
     LANGUAGE_TAG_REGEX,
     MAX_CONCURRENCY_KEY,
     MAX_INSTANCES,
@@ -58,6 +59,7 @@ from taskmgr.core.triggers import (
     Interval,
     TriggerSpec,
 )
+from taskmgr.core.validation import MAX_RETENTION
 from taskmgr.fastapi.describe import describe_trigger
 from taskmgr.service.tasks import DEFER_OPTIONS, MAX_DELAY
 
@@ -326,6 +328,26 @@ class _ScheduleFields(_In):
         json_schema_extra=_seconds(0, MAX_SECONDS, exclusive=True),
     )
     queue: str | None = Field(None, max_length=200, pattern=TEXT_PATTERN)
+    dispatch: str | None = Field(
+        None,
+        max_length=128,
+        pattern=DISPATCH_NAME_REGEX,
+        description=(
+            "The name of the service's dispatcher that runs the job (e.g. celery, inline); "
+            "null: the service's default. A name the service does not have is refused "
+            "(422 unknown_dispatcher)."
+        ),
+        examples=["celery"],
+    )
+    retention: float | None = Field(
+        None,
+        description=(
+            "Seconds this job's finished executions are kept, instead of the global "
+            "history retention (null: the global one)."
+        ),
+        examples=[259200],
+        json_schema_extra=_seconds(0, MAX_RETENTION, exclusive=True),
+    )
 
 
 class JobCreate(_ScheduleFields):
@@ -414,6 +436,12 @@ class JobOut(_Out):
     retry_backoff: RetryBackoffIO
     timeout: float | None
     queue: str | None
+    retention: float | None = Field(
+        description="Seconds its finished executions are kept (null: the global retention)."
+    )
+    dispatch: str | None = Field(
+        description="The dispatcher that runs the job; null: the service's default."
+    )
     state: JobState
     source: JobSource
     next_run_at: datetime | None = Field(
@@ -536,7 +564,9 @@ class ExecutionOut(_Out):
         if execution.started_at is not None:
             late = execution.started_at - execution.scheduled_for
             lateness = round(late.total_seconds() * 1000)
-        return cls(**execution.model_dump(), lateness_ms=lateness)
+        # the trace context is for the dispatchers' spans, not for readers of the API
+        data = execution.model_dump(exclude={"trace_context"})
+        return cls(**data, lateness_ms=lateness)
 
 
 class ExecutionPageOut(_Out):

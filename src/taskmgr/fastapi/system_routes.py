@@ -6,13 +6,15 @@ offer)."""
 # at run time.
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from taskmgr.fastapi.audit_routes import WriteSource
 from taskmgr.fastapi.parameters import READ, problems
 from taskmgr.fastapi.problems import ProblemRoute
 from taskmgr.fastapi.schemas import (
@@ -43,9 +45,11 @@ def add_system_routes(
     service: AsyncSchedulerService,
     writes: list[DependsParam],
     dashboard_write: bool | None,
+    actor_dependency: Callable[..., str | None],
 ) -> None:
     """Add the system routes to ``router``; ``writes`` guard cleanup and are what the
-    session route probes; ``dashboard_write`` overrides the service's setting."""
+    session route probes; ``dashboard_write`` overrides the service's setting;
+    ``actor_dependency`` names who asks for a cleanup (the audit log)."""
 
     @router.get("/instances", operation_id="taskmgr_list_instances", responses=READ)
     async def list_instances() -> list[InstanceOut]:
@@ -79,10 +83,15 @@ def add_system_routes(
         dependencies=writes,
         responses=problems(401, 403, 413, 415, 422, 503),
     )
-    async def cleanup_history(body: CleanupRequest) -> CleanupResult:
+    async def cleanup_history(
+        body: CleanupRequest,
+        who: Annotated[str | None, Depends(actor_dependency)],
+        source: WriteSource,
+    ) -> CleanupResult:
         """Delete finished executions older than ``retention_days`` (pending and
-        running ones are never deleted)."""
-        return CleanupResult(deleted=await service.cleanup_history(body.retention_days))
+        running ones are never deleted); the audit log records how many."""
+        deleted = await service.cleanup_history(body.retention_days, actor=who, source=source)
+        return CleanupResult(deleted=deleted)
 
     write_in_dashboard = (
         service.sync.settings.dashboard_write if dashboard_write is None else dashboard_write

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
 from fastapi.params import Depends as DependsParam
 
+from taskmgr.fastapi.audit_routes import WriteSource
 from taskmgr.fastapi.errors import HTTPProblem
 from taskmgr.fastapi.job_routes import require_runner
 from taskmgr.fastapi.parameters import WRITE, ExecutionId, JobKey, accepted_run
@@ -84,8 +85,11 @@ def add_task_routes(
         responses=WRITE,
     )
     async def cancel_execution(
-        execution_id: ExecutionId, who: Annotated[str | None, Depends(actor_dependency)]
+        execution_id: ExecutionId,
+        who: Annotated[str | None, Depends(actor_dependency)],
+        source: WriteSource,
     ) -> ExecutionOut:
         """Cancel a pending execution (it ends ``cancelled``). 409 when it already
         started or ended."""
-        return ExecutionOut.of(await service.cancel_execution(execution_id, actor=who))
+        cancelled = await service.cancel_execution(execution_id, actor=who, source=source)
+        return ExecutionOut.of(cancelled)

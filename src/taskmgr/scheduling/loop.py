@@ -15,9 +15,11 @@ from datetime import datetime
 
 from taskmgr.core.clock import Clock, DatabaseClock
 from taskmgr.dispatch.base import Dispatcher
+from taskmgr.dispatch.routing import Budget, DispatchRouter
 from taskmgr.execution.events import EventHub
 from taskmgr.execution.run import ExecutionRun
-from taskmgr.storage.base import ClaimBatch, Claimed, ClaimPlan, Outcome, Planner, Storage
+from taskmgr.scheduling.planner import Planner
+from taskmgr.storage.base import ClaimBatch, Claimed, ClaimPlan, Outcome, Storage
 
 __all__ = ["SchedulerLoop"]
 
@@ -76,20 +78,27 @@ class SchedulerLoop:
             limit = self._last_limit = min(self.batch_size, self.dispatcher.capacity())
             if limit <= 0 or (self.may_claim is not None and not self.may_claim()):
                 return []
+            # several dispatchers: each one's jobs start only as far as it has room
+            router = self.dispatcher
+            budget = Budget(router) if isinstance(router, DispatchRouter) else None
+
+            def plan(batch: ClaimBatch) -> ClaimPlan:
+                return self.planner.plan(batch, budget)
+
             events = self.events
             if events is None or not events.active:
                 claimed = self.storage.claim(
                     now=self.clock.now(),
                     owner=self.owner,
                     limit=limit,
-                    planner=self.planner,
+                    planner=plan,
                     cap_at_database_now=self._capped,
                 )
             else:
                 plans: list[ClaimPlan] = []
 
                 def planner(batch: ClaimBatch) -> ClaimPlan:
-                    plans.append(self.planner(batch))
+                    plans.append(plan(batch))
                     return plans[-1]
 
                 claimed = self.storage.claim(

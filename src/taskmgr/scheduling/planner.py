@@ -1,6 +1,8 @@
 """The business rules of a claim: which due slots run, which are missed or skipped,
-which pending executions start. Pure functions over a :class:`ClaimBatch`; the
-storage backend applies the resulting plan atomically."""
+which pending executions start. Pure functions over a :class:`ClaimBatch` (and, given
+one, the :class:`~taskmgr.dispatch.routing.Budget` of what each dispatcher can take:
+the work of a full dispatcher is left due); the storage backend applies the resulting
+plan atomically."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from taskmgr.core.models import (
     new_execution_id,
 )
 from taskmgr.core.rules import RUN_WHILE_PAUSED, Admission, admit, run_group
+from taskmgr.dispatch.routing import Budget
 from taskmgr.storage.base import ClaimBatch, ClaimPlan, JobAdvance, NewExecution, PendingDecision
 
 __all__ = ["MAX_CATCHUP_SLOTS", "Planner"]
@@ -47,12 +50,17 @@ class Planner:
         self.new_id = new_id
 
     def __call__(self, batch: ClaimBatch) -> ClaimPlan:
+        return self.plan(batch)
+
+    def plan(self, batch: ClaimBatch, budget: Budget | None = None) -> ClaimPlan:
+        """The plan of one claim; with a ``budget``, no more runs start on each
+        dispatcher than it can take (the others stay due, for a later claim)."""
         active = _active_by_group(batch)
         orphans: set[int] = set()
         pending = [
             decision
             for execution in batch.due_pending
-            if (decision := self._pending(execution, batch, active, orphans)) is not None
+            if (decision := self._pending(execution, batch, active, orphans, budget)) is not None
         ]
         advances = []
         for job in batch.due_jobs:
@@ -65,7 +73,14 @@ class Planner:
                     extra={"taskmgr_job_key": job.key},
                 )
                 continue
-            advances.append(self._advance(job, batch.now, active))
+            if budget is not None and not budget.has_room(job):
+                continue  # its dispatcher is full: the job stays due
+            advance = self._advance(job, batch.now, active)
+            if budget is not None:
+                budget.take(
+                    job, sum(r.status is ExecutionStatus.RUNNING for r in advance.executions)
+                )
+            advances.append(advance)
         return ClaimPlan(advances=advances, pending=pending, orphan_job_ids=sorted(orphans))
 
     # -- pending executions (manual runs, retries, queued overlaps) ----------------
@@ -76,6 +91,7 @@ class Planner:
         batch: ClaimBatch,
         active: dict[Group, int],
         orphans: set[int],
+        budget: Budget | None = None,
     ) -> PendingDecision | None:
         job = batch.jobs.get(execution.job_id)
         if job is None:
@@ -87,11 +103,15 @@ class Planner:
             return self._cancel(execution, "the job is orphaned")
         if job.state is JobState.PAUSED and execution.trigger not in RUN_WHILE_PAUSED:
             return self._cancel(execution, "the job is paused")
+        if budget is not None and not budget.has_room(job):
+            return None  # its dispatcher is full: it keeps waiting
         if execution.queued:
             group = run_group(job, execution.concurrency_value)
             if active.get(group, 0) >= job.max_instances:
                 return None  # keeps waiting for a free run (of its group)
             active[group] = active.get(group, 0) + 1
+        if budget is not None:
+            budget.take(job)
         return PendingDecision(execution.id, ExecutionStatus.RUNNING)
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""History retention: a built-in job that deletes old finished executions.
+"""History retention: a built-in job that deletes old finished executions and old
+audit entries.
 
 It is an ordinary job under the reserved key ``taskmgr.retention``: declared in code
 by the service when retention is configured, claimed once per slot by whichever
@@ -7,10 +8,16 @@ Its deletes come in small batches, each its own short transaction, with a pause 
 between, and a time budget per run: claims and outcome writes of other jobs never
 wait behind a long delete (on SQLite, where one writer holds the whole database, a
 batch is the longest they wait). What is left over is deleted at the next slot.
+
+A job with a ``retention`` of its own keeps its executions that long instead of the
+global ``days``/``failed_days``; audit entries are kept ``audit_days``. A run that
+removed anything records how much in the audit log (action ``retention``, source
+``code``), after its batches.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -19,20 +26,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.core.clock import Clock
 from taskmgr.core.definition import build_definition
 from taskmgr.core.models import ExecutionStatus, JobDefinition
 from taskmgr.core.triggers import Cron, Interval
 from taskmgr.exceptions import InvalidInputError
-from taskmgr.storage.base import Storage
+from taskmgr.storage.base import AuditRecord, Storage
 
 __all__ = [
+    "DEFAULT_AUDIT_DAYS",
     "FAILURE_STATUSES",
     "MAX_DAYS",
     "RETENTION_KEY",
     "Retention",
     "RetentionPolicy",
     "delete_in_batches",
+    "in_batches",
 ]
 
 logger = logging.getLogger("taskmgr.maintenance")
@@ -44,6 +54,8 @@ FAILURE_STATUSES = (ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT, ExecutionSt
 OTHER_STATUSES = tuple(s for s in ExecutionStatus if s.is_final and s not in FAILURE_STATUSES)
 MAX_DAYS = 36_500
 DEFAULT_RETENTION_CRON = "7 * * * *"
+#: Days an audit entry is kept unless the settings say otherwise.
+DEFAULT_AUDIT_DAYS = 400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +70,11 @@ class RetentionPolicy:
     max_seconds: float = 60.0
     #: Pause between two batches, so other writers get the database in between.
     pause: float = 0.02
+    #: Days audit entries are kept.
+    audit_days: float = DEFAULT_AUDIT_DAYS
 
     def __post_init__(self) -> None:
-        for name in ("days", "failed_days"):
+        for name in ("days", "failed_days", "audit_days"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -90,6 +104,7 @@ class RetentionPolicy:
                     "days": self.days,
                     "failed_days": self.failed_days,
                     "batch_size": self.batch_size,
+                    "audit_days": self.audit_days,
                 },
                 "max_instances": 1,
                 "coalesce": True,
@@ -114,34 +129,75 @@ class Retention:
         self.max_seconds = max_seconds
         self.pause = pause
 
-    def __call__(self, days: float, failed_days: float, batch_size: int) -> dict[str, Any]:
+    def __call__(
+        self,
+        days: float,
+        failed_days: float,
+        batch_size: int,
+        audit_days: float = DEFAULT_AUDIT_DAYS,
+    ) -> dict[str, Any]:
         storage = self._storage()
         now = self.clock.now()
         deadline = time.monotonic() + self.max_seconds
-        deleted = {"deleted": 0, "deleted_failures": 0, "complete": True}
-        for statuses, cutoff, field in (
-            (OTHER_STATUSES, now - timedelta(days=days), "deleted"),
-            (FAILURE_STATUSES, now - timedelta(days=failed_days), "deleted_failures"),
-        ):
-            count, complete = delete_in_batches(
-                storage,
-                completed_before=cutoff,
-                batch_size=batch_size,
-                statuses=statuses,
-                deadline=deadline,
-                pause=self.pause,
+
+        def executions(**scope: Any) -> tuple[int, bool]:
+            return delete_in_batches(
+                storage, batch_size=batch_size, deadline=deadline, pause=self.pause, **scope
             )
-            deleted[field] += count
+
+        def own_retention() -> tuple[int, bool]:
+            total = 0
+            for job in storage.list_jobs(with_retention=True):
+                assert job.retention is not None
+                cutoff = now - timedelta(seconds=job.retention)
+                count, complete = executions(completed_before=cutoff, job_id=job.id)
+                total += count
+                if not complete:
+                    return total, False
+            return total, True
+
+        def old_audit() -> tuple[int, bool]:
+            cutoff = now - timedelta(days=audit_days)
+            delete = functools.partial(storage.delete_audit, before=cutoff)
+            return in_batches(delete, batch_size, deadline, self.pause)
+
+        steps: dict[str, Callable[[], tuple[int, bool]]] = {
+            "deleted_by_job": own_retention,
+            "deleted": lambda: executions(
+                completed_before=now - timedelta(days=days),
+                statuses=OTHER_STATUSES,
+                default_retention=True,
+            ),
+            "deleted_failures": lambda: executions(
+                completed_before=now - timedelta(days=failed_days),
+                statuses=FAILURE_STATUSES,
+                default_retention=True,
+            ),
+            "deleted_audit": old_audit,
+        }
+        deleted: dict[str, Any] = dict.fromkeys(steps, 0)
+        deleted["complete"] = True
+        for field, step in steps.items():
+            deleted[field], complete = step()
             if not complete:
                 deleted["complete"] = False
                 break
-        if deleted["deleted"] or deleted["deleted_failures"]:
+        if any(deleted[field] for field in steps):
             logger.info(
-                "retention deleted %d execution(s) and %d failure(s)%s",
+                "retention deleted %d execution(s), %d failure(s), %d of jobs with a "
+                "retention of their own and %d audit entries%s",
                 deleted["deleted"],
                 deleted["deleted_failures"],
+                deleted["deleted_by_job"],
+                deleted["deleted_audit"],
                 "" if deleted["complete"] else "; the rest at the next run",
                 extra={"taskmgr_job_key": RETENTION_KEY},
+            )
+            # after the batches (each its own transaction): what this run removed
+            storage.record_audit(
+                AuditRecord(
+                    action=AuditAction.RETENTION, source=AuditSource.CODE, at=now, details=deleted
+                )
             )
         return deleted
 
@@ -154,16 +210,33 @@ def delete_in_batches(
     statuses: Sequence[ExecutionStatus] | None = None,
     deadline: float | None = None,
     pause: float = 0.0,
+    job_id: int | None = None,
+    default_retention: bool = False,
 ) -> tuple[int, bool]:
     """Delete finished executions completed before the cutoff, ``batch_size`` per
     transaction, until none is left or the ``time.monotonic()`` ``deadline`` passed;
     ``pause`` seconds between batches. Returns how many were deleted and whether that
-    was all of them. Pending and running executions are never deleted."""
+    was all of them. Pending and running executions are never deleted. ``job_id`` and
+    ``default_retention`` narrow the deletes (``Storage.delete_finished_executions``)."""
+    delete = functools.partial(
+        storage.delete_finished_executions,
+        completed_before=completed_before,
+        statuses=statuses,
+        job_id=job_id,
+        default_retention=default_retention,
+    )
+    return in_batches(delete, batch_size, deadline, pause)
+
+
+def in_batches(
+    delete: Callable[..., int], batch_size: int, deadline: float | None, pause: float
+) -> tuple[int, bool]:
+    """Call ``delete(limit=batch_size)`` until it deletes fewer than that or the
+    ``deadline`` passed, ``pause`` seconds between calls. Returns how many were
+    deleted and whether that was all of them."""
     total = 0
     while True:
-        n = storage.delete_finished_executions(
-            completed_before=completed_before, limit=batch_size, statuses=statuses
-        )
+        n = delete(limit=batch_size)
         total += n
         if n < batch_size:
             return total, True

@@ -3,6 +3,7 @@
 New keys are created; existing keys keep what an operator changed unless the code's
 definition changed (then code wins, and the change is logged); keys that vanished
 from code become ``orphaned``, never deleted. Several instances may sync at once.
+Each change is in the audit log with source ``code``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from taskmgr.core.audit import AuditAction
 from taskmgr.core.models import Job, JobDefinition, JobSource, JobState
 from taskmgr.core.registry import JobRegistry
 from taskmgr.core.rules import anchor, first_slot, option_changes, resume_slot, same_schedule
 from taskmgr.exceptions import JobExistsError, JobNotFoundError
-from taskmgr.storage.base import Storage
+from taskmgr.storage.auditing import by_code
+from taskmgr.storage.base import AuditRecord, Storage
 
 __all__ = ["add_new_job", "sync_code_jobs"]
 
@@ -48,7 +51,12 @@ def sync_code_jobs(
                 job.key,
                 extra={"taskmgr_job_key": job.key},
             )
-            storage.update_job(job.key, {"state": JobState.ORPHANED}, now=now)
+            storage.update_job(
+                job.key,
+                {"state": JobState.ORPHANED},
+                now=now,
+                audit=by_code(AuditAction.UPDATE, now),
+            )
 
 
 def add_new_job(
@@ -58,8 +66,10 @@ def add_new_job(
     source: JobSource,
     fingerprint: str | None,
     now: datetime,
+    audit: AuditRecord | None = None,
 ) -> Job:
-    """Store a new job: its interval anchored at ``now``, its first slot computed."""
+    """Store a new job: its interval anchored at ``now``, its first slot computed;
+    ``audit`` is recorded with it."""
     trigger = anchor(definition.trigger, now)
     return storage.add_job(
         definition.model_copy(update={"trigger": trigger}),
@@ -68,6 +78,7 @@ def add_new_job(
         next_run_at=first_slot(trigger, now),
         fingerprint=fingerprint,
         now=now,
+        audit=audit,
     )
 
 
@@ -78,7 +89,12 @@ def _sync_one(storage: Storage, definition: JobDefinition, now: datetime) -> Non
     except JobNotFoundError:
         try:
             add_new_job(
-                storage, definition, source=JobSource.CODE, fingerprint=fingerprint, now=now
+                storage,
+                definition,
+                source=JobSource.CODE,
+                fingerprint=fingerprint,
+                now=now,
+                audit=by_code(AuditAction.CREATE, now),
             )
             logger.info("job %r created from code", definition.key)
             return
@@ -104,7 +120,7 @@ def _sync_one(storage: Storage, definition: JobDefinition, now: datetime) -> Non
         ", ".join(sorted(set(changes) - {"fingerprint", "source"})) or "no field",
         extra={"taskmgr_job_key": definition.key},
     )
-    storage.update_job(definition.key, changes, now=now)
+    storage.update_job(definition.key, changes, now=now, audit=by_code(AuditAction.UPDATE, now))
 
 
 def _restore(storage: Storage, job: Job, now: datetime) -> None:
@@ -113,4 +129,5 @@ def _restore(storage: Storage, job: Job, now: datetime) -> None:
         job.key,
         {"state": JobState.ACTIVE, "next_run_at": resume_slot(job, now)},
         now=now,
+        audit=by_code(AuditAction.UPDATE, now),
     )

@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from taskmgr.core import tracing as _tracing
 from taskmgr.core.models import Execution
 from taskmgr.exceptions import VersionConflictError
 from taskmgr.service.facade import SchedulerService
-from taskmgr.service.tasks import DEFER_TRIES, Task
+from taskmgr.service.tasks import DEFER_TRIES, Task, _task_key
 from taskmgr.storage.base import NewExecution
 
 __all__ = ["AsyncSchedulerService"]
@@ -99,6 +100,7 @@ class AsyncSchedulerService:
     preview = awaitable(SchedulerService.preview)
     get_execution = awaitable(SchedulerService.get_execution)
     list_executions = awaitable(SchedulerService.list_executions)
+    list_audit = awaitable(SchedulerService.list_audit)
     recent_executions = awaitable(SchedulerService.recent_executions)
     job_queues = awaitable(SchedulerService.job_queues)
     list_instances = awaitable(SchedulerService.list_instances)
@@ -156,6 +158,24 @@ class AsyncSchedulerService:
             return await asyncio.to_thread(
                 service._defer, task, calls, run_at, delay, actor, session
             )
+        if _tracing.enabled():  # as SchedulerService._defer: the runs keep its context
+            with _tracing.defer_span(_task_key(task), len(calls)) as span:
+                executions = await self._defer_in(run_sync, task, calls, run_at, delay, actor)
+                _tracing.deferred(span, [e.id for e in executions])
+                return executions
+        return await self._defer_in(run_sync, task, calls, run_at, delay, actor)
+
+    async def _defer_in(
+        self,
+        run_sync: Any,
+        task: Task,
+        calls: list[tuple[Mapping[str, Any], str | None]],
+        run_at: datetime | None,
+        delay: timedelta | float | None,
+        actor: str | None,
+    ) -> list[Execution]:
+        """Prepare the runs off the loop, then write them on the host's async session."""
+        service = self._service
         for attempt in range(DEFER_TRIES):
             news, versions = await asyncio.to_thread(
                 functools.partial(service._prepare, fresh=attempt > 0),

@@ -17,7 +17,9 @@ from taskmgr.exceptions import InvalidInputError
 __all__ = [
     "MAX_PAGE",
     "check_limit",
+    "decode_audit_cursor",
     "decode_cursor",
+    "encode_audit_cursor",
     "encode_cursor",
     "non_negative",
     "positive",
@@ -85,3 +87,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
             "is not a cursor returned by list_executions", field="cursor"
         ) from None
     return created_at, execution_id
+
+
+#: An audit cursor's text: the decimal id of the last entry of a page, 1-19 digits.
+_AUDIT_CURSOR = re.compile(r"a([1-9][0-9]{0,18})", re.ASCII)
+
+
+def encode_audit_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"a{entry_id}".encode()).decode().rstrip("=")
+
+
+def decode_audit_cursor(cursor: str) -> int:
+    """The id an audit cursor holds (only what ``list_audit`` issues)."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.urlsafe_b64decode(padded.encode()).decode("ascii")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        text = ""
+    found = _AUDIT_CURSOR.fullmatch(text)
+    if found is None or int(found.group(1)) >= 2**63:
+        raise InvalidInputError("is not a cursor returned by list_audit", field="cursor")
+    return int(found.group(1))

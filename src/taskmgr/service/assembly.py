@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import sqlalchemy as sa
 
 from taskmgr.core.clock import Clock
 from taskmgr.core.importing import import_object
@@ -18,6 +20,7 @@ from taskmgr.core.registry import JobRegistry
 from taskmgr.core.rules import Liveness
 from taskmgr.dispatch.base import DispatchContext, Dispatcher
 from taskmgr.dispatch.inline import InlineDispatcher
+from taskmgr.dispatch.routing import DispatchRouter, check_dispatcher_name
 from taskmgr.exceptions import InvalidInputError
 from taskmgr.execution.events import EventHub
 from taskmgr.execution.outcomes import OutcomeWriter
@@ -28,12 +31,20 @@ from taskmgr.scheduling.runtime import InstanceRuntime
 from taskmgr.settings import TaskmgrSettings
 from taskmgr.storage.base import Outcome, Storage
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+#: What ``SchedulerService(storage)`` accepts: a storage, a URL (sync or asyncio form),
+#: an engine (a sync one is used as it is; an ``AsyncEngine`` gives its URL), or None.
+StorageArgument: TypeAlias = "Storage | str | sa.URL | sa.Engine | AsyncEngine | None"
+
 __all__ = [
     "Started",
     "configuration",
     "dispatcher_name",
     "make_dispatcher",
     "make_liveness",
+    "make_router",
     "make_storage",
     "start_components",
 ]
@@ -50,19 +61,24 @@ DISPATCHERS = {
 
 
 def make_storage(
-    storage: Storage | str | None,
+    storage: StorageArgument,
     settings: TaskmgrSettings,
     auto_migrate: bool | None,
     *,
     table_prefix: str | None = None,
     schema: str | None = None,
+    max_connections: int | None = None,
 ) -> tuple[Storage, bool]:
-    """The storage to use and whether the service owns it (built it from a URL, so
-    closes it); without a URL, the one the settings name. ``table_prefix`` and
-    ``schema`` win over the settings' for a storage built here; a given storage has
-    its own."""
+    """The storage to use and whether the service owns it (built it from a URL or an
+    engine, so closes it); without either, the one the settings name. ``table_prefix``,
+    ``schema`` and ``max_connections`` win over the settings' for a storage built
+    here; a given storage has its own, a given sync engine its own pool."""
     if isinstance(storage, Storage):
-        for field, value in (("table_prefix", table_prefix), ("schema", schema)):
+        for field, value in (
+            ("table_prefix", table_prefix),
+            ("schema", schema),
+            ("max_connections", max_connections),
+        ):
             if value is not None:
                 raise InvalidInputError(
                     f"a given storage has its own {field}: pass it to the storage",
@@ -73,14 +89,28 @@ def make_storage(
 
     if schema is not None and (not isinstance(schema, str) or not schema):
         raise InvalidInputError(f"must be a schema name, got {schema!r}", field="schema")
+    url: str | sa.URL | None = None
+    engine: sa.Engine | AsyncEngine | None = None
+    if storage is None:
+        url = settings.url()
+    elif isinstance(storage, str | sa.URL):
+        url = storage
+    else:
+        engine = storage
+    if max_connections is None and not isinstance(engine, sa.Engine):
+        max_connections = settings.max_connections  # a sync engine keeps its own pool
     try:
         built = SQLAlchemyStorage(
-            storage if storage is not None else settings.url(),
+            url,
+            engine=engine,
             table_prefix=settings.table_prefix if table_prefix is None else table_prefix,
             schema=settings.db_schema if schema is None else schema,
             auto_migrate=settings.auto_migrate if auto_migrate is None else auto_migrate,
+            max_connections=max_connections,
         )
-    except ValueError as exc:  # the only check of the constructor: the prefix
+    except InvalidInputError:  # a URL that cannot be used, a bad max_connections
+        raise
+    except ValueError as exc:  # the other check of the constructor: the prefix
         raise InvalidInputError(str(exc), field="table_prefix") from None
     return built, True
 
@@ -101,6 +131,52 @@ def make_dispatcher(dispatcher: Dispatcher | None, settings: TaskmgrSettings) ->
     made = factory(app)  # type: ignore[operator]
     assert isinstance(made, Dispatcher)
     return made
+
+
+def make_router(
+    dispatcher: Dispatcher | str | None,
+    dispatchers: Mapping[str, Dispatcher] | None,
+    settings: TaskmgrSettings,
+) -> DispatchRouter:
+    """The service's dispatchers by name, and its default: ``dispatcher`` (a dispatcher,
+    or the name of one of ``dispatchers``), else the one the ``dispatcher`` setting
+    names (one of ``dispatchers`` by that name, or built from the settings). A default
+    not among ``dispatchers`` joins them under its own name (``inline``, ``celery``, or
+    its class). ``inline`` is always there (see :class:`DispatchRouter`).
+
+    :raises UnknownDispatcherError: ``dispatcher`` names none of ``dispatchers``.
+    :raises InvalidInputError: a name cannot name a dispatcher, a value is not a
+        :class:`Dispatcher`, or the default's own name is taken by another one.
+    """
+    named: dict[str, Dispatcher] = {}
+    if dispatchers is not None and not isinstance(dispatchers, Mapping):
+        raise InvalidInputError(
+            f"must map names to dispatchers, got {type(dispatchers).__name__}",
+            field="dispatchers",
+        )
+    for name, value in (dispatchers or {}).items():
+        if not isinstance(value, Dispatcher):
+            raise InvalidInputError(
+                f"{name!r} must be a Dispatcher, got {type(value).__name__}", field="dispatchers"
+            )
+        named[check_dispatcher_name(name)] = value
+    if isinstance(dispatcher, str):
+        return DispatchRouter(dispatcher, named)  # refuses a name it does not have
+    if dispatcher is None and settings.dispatcher in named:
+        return DispatchRouter(settings.dispatcher, named)
+    default = make_dispatcher(dispatcher, settings)
+    given = next((n for n, d in named.items() if d is default), None)
+    if given is None:
+        name = dispatcher_name(default)
+        if name in named:
+            raise InvalidInputError(
+                f"the default dispatcher is named {name!r}, like another one of "
+                f"dispatchers: pass dispatcher={name!r} to make that one the default",
+                field="dispatcher",
+            )
+        named = {name: default, **named}
+        given = name
+    return DispatchRouter(given, named)
 
 
 def dispatcher_name(dispatcher: Dispatcher) -> str:
@@ -134,6 +210,7 @@ def configuration(
             "table_prefix": None,
             "db_schema": None,
             "auto_migrate": None,
+            "max_connections": None,
             **storage.describe(),
         }
     )

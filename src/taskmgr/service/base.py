@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from taskmgr.core import tracing as _tracing
+from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.core.clock import Clock
 from taskmgr.core.definition import argument_value, check_kwargs_signature
 from taskmgr.core.models import (
@@ -19,13 +21,18 @@ from taskmgr.core.models import (
 )
 from taskmgr.core.registry import JobRegistry
 from taskmgr.core.rules import Liveness, concurrency_value
-from taskmgr.core.validation import validate_kwargs
+from taskmgr.core.validation import validate_actor, validate_kwargs
+from taskmgr.dispatch.routing import DispatchRouter
 from taskmgr.exceptions import JobOrphanedError, JobPausedError
 from taskmgr.execution.events import EventHub
 from taskmgr.settings import TaskmgrSettings
-from taskmgr.storage.base import NewExecution, Storage
+from taskmgr.storage.base import AuditRecord, NewExecution, Storage
+from taskmgr.storage.inputs import member
 
-__all__ = ["ServiceBase", "requested_run"]
+__all__ = ["ServiceBase", "Source", "requested_run"]
+
+#: Through which door a change comes: an :class:`AuditSource` or its value.
+Source = AuditSource | str
 
 
 class ServiceBase:
@@ -38,6 +45,8 @@ class ServiceBase:
     events: EventHub
     #: The jobs last read by ``defer``, by key (checked by version when written).
     _known_tasks: dict[str, Job]
+    #: The service's dispatchers by name (a job's ``dispatch`` must name one).
+    _router: DispatchRouter
 
     @property
     def running(self) -> bool:
@@ -54,6 +63,28 @@ class ServiceBase:
     def _wake(self) -> None:
         """Tell this process's scheduler loop that something changed."""
         raise NotImplementedError
+
+    # -- the audit log ------------------------------------------------------------------
+
+    def _audit(
+        self,
+        action: AuditAction,
+        actor: str | None,
+        source: Source,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        """What a command records of itself, checked before anything is read or written.
+
+        :raises InvalidInputError: ``actor`` is not a string of at most 200 characters
+            without NUL, or ``source`` is not an :class:`AuditSource`.
+        """
+        return AuditRecord(
+            action=action,
+            source=member(AuditSource, source, "source"),
+            at=self.clock.now(),
+            actor=validate_actor(actor),
+            details=dict(details or {}),
+        )
 
     # -- shared by the commands that ask for a run (trigger_job, defer) ----------------
 
@@ -111,7 +142,8 @@ def requested_run(
     concurrency_value: str | None = None,
 ) -> NewExecution:
     """The first attempt of a run somebody asked for (a manual run, a deferred task),
-    due at ``due``: not a slot of the schedule, so it may share its instant."""
+    due at ``due``: not a slot of the schedule, so it may share its instant. It keeps
+    the trace context of the caller's span, if tracing is on."""
     return NewExecution(
         id=new_execution_id(),
         job_id=job.id,
@@ -127,4 +159,5 @@ def requested_run(
         actor=actor,
         idempotency_key=idempotency_key,
         concurrency_value=concurrency_value,
+        trace_context=_tracing.current_context(),
     )

@@ -1,15 +1,19 @@
 """The service's commands: create, change, pause, resume, run now and delete jobs,
 configure and run history retention. Each checks its input completely before it
 writes, and writes in one storage call, so a refused command leaves nothing behind.
-The rules they apply live in :mod:`taskmgr.core.rules`."""
+Each names who asks (``actor``) and through which door (``source``): the storage
+records that in the audit log in the same transaction as the change. The rules they
+apply live in :mod:`taskmgr.core.rules`."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.core.definition import (
     OPTION_NAMES,
     TRIGGER_ARGS,
@@ -35,7 +39,6 @@ from taskmgr.core.rules import (
     shown,
 )
 from taskmgr.core.triggers import Cron, Manual, TriggerSpec
-from taskmgr.core.validation import validate_actor
 from taskmgr.exceptions import (
     InvalidInputError,
     JobOrphanedError,
@@ -49,7 +52,7 @@ from taskmgr.scheduling.retention import (
     delete_in_batches,
 )
 from taskmgr.scheduling.sync import add_new_job, sync_code_jobs
-from taskmgr.service.base import ServiceBase, requested_run
+from taskmgr.service.base import ServiceBase, Source, requested_run
 from taskmgr.storage.base import Storage
 
 __all__ = ["JobCommands"]
@@ -71,18 +74,24 @@ class JobCommands(ServiceBase):
         at: datetime | None = None,
         trigger: TriggerSpec | Mapping[str, Any] | None = None,
         timezone: str | None = None,
+        actor: str | None = None,
+        source: Source = AuditSource.PYTHON,
         **options: Any,
     ) -> Job:
         """Create a job at run time for a registered function (or a function object,
-        which is registered). Options are those of ``@scheduled_job``; ``timezone``,
+        which is registered). ``actor`` and ``source`` say who asked and how (the audit
+        log; see :meth:`list_audit`). Options are those of ``@scheduled_job``; ``timezone``,
         ``misfire_grace_time`` and ``max_retries`` default to the service's settings.
         A task (no trigger) may take ``concurrency_key``, the name of one of its
         function's arguments: ``max_instances`` (default 1) then bounds its runs per
         value of that argument, and the overlap policy defaults to ``queue``.
+        ``dispatch`` names the service's dispatcher that runs it (None: the default).
 
         :raises JobExistsError: the key is taken (nothing is written).
+        :raises UnknownDispatcherError: ``dispatch`` names no dispatcher of the service.
         :raises InvalidInputError: any invalid argument (nothing is written).
         """
+        audit = self._audit(AuditAction.CREATE, actor, source)
         name = self.registry.resolve(func)
         conf = self.settings
         spec = build_trigger(
@@ -107,18 +116,34 @@ class JobCommands(ServiceBase):
             self.registry.get(name), definition.kwargs, partial=isinstance(spec, Manual)
         )
         check_concurrency_key(self.registry.get(name), definition.concurrency_key)
+        self._router.check(definition.dispatch)
         self.open()
         job = add_new_job(
-            self.storage, definition, source=JobSource.API, fingerprint=None, now=self.clock.now()
+            self.storage,
+            definition,
+            source=JobSource.API,
+            fingerprint=None,
+            now=self.clock.now(),
+            audit=audit,
         )
         self._wake()
         return shown(job)
 
-    def update_job(self, key: str, *, expected_version: int | None = None, **changes: Any) -> Job:
+    def update_job(
+        self,
+        key: str,
+        *,
+        expected_version: int | None = None,
+        actor: str | None = None,
+        source: Source = AuditSource.PYTHON,
+        **changes: Any,
+    ) -> Job:
         """Change a job. Accepts a new trigger (``cron=``/``interval=``/``at=``/
         ``trigger=``, ``timezone=``), ``func=`` and any ``@scheduled_job`` option but
         ``enabled`` (use :meth:`pause_job`/:meth:`resume_job`). A new schedule applies
-        from now. With ``expected_version``, refuses if the job changed meanwhile.
+        from now. With ``expected_version``, refuses if the job changed meanwhile. The
+        audit log records the fields that changed, before and after; a call that
+        changes nothing records nothing.
         """
         unknown = set(changes) - set(OPTION_NAMES) - set(TRIGGER_ARGS) - {"timezone", "func"}
         unknown |= {"enabled"} & set(changes)
@@ -126,6 +151,7 @@ class JobCommands(ServiceBase):
             raise InvalidInputError(
                 f"cannot be changed with update_job: {', '.join(sorted(unknown))}", field="update"
             )
+        audit = self._audit(AuditAction.UPDATE, actor, source)
         self.open()
         job = self.storage.get_job(key)
         trigger_args = {k: changes.pop(k) for k in (*TRIGGER_ARGS, "timezone") if k in changes}
@@ -145,6 +171,8 @@ class JobCommands(ServiceBase):
                 self.registry.get(name), definition.kwargs, partial=isinstance(spec, Manual)
             )
             check_concurrency_key(self.registry.get(name), definition.concurrency_key)
+        if "dispatch" in changes:
+            self._router.check(definition.dispatch)
         now = self.clock.now()
         updates = option_changes(job, definition)
         if spec is not job.trigger:  # a trigger was given: it applies from now
@@ -154,33 +182,48 @@ class JobCommands(ServiceBase):
                 updates["next_run_at"] = first_slot(anchored, now)
         if not updates:
             return shown(job)
-        updated = self.storage.update_job(key, updates, now=now, expected_version=expected_version)
+        updated = self.storage.update_job(
+            key, updates, now=now, expected_version=expected_version, audit=audit
+        )
         self._wake()
         return shown(updated)
 
-    def delete_job(self, key: str) -> None:
-        """Delete a job. Its pending executions are cancelled; its history is kept."""
+    def delete_job(
+        self, key: str, *, actor: str | None = None, source: Source = AuditSource.PYTHON
+    ) -> None:
+        """Delete a job. Its pending executions are cancelled; its history and its
+        audit log are kept."""
+        audit = self._audit(AuditAction.DELETE, actor, source)
         self.open()
-        self.storage.delete_job(key, now=self.clock.now())
+        self.storage.delete_job(key, now=self.clock.now(), audit=audit)
 
-    def pause_job(self, key: str) -> Job:
+    def pause_job(
+        self, key: str, *, actor: str | None = None, source: Source = AuditSource.PYTHON
+    ) -> Job:
         """Stop firing the job: no slot of its schedule runs while it is paused (its
         pending retries and queued runs are cancelled when they come due; a manual
         run still can). See :meth:`resume_job` for what happens on resume."""
+        audit = self._audit(AuditAction.PAUSE, actor, source)
         self.open()
         job = self.storage.get_job(key)
         if job.state is JobState.ORPHANED:
             raise JobOrphanedError(f"job {key!r} is orphaned: its function is not registered")
         if job.state is JobState.PAUSED:
             return shown(job)
-        return shown(self.storage.update_job(key, {"state": JobState.PAUSED}, now=self.clock.now()))
+        paused = self.storage.update_job(
+            key, {"state": JobState.PAUSED}, now=self.clock.now(), audit=audit
+        )
+        return shown(paused)
 
-    def resume_job(self, key: str) -> Job:
+    def resume_job(
+        self, key: str, *, actor: str | None = None, source: Source = AuditSource.PYTHON
+    ) -> Job:
         """Fire the job again. A recurring schedule goes on from now: the slots that
         fell while it was paused are not run. A one-shot ``at=`` job whose time passed
         while it was paused keeps its slot, and its misfire policy decides: it runs
         once within ``misfire_grace_time``, else it is recorded as ``missed`` with the
         reason. A one-shot job that already ran does not run again."""
+        audit = self._audit(AuditAction.RESUME, actor, source)
         self.open()
         job = self.storage.get_job(key)
         if job.state is JobState.ACTIVE:
@@ -191,7 +234,10 @@ class JobCommands(ServiceBase):
             )
         now = self.clock.now()
         updated = self.storage.update_job(
-            key, {"state": JobState.ACTIVE, "next_run_at": resume_slot(job, now)}, now=now
+            key,
+            {"state": JobState.ACTIVE, "next_run_at": resume_slot(job, now)},
+            now=now,
+            audit=audit,
         )
         self._wake()
         return shown(updated)
@@ -203,6 +249,7 @@ class JobCommands(ServiceBase):
         kwargs: Mapping[str, Any] | None = None,
         actor: str | None = None,
         force: bool = False,
+        source: Source = AuditSource.PYTHON,
     ) -> Execution:
         """Run the job now, once, outside its schedule, as a ``manual`` execution.
 
@@ -213,7 +260,7 @@ class JobCommands(ServiceBase):
         :raises JobPausedError: the job is paused and ``force`` is not set.
         :raises JobOrphanedError: its function is not registered.
         """
-        validate_actor(actor)
+        audit = self._audit(AuditAction.TRIGGER, actor, source, {"force": bool(force)})
         job = self._runnable(job_key, force=force)
         merged = self._arguments(job, kwargs or {})
         now = self.clock.now()
@@ -230,6 +277,7 @@ class JobCommands(ServiceBase):
                 concurrency_value=self._group(job, merged),
             ),
             max_active=job.max_instances if limited else None,
+            audit=audit,
         )
         self._wake()
         return execution
@@ -245,12 +293,16 @@ class JobCommands(ServiceBase):
         every: float | None = None,
         batch_size: int = 500,
         max_seconds: float = 60.0,
+        audit_days: float | None = None,
     ) -> None:
         """Delete finished executions ``days`` after they completed (failed, timed-out
         and lost ones after ``failed_days``, default ``days``), with the built-in job
-        ``taskmgr.retention`` (hourly unless ``cron=``/``every=`` seconds). ``None``
-        turns it off (the job is then orphaned at the next start). Call it before
-        ``start()`` on every process that may run jobs (Celery workers too)."""
+        ``taskmgr.retention`` (hourly unless ``cron=``/``every=`` seconds). A job with a
+        ``retention`` of its own keeps its executions that long instead. The same job
+        deletes audit entries older than ``audit_days`` (default: the
+        ``audit_retention_days`` setting, 400) and records what each run removed.
+        ``None`` turns it off (the job is then orphaned at the next start). Call it
+        before ``start()`` on every process that may run jobs (Celery workers too)."""
         if days is None:
             self.registry.unregister_builtin(RETENTION_KEY, RETENTION_KEY)
             return
@@ -261,6 +313,7 @@ class JobCommands(ServiceBase):
             cron=cron if cron is not None or every is not None else DEFAULT_RETENTION_CRON,
             every=every,
             max_seconds=max_seconds,
+            audit_days=audit_days if audit_days is not None else self.settings.audit_retention_days,
         )
         job = Retention(self._opened_storage, self.clock, max_seconds=max_seconds)
         self.registry.register_builtin(RETENTION_KEY, job, policy.definition())
@@ -268,9 +321,17 @@ class JobCommands(ServiceBase):
             sync_code_jobs(self.storage, self.registry, self.clock.now(), orphan_missing=False)
             self._wake()
 
-    def cleanup_history(self, retention_days: float) -> int:
+    def cleanup_history(
+        self,
+        retention_days: float,
+        *,
+        actor: str | None = None,
+        source: Source = AuditSource.PYTHON,
+    ) -> int:
         """Delete finished executions completed more than ``retention_days`` ago, in
-        small batches. Pending and running executions are never deleted."""
+        small batches, whatever the jobs' own retention. Pending and running executions
+        are never deleted. The audit log records how many were deleted (action
+        ``retention``)."""
         if (
             isinstance(retention_days, bool)
             or not isinstance(retention_days, int | float)
@@ -281,11 +342,14 @@ class JobCommands(ServiceBase):
                 f"must be a number of days in 0-{MAX_DAYS}, got {retention_days!r}",
                 field="retention_days",
             )
+        audit = self._audit(AuditAction.RETENTION, actor, source)
         self.open()
-        cutoff = self.clock.now() - timedelta(days=retention_days)
+        cutoff = audit.at - timedelta(days=retention_days)
         deleted, _ = delete_in_batches(
             self.storage, completed_before=cutoff, batch_size=DELETE_BATCH
         )
+        details = {"retention_days": retention_days, "deleted": deleted}
+        self.storage.record_audit(dataclasses.replace(audit, details=details))
         return deleted
 
     def _opened_storage(self) -> Storage:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from taskmgr.core.clock import Clock, DatabaseClock
@@ -29,9 +29,10 @@ from taskmgr.service.arguments import non_negative, positive
 from taskmgr.service.assembly import (
     Parts,
     Started,
+    StorageArgument,
     configuration,
-    make_dispatcher,
     make_liveness,
+    make_router,
     make_storage,
     start_components,
 )
@@ -39,7 +40,7 @@ from taskmgr.service.commands import JobCommands
 from taskmgr.service.queries import Queries
 from taskmgr.service.tasks import TaskCommands
 from taskmgr.settings import TaskmgrSettings, load_settings
-from taskmgr.storage.base import Outcome, Storage
+from taskmgr.storage.base import Outcome
 
 __all__ = ["SchedulerService"]
 
@@ -49,11 +50,15 @@ logger = logging.getLogger("taskmgr.service")
 class SchedulerService(JobCommands, TaskCommands, Queries):
     """Durable scheduled jobs for one application process.
 
-    ``storage`` is a :class:`~taskmgr.storage.Storage`, a database URL, or None for
-    ``TASKMGR_DATABASE_URL`` (default ``sqlite:///taskmgr.db``); a storage built from a
-    URL puts its tables under ``table_prefix`` and in the PostgreSQL ``schema`` (which
-    ``taskmgr db upgrade`` and the first start create when missing), else the
-    settings' ``table_prefix`` and ``db_schema``. The constructor does
+    ``storage`` is a :class:`~taskmgr.storage.Storage`, a database URL (its asyncio
+    forms too: ``postgresql+asyncpg://``, ``sqlite+aiosqlite://``), a SQLAlchemy
+    ``Engine`` or ``AsyncEngine`` (whose URL taskmgr connects with, never its pool), or
+    None for ``TASKMGR_DATABASE_URL`` (default ``sqlite:///taskmgr.db``); a storage
+    built from a URL puts its tables under ``table_prefix`` and in the PostgreSQL
+    ``schema`` (which ``taskmgr db upgrade`` and the first start create when missing),
+    else the settings' ``table_prefix`` and ``db_schema``, and opens at most
+    ``max_connections`` connections (``TASKMGR_MAX_CONNECTIONS``, default 4; see
+    ``docs/deployment.md``). The constructor does
     no I/O; :meth:`start` connects, registers this instance, syncs the jobs declared
     in code and starts firing. Job operations work without ``start()`` too (an API
     process that only manages jobs): they open the storage on first use.
@@ -71,14 +76,27 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
     most that long, until a newer instance is up: a reload that starts the new
     processes as it stops the old ones then leaves no slot late
     (``docs/deployment.md``).
+
+    ``dispatcher`` runs the jobs that choose none (default: the ``dispatcher``
+    setting, ``InlineDispatcher()``); ``dispatchers`` names the others a job may choose
+    with its ``dispatch`` option, and ``dispatcher`` may be one of their names::
+
+        SchedulerService(url, dispatcher="inline",
+                         dispatchers={"celery": CeleryDispatcher(app)})
+
+    ``inline`` is always there (a job whose ``queue`` is ``"inline"`` runs there too,
+    the older form). A job that chooses a name the service does not have is refused
+    (:class:`~taskmgr.exceptions.UnknownDispatcherError`) when it is created, changed
+    or declared; nothing is stored.
     """
 
     def __init__(
         self,
-        storage: Storage | str | None = None,
+        storage: StorageArgument = None,
         *,
         jobs: Iterable[Callable[..., Any] | types.ModuleType] = (),
-        dispatcher: Dispatcher | None = None,
+        dispatcher: Dispatcher | str | None = None,
+        dispatchers: Mapping[str, Dispatcher] | None = None,
         clock: Clock | None = None,
         poll_interval: float | None = None,
         batch_size: int = 500,
@@ -93,6 +111,7 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
         auto_migrate: bool | None = None,
         table_prefix: str | None = None,
         schema: str | None = None,
+        max_connections: int | None = None,
     ) -> None:
         # Explicit arguments win over ``settings``; without ``settings``, the
         # ``TASKMGR_*`` environment (then the defaults) fills in the rest.
@@ -118,13 +137,25 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
             instance_retention=instance_retention,
         )
         self.storage, self._owns_storage = make_storage(
-            storage, conf, auto_migrate, table_prefix=table_prefix, schema=schema
+            storage,
+            conf,
+            auto_migrate,
+            table_prefix=table_prefix,
+            schema=schema,
+            max_connections=max_connections,
         )
-        self.dispatcher = make_dispatcher(dispatcher, conf)
-        self._dispatcher_from_settings = dispatcher is None
+        self._router = make_router(dispatcher, dispatchers, conf)
+        #: The dispatcher of the jobs that choose none.
+        self.dispatcher: Dispatcher = self._router.dispatchers[self._router.default]
+        #: Every dispatcher a job can choose (``dispatch=``), by name.
+        self.dispatchers: Mapping[str, Dispatcher] = self._router.dispatchers
+        self._dispatcher_from_settings = dispatcher is None and conf.dispatcher not in (
+            dispatchers or {}
+        )
         # Unless a clock is injected, time is the database's (see DatabaseClock).
         self.clock: Clock = clock or DatabaseClock(self.storage.database_now)
-        self.registry = JobRegistry()
+        router = self._router
+        self.registry = JobRegistry(check=lambda job: router.check(job.dispatch, key=job.key))
         self._known_tasks = {}
         for target in jobs:
             self.registry.register(target)
@@ -149,7 +180,7 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
             open=self.open,
             close=self.close,
         )
-        self.dispatcher.bind(self.runtime)
+        self._router.bind(self.runtime)
 
     @property
     def configuration(self) -> dict[str, Any]:
@@ -230,7 +261,7 @@ class SchedulerService(JobCommands, TaskCommands, Queries):
                     storage=self.storage,
                     clock=self.clock,
                     registry=self.registry,
-                    dispatcher=self.dispatcher,
+                    dispatcher=self._router,
                     events=self.events,
                     instance=self._instance,
                     batch_size=self.batch_size,

@@ -1,12 +1,13 @@
 """The service's read side: jobs, upcoming fire times, the history, the queues of
-pending and running executions, the instances of the cluster and a health summary
-for probes. Nothing here writes."""
+pending and running executions, the audit log, the instances of the cluster and a
+health summary for probes. Nothing here writes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
+from taskmgr.core.audit import AuditAction, AuditPage
 from taskmgr.core.models import (
     Execution,
     ExecutionPage,
@@ -20,11 +21,18 @@ from taskmgr.core.models import (
 from taskmgr.core.rules import shown
 from taskmgr.core.validation import ensure_aware
 from taskmgr.exceptions import InvalidInputError
-from taskmgr.service.arguments import check_limit, decode_cursor, encode_cursor
+from taskmgr.service.arguments import (
+    check_limit,
+    decode_audit_cursor,
+    decode_cursor,
+    encode_audit_cursor,
+    encode_cursor,
+)
 from taskmgr.service.arguments import status as status_of
 from taskmgr.service.base import ServiceBase
 from taskmgr.settings import redact_text
-from taskmgr.storage.base import ExecutionFilter
+from taskmgr.storage.base import AuditFilter, ExecutionFilter
+from taskmgr.storage.inputs import member
 
 __all__ = ["MAX_PREVIEW", "Queries"]
 
@@ -131,6 +139,48 @@ class Queries(ServiceBase):
             key: self.storage.list_executions(ExecutionFilter(job_key=key), limit=per_job)
             for key in keys
         }
+
+    def list_audit(
+        self,
+        job_key: str | None = None,
+        action: AuditAction | str | Sequence[AuditAction | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> AuditPage:
+        """The audit log, newest first: every change to a job or to the service's state,
+        with who made it, when and through which door. ``job_key`` keeps one job's
+        entries (a deleted job's too), ``action`` one or more actions, ``since``/
+        ``until`` bound the time of the change (inclusive); ``cursor`` is the
+        ``next_cursor`` of the previous page.
+
+        :raises InvalidInputError: an unknown action, a bad limit or cursor (an
+            :class:`InvalidDatetimeError` for a naive or out-of-range bound).
+        """
+        check_limit(limit)
+        if action is None:
+            actions: tuple[AuditAction, ...] = ()
+        elif isinstance(action, str):
+            actions = (member(AuditAction, action, "action"),)
+        else:
+            actions = tuple(member(AuditAction, a, "action") for a in action)
+        if job_key is not None and not isinstance(job_key, str):
+            raise InvalidInputError("must be a job key", field="job_key")
+        filters = AuditFilter(
+            job_key=job_key,
+            actions=actions,
+            since=ensure_aware(since, "since") if since is not None else None,
+            until=ensure_aware(until, "until") if until is not None else None,
+        )
+        before = decode_audit_cursor(cursor) if cursor is not None else None
+        self.open()
+        items = self.storage.list_audit(filters, limit=limit + 1, before=before)
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            next_cursor = encode_audit_cursor(items[-1].id)
+        return AuditPage(items=items, next_cursor=next_cursor)
 
     def get_execution(self, execution_id: str) -> Execution:
         """One execution by id. :raises ExecutionNotFoundError: no such execution."""

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from taskmgr.core import tracing as _tracing
+from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.core.decorators import get_definition
 from taskmgr.core.models import (
     Execution,
@@ -23,7 +25,7 @@ from taskmgr.core.validation import ensure_aware, validate_actor
 from taskmgr.exceptions import InvalidInputError, VersionConflictError
 from taskmgr.execution.events import ExecutionEvent
 from taskmgr.service.arguments import positive
-from taskmgr.service.base import ServiceBase, requested_run
+from taskmgr.service.base import ServiceBase, Source, requested_run
 from taskmgr.storage.base import NewExecution
 
 __all__ = ["DEFER_OPTIONS", "DEFER_TRIES", "MAX_IDEMPOTENCY_KEY", "TaskCommands"]
@@ -137,19 +139,26 @@ class TaskCommands(ServiceBase):
         finally:
             self.events.remove(listener)
 
-    def cancel_execution(self, execution_id: str, /, *, actor: str | None = None) -> Execution:
+    def cancel_execution(
+        self,
+        execution_id: str,
+        /,
+        *,
+        actor: str | None = None,
+        source: Source = AuditSource.PYTHON,
+    ) -> Execution:
         """Cancel a ``pending`` execution (a deferred run not started yet, a run
         waiting for its time or for a free run): it ends ``cancelled``, the reason and
-        ``actor`` in its ``error_message``. A run that started meanwhile is not
-        cancelled.
+        ``actor`` in its ``error_message``, and the audit log records who cancelled it.
+        A run that started meanwhile is not cancelled.
 
         :raises ExecutionNotFoundError: no such execution.
         :raises ConflictError: it is no longer pending.
         """
-        validate_actor(actor)
+        audit = self._audit(AuditAction.CANCEL, actor, source)
         self.open()
         message = "cancelled" + (f" by {actor}" if actor else "")
-        return self.storage.cancel_pending(execution_id, now=self.clock.now(), message=message)
+        return self.storage.cancel_pending(execution_id, now=audit.at, message=message, audit=audit)
 
     @staticmethod
     def _checked_calls(
@@ -171,6 +180,22 @@ class TaskCommands(ServiceBase):
         return calls
 
     def _defer(
+        self,
+        task: Task,
+        calls: list[tuple[Mapping[str, Any], str | None]],
+        run_at: datetime | None,
+        delay: timedelta | float | None,
+        actor: str | None,
+        session: object | None,
+    ) -> list[Execution]:
+        if _tracing.enabled():  # a span the runs keep the context of (their parent)
+            with _tracing.defer_span(_task_key(task), len(calls)) as span:
+                executions = self._defer_untraced(task, calls, run_at, delay, actor, session)
+                _tracing.deferred(span, [e.id for e in executions])
+                return executions
+        return self._defer_untraced(task, calls, run_at, delay, actor, session)
+
+    def _defer_untraced(
         self,
         task: Task,
         calls: list[tuple[Mapping[str, Any], str | None]],

@@ -17,7 +17,7 @@ execution ids are UUID strings, which every collation orders the same way.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,10 @@ from taskmgr.core.models import (
     JobSource,
     JobState,
 )
+from taskmgr.storage.audit_log import AuditLog
 from taskmgr.storage.records import (
+    AuditFilter,
+    AuditRecord,
     ClaimBatch,
     Claimed,
     ClaimPlan,
@@ -46,6 +49,8 @@ from taskmgr.storage.records import (
 )
 
 __all__ = [
+    "AuditFilter",
+    "AuditRecord",
     "ClaimBatch",
     "ClaimPlan",
     "Claimed",
@@ -76,6 +81,8 @@ UPDATABLE_JOB_FIELDS = frozenset(
         "retry_backoff",
         "timeout",
         "queue",
+        "retention",
+        "dispatch",
         "state",
         "source",
         "fingerprint",
@@ -91,7 +98,7 @@ def _nothing() -> None:
     return None
 
 
-class Storage(ABC):
+class Storage(AuditLog):
     """Durable state of jobs, executions and instances.
 
     Implementations must be safe to call from several threads at once. Every method
@@ -106,6 +113,14 @@ class Storage(ABC):
     of its enum's (a member or its value is accepted), a negative ``limit``, a job
     change or a new execution that its model refuses, an outcome whose status is not
     final. Other errors of a method come in the order its docstring lists them.
+
+    **The audit log.** A method that takes ``audit`` (an :class:`AuditRecord`) writes
+    one :class:`~taskmgr.core.audit.AuditEntry` in the same transaction as its change:
+    the entry exists if and only if the change does. A call that changes nothing (it
+    raises, or finds nothing to change) records nothing. The entry gets the next id
+    (ids only grow), the record's ``at``, ``actor``, ``source`` and ``action``, the
+    job key and execution id of what changed, and the record's ``details`` with the
+    backend's own over them (see each method). ``audit=None`` records nothing.
     """
 
     # -- lifecycle -----------------------------------------------------------
@@ -139,10 +154,12 @@ class Storage(ABC):
         next_run_at: datetime | None,
         fingerprint: str | None,
         now: datetime,
+        audit: AuditRecord | None = None,
     ) -> Job:
         """Insert a job with ``version`` 1 and a new ``id``: a positive integer that no
         job holds and no stored execution refers to (so a new job never inherits the
-        history of a deleted one).
+        history of a deleted one). ``audit``: its entry's ``details["job"]`` is the new
+        job (:func:`~taskmgr.storage.auditing.job_snapshot`).
 
         :raises JobExistsError: a job with ``definition.key`` exists (nothing is written).
         """
@@ -160,9 +177,11 @@ class Storage(ABC):
         after_key: str | None = None,
         limit: int | None = None,
         text: str | None = None,
+        with_retention: bool = False,
     ) -> list[Job]:
         """Jobs ordered by key (code point order), optionally filtered by state and
-        source, starting after ``after_key`` in that order (keyset pagination).
+        source, starting after ``after_key`` in that order (keyset pagination); with
+        ``with_retention``, only jobs that have a ``retention`` of their own.
 
         With ``text`` (at most 200 characters, no NUL), only jobs whose key, description
         or one of whose display names contains it, ASCII letters compared without
@@ -177,9 +196,13 @@ class Storage(ABC):
         *,
         now: datetime,
         expected_version: int | None = None,
+        audit: AuditRecord | None = None,
     ) -> Job:
         """Apply ``changes`` (keys from ``UPDATABLE_JOB_FIELDS``), increment ``version``
-        and set ``updated_at``, all at once.
+        and set ``updated_at``, all at once. ``audit``: its entry's ``details["changes"]``
+        holds only the fields that changed, each ``{"before": ..., "after": ...}``
+        (:func:`~taskmgr.storage.auditing.job_changes`), read from the row the update
+        applied to; an update that changes no field is recorded all the same.
 
         :raises JobNotFoundError: no job has this key.
         :raises VersionConflictError: ``expected_version`` is given and differs.
@@ -188,9 +211,10 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    def delete_job(self, key: str, *, now: datetime) -> None:
+    def delete_job(self, key: str, *, now: datetime, audit: AuditRecord | None = None) -> None:
         """Delete the job and cancel its pending executions (status ``cancelled``).
-        Its finished and running executions are kept as history.
+        Its finished and running executions are kept as history. ``audit``: its
+        entry's ``details["job"]`` is the job as it was.
 
         :raises JobNotFoundError: no job has this key.
         """
@@ -288,8 +312,15 @@ class Storage(ABC):
     # -- executions ----------------------------------------------------------------
 
     @abstractmethod
-    def add_execution(self, new: NewExecution, *, max_active: int | None = None) -> Execution:
-        """Insert one execution (a manual run or a retry).
+    def add_execution(
+        self,
+        new: NewExecution,
+        *,
+        max_active: int | None = None,
+        audit: AuditRecord | None = None,
+    ) -> Execution:
+        """Insert one execution (a manual run or a retry). ``audit`` names its job key
+        and id.
 
         With ``max_active``, the insert happens only if the job has fewer active
         executions (:func:`taskmgr.core.rules.is_active_run`: running, or pending and
@@ -430,10 +461,18 @@ class Storage(ABC):
         """:raises ExecutionNotFoundError: no execution has this id."""
 
     @abstractmethod
-    def cancel_pending(self, execution_id: str, *, now: datetime, message: str) -> Execution:
+    def cancel_pending(
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        message: str,
+        audit: AuditRecord | None = None,
+    ) -> Execution:
         """End a ``pending`` execution as ``cancelled`` (``completed_at = now``, the
         reason in ``error_message``), only if it is still pending: a claim that starts
-        it first wins. Returns the cancelled execution.
+        it first wins. Returns the cancelled execution. ``audit`` names its job key
+        and id.
 
         :raises ExecutionNotFoundError: no execution has this id.
         :raises ConflictError: it is no longer pending (nothing is written).
@@ -465,6 +504,8 @@ class Storage(ABC):
         completed_before: datetime,
         limit: int,
         statuses: Sequence[ExecutionStatus] | None = None,
+        job_id: int | None = None,
+        default_retention: bool = False,
     ) -> int:
         """Delete at most ``limit`` executions in a final status completed before the
         cutoff, oldest first (by ``completed_at``, then id), in one short transaction.
@@ -472,7 +513,9 @@ class Storage(ABC):
 
         With ``statuses``, only executions in one of those statuses are deleted (final
         statuses only: pending and running executions are never deleted, whatever is
-        asked); an empty sequence deletes nothing."""
+        asked); an empty sequence deletes nothing. With ``job_id``, only that job's.
+        With ``default_retention``, only executions whose job has no ``retention`` of
+        its own (or no longer exists), decided in the same statement."""
 
     @abstractmethod
     def history_summary(self) -> HistorySummary:

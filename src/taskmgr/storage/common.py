@@ -76,6 +76,8 @@ def job_from_definition(
             "retry_backoff": definition.retry_backoff,
             "timeout": definition.timeout,
             "queue": definition.queue,
+            "retention": definition.retention,
+            "dispatch": definition.dispatch,
             "state": state,
             "source": source,
             "fingerprint": fingerprint,
@@ -143,6 +145,7 @@ def execution_from_new(new: NewExecution, **overrides: Any) -> Execution:
         "completed_at": new.completed_at,
         "error_message": new.error_message,
         "idempotency_key": new.idempotency_key,
+        "trace_context": dict(new.trace_context) if new.trace_context else None,
     }
     data.update(overrides)
     return build(Execution, data)

@@ -36,9 +36,11 @@ __all__ = [
     "checked_cursor",
     "checked_filter",
     "checked_instance",
+    "checked_job_id",
     "checked_limit",
     "checked_outcome",
     "checked_plan",
+    "checked_stored_range",
     "checked_task_id_changes",
     "checked_task_ids",
     "checked_text",
@@ -79,6 +81,12 @@ def _stored_range(value: datetime | None, field: str) -> datetime | None:
             f"{value.isoformat()} out of range: the year must be 1970-9998 (UTC)", field=field
         )
     return value
+
+
+def checked_stored_range(value: datetime | None, field: str) -> datetime | None:
+    """``value`` (UTC) if it is an instant the database stores (1970-9998), else raise
+    :class:`~taskmgr.exceptions.InvalidDatetimeError` naming ``field``."""
+    return _stored_range(value, field)
 
 
 #: Longest text a job search takes.
@@ -125,6 +133,13 @@ def checked_limit(value: object, field: str = "limit") -> int:
     """A row limit: an integer of at least 0."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidInputError(f"must be an integer >= 0, got {value!r}", field=field)
+    return value
+
+
+def checked_job_id(value: object, field: str = "job_id") -> int | None:
+    """A job id (a positive integer), or None."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidInputError(f"must be a job id (an integer >= 1), got {value!r}", field=field)
     return value
 
 

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.core.models import Execution, ExecutionStatus, ExecutionTrigger, Job
 
 __all__ = [
+    "AuditFilter",
+    "AuditRecord",
     "ClaimBatch",
     "ClaimPlan",
     "Claimed",
@@ -53,6 +56,8 @@ class NewExecution:
     #: The group of a run of a task with a ``concurrency_key``
     #: (:func:`taskmgr.core.rules.concurrency_value`); None otherwise.
     concurrency_value: str | None = None
+    #: The W3C trace context of the span that asked for the run (``Execution.trace_context``).
+    trace_context: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +171,27 @@ class HistorySummary:
     counts: Mapping[tuple[str, ExecutionStatus], int] = field(default_factory=dict)
     #: The latest ``completed_at`` of a successful execution, per job key.
     last_success: Mapping[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """Who makes a change, through which door, when: the audit entry a storage writes
+    in the same transaction as the change it is given with. The storage fills in the
+    job key, the execution id and, for an update, the changed fields."""
+
+    action: AuditAction
+    source: AuditSource
+    at: datetime
+    actor: str | None = None
+    #: JSON the caller adds to the entry's ``details`` (e.g. what a retention removed).
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which audit entries to list; ``since``/``until`` bound ``at``, inclusive."""
+
+    job_key: str | None = None
+    actions: Sequence[AuditAction] = ()
+    since: datetime | None = None
+    until: datetime | None = None

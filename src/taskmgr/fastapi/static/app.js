@@ -6,6 +6,8 @@
 const REFRESH_MS = 5000;
 const SPARK_RUNS = 20;
 const TIMELINE_RUNS = 100;
+const AUDIT_ROWS = 100; // the audit page; a job page shows its last JOB_AUDIT_ROWS
+const JOB_AUDIT_ROWS = 20;
 const GLYPHS = {
   success: "✓", failed: "✗", timeout: "◷", running: "▶", pending: "○",
   missed: "»", skipped: "↷", lost: "◆", cancelled: "⊘",
@@ -60,7 +62,7 @@ async function api(path, options = {}) {
   const headers = { Accept: "application/json" };
   if (options.method && options.method !== "GET") {
     headers["Content-Type"] = "application/json";
-    headers["X-Taskmgr-Action"] = "1";
+    headers["X-Taskmgr-Action"] = "dashboard"; // recorded as the source of the change
   }
   const response = await fetch(path, { credentials: "same-origin", ...options, headers });
   if (response.status === 204) return null;
@@ -335,12 +337,14 @@ function detail(term, ...value) {
 }
 
 async function loadJobPage(key, keepRows) {
-  const [job, preview, page] = await Promise.all([
+  const [job, preview, page, audit] = await Promise.all([
     api(`jobs/${encodeURIComponent(key)}`),
     api(`jobs/${encodeURIComponent(key)}/preview?n=5`),
     api(`jobs/${encodeURIComponent(key)}/executions?limit=${TIMELINE_RUNS}`),
+    api(`jobs/${encodeURIComponent(key)}/audit?limit=${JOB_AUDIT_ROWS}`),
     loadQueues(),
   ]);
+  showAudit("job-audit", "job-audit-empty", audit.items, false);
   state.job = job;
   if (!keepRows || !state.executions.length) {
     state.executions = page.items;
@@ -367,6 +371,7 @@ async function loadJobPage(key, keepRows) {
     ...detail("Misfire grace", job.misfire_grace_time === null ? "no limit" : `${job.misfire_grace_time} s${job.coalesce ? ", coalesced" : ""}`),
     ...detail("Retries", job.max_retries ? `${job.max_retries} (backoff ${job.retry_backoff.base}–${job.retry_backoff.max} s)` : "none"),
     ...detail("Timeout", job.timeout === null ? "none" : `${job.timeout} s`),
+    ...detail("History kept", job.retention === null || job.retention === undefined ? "as every job" : span(Math.round(job.retention))),
     ...detail("Dispatch queue", job.queue || "default"),
     ...detail("Arguments", el("span", { class: "key" }, JSON.stringify(job.kwargs))),
     ...detail("Source", job.source),
@@ -396,6 +401,38 @@ async function loadOlder() {
   state.executions.push(...page.items);
   state.cursor = page.next_cursor;
   renderExecutions();
+}
+
+// -- audit log -------------------------------------------------------------------------
+
+function auditWhat(entry) { // an update: the fields it changed, before → after
+  const changes = entry.details.changes;
+  if (entry.action === "update" && changes) {
+    return Object.entries(changes).map(([field, c]) => `${field}: ${JSON.stringify(c.before)} → ${JSON.stringify(c.after)}`).join("; ") || "—";
+  }
+  if (entry.action === "create" || entry.action === "delete") return "";
+  if (entry.execution_id) return el("button", { type: "button", class: "rowlink", onclick: () => openDrawer(entry.execution_id) }, entry.execution_id.slice(0, 8));
+  return Object.keys(entry.details).length ? JSON.stringify(entry.details) : "";
+}
+
+function auditRows(entries, withJob) {
+  return entries.map((entry) => el("tr", { "data-id": entry.id },
+    el("td", {}, timeCell(entry.at)),
+    el("td", {}, entry.actor || "—"),
+    el("td", {}, entry.source),
+    el("td", {}, entry.action),
+    ...(withJob ? [el("td", { class: "key" }, entry.job_key ? el("a", { href: `#job/${encodeURIComponent(entry.job_key)}` }, entry.job_key) : "—")] : []),
+    el("td", { class: "small" }, auditWhat(entry))));
+}
+
+function showAudit(table, empty, entries, withJob) {
+  $(table).tBodies[0].replaceChildren(...auditRows(entries, withJob));
+  $(empty).hidden = entries.length > 0;
+}
+
+async function loadAudit() {
+  const page = await api(`audit?limit=${AUDIT_ROWS}`);
+  showAudit("audit", "audit-empty", page.items, true);
 }
 
 // -- execution drawer --------------------------------------------------------------------
@@ -464,10 +501,13 @@ async function refresh() {
   clearTimeout(state.timer);
   try {
     const key = currentKey();
-    $("jobs-view").hidden = key !== null;
+    const audit = location.hash === "#audit";
+    $("jobs-view").hidden = key !== null || audit;
     $("job-view").hidden = key === null;
+    $("audit-view").hidden = !audit;
     const work = [loadHealth()];
-    if (key === null) work.push(loadJobs().then(renderJobs));
+    if (audit) work.push(loadAudit());
+    else if (key === null) work.push(loadJobs().then(renderJobs));
     else work.push(loadJobPage(key, state.job && state.job.key === key));
     await Promise.all(work);
     document.body.dataset.loaded = "true";

@@ -8,11 +8,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from taskmgr.core.audit import AuditAction
 from taskmgr.core.models import ExecutionStatus, JobState
+from taskmgr.storage.auditing import by_code, job_changes
 from taskmgr.storage.base import ClaimBatch, Claimed, JobAdvance, PendingDecision, Planner
 from taskmgr.storage.common import execution_from_new, for_owner
 from taskmgr.storage.inputs import checked_plan, validated
 from taskmgr.storage.memory import queries
+from taskmgr.storage.memory.audit import write_entry
 from taskmgr.storage.memory.state import State, unique_keys
 
 __all__ = ["claim"]
@@ -101,8 +104,9 @@ def _orphan(state: State, job_ids: Sequence[int], now: datetime) -> None:
     for job_id in job_ids:
         job = state.jobs.get(job_id)
         if job is not None and job.state is not JobState.ORPHANED:
-            state.put_job(
-                validated(
-                    job, {"state": JobState.ORPHANED, "version": job.version + 1, "updated_at": now}
-                )
+            orphaned = validated(
+                job, {"state": JobState.ORPHANED, "version": job.version + 1, "updated_at": now}
             )
+            state.put_job(orphaned)
+            changes = {"changes": job_changes(job, orphaned)}
+            write_entry(state, by_code(AuditAction.UPDATE, now), job_key=job.key, details=changes)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from taskmgr.core.audit import AuditEntry
 from taskmgr.core.models import SLOT_TRIGGERS, Execution, ExecutionTrigger, Instance, Job
 from taskmgr.storage.base import NewExecution
 
@@ -44,14 +45,17 @@ class State:
     #: Execution id by each of its unique keys (:func:`unique_keys`).
     keys: dict[UniqueKey, str] = field(default_factory=dict)
     instances: dict[str, Instance] = field(default_factory=dict)
+    #: The audit log, by entry id (ids only grow).
+    audit: dict[int, AuditEntry] = field(default_factory=dict)
     next_job_id: int = 1
+    next_audit_id: int = 1
     _undo: list[tuple[dict[Any, Any], Any, Any]] | None = None
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """What the block writes stays only if it ends without an exception."""
         undo: list[tuple[dict[Any, Any], Any, Any]] = []
-        self._undo, next_job_id = undo, self.next_job_id
+        self._undo, next_job_id, next_audit_id = undo, self.next_job_id, self.next_audit_id
         try:
             yield
         except BaseException:
@@ -61,6 +65,7 @@ class State:
                 else:
                     table[key] = old
             self.next_job_id = next_job_id
+            self.next_audit_id = next_audit_id
             raise
         finally:
             self._undo = None

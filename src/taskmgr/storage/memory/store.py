@@ -20,21 +20,17 @@ from taskmgr.core.models import (
     ExecutionStatus,
     Instance,
     InstanceStatus,
-    Job,
-    JobDefinition,
     JobQueue,
-    JobSource,
-    JobState,
 )
 from taskmgr.exceptions import (
     ExecutionNotFoundError,
     InvalidInputError,
     JobBusyError,
-    JobExistsError,
     JobNotFoundError,
-    VersionConflictError,
 )
+from taskmgr.storage.auditing import checked_audit
 from taskmgr.storage.base import (
+    AuditRecord,
     Claimed,
     ExecutionFilter,
     HistorySummary,
@@ -45,36 +41,36 @@ from taskmgr.storage.base import (
 )
 from taskmgr.storage.common import (
     JOB_DELETED_BEFORE_START,
-    apply_job_changes,
     check_deferrals,
     check_job_versions,
     execution_conflict,
     execution_from_new,
-    job_from_definition,
     not_pending,
 )
 from taskmgr.storage.inputs import (
     checked_cursor,
     checked_filter,
     checked_instance,
+    checked_job_id,
     checked_limit,
     checked_outcome,
     checked_task_id_changes,
     checked_task_ids,
-    checked_text,
     member,
     members,
     utc,
     validated,
 )
 from taskmgr.storage.memory import liveness, queries
+from taskmgr.storage.memory.audit import MemoryAuditLog, write_entry
 from taskmgr.storage.memory.claim import claim as apply_claim
+from taskmgr.storage.memory.jobs import MemoryJobOperations
 from taskmgr.storage.memory.state import State
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(MemoryJobOperations, MemoryAuditLog, Storage):
     """Everything in dicts behind one re-entrant lock. ``open``/``close`` keep the data,
     so a service can be restarted on the same storage in a test."""
 
@@ -98,103 +94,6 @@ class MemoryStorage(Storage):
         # the data stays (a copy, private to the child); a lock held by another
         # thread of the parent at fork time would never be released here
         self._lock = threading.RLock()
-
-    # -- jobs ----------------------------------------------------------------
-
-    def add_job(
-        self,
-        definition: JobDefinition,
-        *,
-        source: JobSource,
-        state: JobState,
-        next_run_at: datetime | None,
-        fingerprint: str | None,
-        now: datetime,
-    ) -> Job:
-        # validated before anything is looked up, as on SQL
-        draft = job_from_definition(
-            definition,
-            job_id=0,
-            source=source,
-            state=state,
-            next_run_at=next_run_at,
-            fingerprint=fingerprint,
-            now=now,
-        )
-        with self._lock:
-            st = self._state
-            if draft.key in st.job_ids:
-                raise JobExistsError(draft.key)
-            job = validated(draft, {"id": st.next_job_id})
-            st.next_job_id += 1
-            st.put_job(job)
-        self._notify()
-        return job
-
-    def _job_by_key(self, key: str) -> Job:
-        job = self._state.job_by_key(key)
-        if job is None:
-            raise JobNotFoundError(key)
-        return job
-
-    def get_job(self, key: str) -> Job:
-        with self._lock:
-            return self._job_by_key(key)
-
-    def list_jobs(
-        self,
-        *,
-        states: Sequence[JobState] = (),
-        source: JobSource | None = None,
-        after_key: str | None = None,
-        limit: int | None = None,
-        text: str | None = None,
-    ) -> list[Job]:
-        wanted = set(members(JobState, states, "states"))
-        origin = None if source is None else member(JobSource, source, "source")
-        if limit is not None:
-            checked_limit(limit)
-        text = checked_text(text)
-        with self._lock:
-            found = queries.jobs_matching(self._state, wanted, origin, after_key, text)
-        return found if limit is None else found[:limit]
-
-    def update_job(
-        self,
-        key: str,
-        changes: Mapping[str, Any],
-        *,
-        now: datetime,
-        expected_version: int | None = None,
-    ) -> Job:
-        now = utc(now, "now")
-        with self._lock:
-            job = self._job_by_key(key)
-            if expected_version is not None and job.version != expected_version:
-                raise VersionConflictError(
-                    f"job {key!r} is at version {job.version}, not {expected_version}"
-                )
-            updated = apply_job_changes(job, changes, now=now)
-            self._state.put_job(updated)
-        self._notify()
-        return updated
-
-    def delete_job(self, key: str, *, now: datetime) -> None:
-        now = utc(now, "now")
-        with self._lock:
-            st = self._state
-            job = self._job_by_key(key)
-            with st.atomic():
-                st.drop_job(job)
-                for execution in list(st.executions.values()):
-                    if execution.job_id == job.id and execution.status is ExecutionStatus.PENDING:
-                        st.put_execution(
-                            validated(
-                                execution,
-                                {"status": ExecutionStatus.CANCELLED, "completed_at": now},
-                            )
-                        )
-        self._notify()
 
     # -- scheduling ------------------------------------------------------------
 
@@ -224,9 +123,16 @@ class MemoryStorage(Storage):
 
     # -- executions ----------------------------------------------------------------
 
-    def add_execution(self, new: NewExecution, *, max_active: int | None = None) -> Execution:
+    def add_execution(
+        self,
+        new: NewExecution,
+        *,
+        max_active: int | None = None,
+        audit: AuditRecord | None = None,
+    ) -> Execution:
         execution = execution_from_new(new)  # validated first, as on SQL
-        with self._lock:
+        audit = checked_audit(audit)
+        with self._lock, self._state.atomic():
             st = self._state
             if new.job_id not in st.jobs:
                 raise JobNotFoundError(new.job_key)
@@ -239,6 +145,7 @@ class MemoryStorage(Storage):
             if st.taken(execution):
                 raise execution_conflict(execution)
             st.put_execution(execution)
+            write_entry(st, audit, job_key=execution.job_key, execution_id=execution.id)
         self._notify()
         return execution
 
@@ -417,9 +324,17 @@ class MemoryStorage(Storage):
         self._notify()
         return True
 
-    def cancel_pending(self, execution_id: str, *, now: datetime, message: str) -> Execution:
+    def cancel_pending(
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        message: str,
+        audit: AuditRecord | None = None,
+    ) -> Execution:
         now = utc(now, "now")
-        with self._lock:
+        audit = checked_audit(audit)
+        with self._lock, self._state.atomic():
             execution = self._state.executions.get(execution_id)
             if execution is None:
                 raise ExecutionNotFoundError(execution_id)
@@ -434,6 +349,7 @@ class MemoryStorage(Storage):
                 },
             )
             self._state.put_execution(cancelled)
+            write_entry(self._state, audit, job_key=execution.job_key, execution_id=execution_id)
         return cancelled
 
     def get_execution(self, execution_id: str) -> Execution:
@@ -462,13 +378,22 @@ class MemoryStorage(Storage):
         completed_before: datetime,
         limit: int,
         statuses: Sequence[ExecutionStatus] | None = None,
+        job_id: int | None = None,
+        default_retention: bool = False,
     ) -> int:
         completed_before = utc(completed_before, "completed_before")
         checked_limit(limit)
+        checked_job_id(job_id)
         wanted = None if statuses is None else set(members(ExecutionStatus, statuses, "statuses"))
         with self._lock, self._state.atomic():
             st = self._state
-            old = queries.finished_before(st, completed_before, wanted)[:limit]
+            old = queries.finished_before(st, completed_before, wanted)
+            if job_id is not None:
+                old = [e for e in old if e.job_id == job_id]
+            if default_retention:
+                own = {job.id for job in st.jobs.values() if job.retention is not None}
+                old = [e for e in old if e.job_id not in own]
+            old = old[:limit]
             for execution in old:
                 st.drop_execution(execution)
             return len(old)

@@ -18,8 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from taskmgr.core.audit import AuditAction
 from taskmgr.core.models import Execution, ExecutionStatus, ExecutionTrigger, Job, JobState
 from taskmgr.exceptions import StorageError
+from taskmgr.storage.auditing import by_code
 from taskmgr.storage.base import (
     ClaimBatch,
     Claimed,
@@ -29,6 +31,7 @@ from taskmgr.storage.base import (
     Planner,
 )
 from taskmgr.storage.inputs import checked_plan
+from taskmgr.storage.sqlalchemy.audit import insert_entry
 from taskmgr.storage.sqlalchemy.rows import (
     execution_from_row,
     execution_values,
@@ -69,6 +72,7 @@ class ClaimApplier:
         self.sqlite = sqlite
         self.jobs = tables.jobs
         self.executions = tables.executions
+        self.audit = tables.audit
         self.sql = sql
         #: Job rows this transaction holds (locked), as they are now.
         self.held: dict[int, Job] = {}
@@ -294,14 +298,21 @@ class ClaimApplier:
         if not job_ids:
             return
         self._lock_jobs(job_ids)
-        ids = [job_id for job_id in job_ids if job_id in self.held]
-        if ids:
+        held = [self.held[i] for i in job_ids if i in self.held]
+        changed = [job for job in held if job.state is not JobState.ORPHANED]
+        if changed:
             c = self.jobs.c
             self.conn.execute(
                 sa.update(self.jobs)
-                .where(c.id.in_(ids), c.state != JobState.ORPHANED.value)
+                .where(c.id.in_([job.id for job in changed]))
                 .values(state=JobState.ORPHANED.value, version=c.version + 1, updated_at=self.now)
             )
+            # the audit log: a change taskmgr made on its own (the function is gone)
+            record = by_code(AuditAction.UPDATE, self.now)
+            for job in changed:
+                state = {"before": job.state.value, "after": JobState.ORPHANED.value}
+                details = {"changes": {"state": state}}
+                insert_entry(self.conn, self.audit, record, job_key=job.key, details=details)
 
 
 def _planned_execution(new: NewExecution, owner: str, now: datetime) -> Execution:
@@ -340,5 +351,6 @@ def _planned_execution(new: NewExecution, owner: str, now: datetime) -> Executio
             "result_summary": None,
             "celery_task_id": None,
             "idempotency_key": new.idempotency_key,
+            "trace_context": dict(new.trace_context) if new.trace_context else None,
         },
     )

@@ -15,19 +15,33 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from taskmgr.exceptions import DataRejectedError, ServiceStateError, StorageError, TaskmgrError
+from taskmgr.exceptions import (
+    DataRejectedError,
+    InvalidInputError,
+    ServiceStateError,
+    StorageError,
+    TaskmgrError,
+)
 from taskmgr.settings import redact_url
 from taskmgr.storage.base import Storage
 from taskmgr.storage.sqlalchemy import migrate
-from taskmgr.storage.sqlalchemy.engine import create_engine, describe_error
+from taskmgr.storage.sqlalchemy.engine import (
+    DEFAULT_MAX_CONNECTIONS,
+    create_engine,
+    describe_error,
+)
 from taskmgr.storage.sqlalchemy.notify import ChangeListener, channel_name, send_notify
 from taskmgr.storage.sqlalchemy.statements import Statements, statements
 from taskmgr.storage.sqlalchemy.tables import Tables, build_tables
+from taskmgr.storage.sqlalchemy.urls import engine_url, url_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["DEFAULT_URL", "Database"]
 
@@ -41,12 +55,13 @@ class Database(Storage):
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | sa.URL | None = None,
         *,
-        engine: Engine | None = None,
+        engine: Engine | AsyncEngine | None = None,
         table_prefix: str = "taskmgr_",
         schema: str | None = None,
         auto_migrate: bool = False,
+        max_connections: int | None = None,
     ) -> None:
         if url is not None and engine is not None:
             raise ValueError("pass either url or engine, not both")
@@ -55,8 +70,24 @@ class Database(Storage):
                 f"table_prefix {table_prefix!r} must be 1-20 characters: a lowercase letter, "
                 "then lowercase letters, digits or '_'"
             )
+        if engine is not None and not isinstance(engine, Engine):
+            # the host's AsyncEngine: its URL, on an engine of taskmgr's own (its pool
+            # belongs to the host's event loop; taskmgr connects from its own threads)
+            url, engine = url_of(engine), None
+        if engine is not None and max_connections is not None:
+            raise InvalidInputError(
+                "a given engine is used as it is: size its pool when you create it",
+                field="max_connections",
+            )
         self._url = url or os.environ.get("TASKMGR_DATABASE_URL") or DEFAULT_URL
         self._given_engine = engine
+        self._max_connections = _checked_max(
+            DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections
+        )
+        # One connection LISTENs on PostgreSQL, unless the instance may have only one.
+        self._listens = engine is not None or self._max_connections > 1
+        if engine is None:
+            _check_url(self._url)
         self._engine: Engine | None = None
         self._prefix = table_prefix
         self._schema = schema
@@ -88,7 +119,14 @@ class Database(Storage):
             "table_prefix": self._prefix,
             "db_schema": self._schema,
             "auto_migrate": self.auto_migrate,
+            "max_connections": self.max_connections,
         }
+
+    @property
+    def max_connections(self) -> int | None:
+        """The most connections this storage opens to its database, the PostgreSQL
+        ``LISTEN`` connection included (None: a given engine, sized by its owner)."""
+        return None if self._given_engine is not None else self._max_connections
 
     @property
     def table_prefix(self) -> str:
@@ -113,7 +151,9 @@ class Database(Storage):
             if self._engine is not None:
                 return
             try:
-                engine = self._given_engine or create_engine(self._url)
+                engine = self._given_engine or create_engine(self._url, pool_size=self._pool_size())
+            except TaskmgrError:
+                raise
             except sa.exc.SQLAlchemyError as exc:
                 raise StorageError(
                     f"cannot use database URL {self._safe_url()!r}: {describe_error(exc)}"
@@ -129,6 +169,11 @@ class Database(Storage):
                 raise
             self._sqlite = engine.dialect.name == "sqlite"
             self._engine = engine
+
+    def _pool_size(self) -> int:
+        """The connections of the pool: all but the ``LISTEN`` one."""
+        listener = self._listens and _backend(self._url) not in ("sqlite", None)
+        return self._max_connections - (1 if listener else 0)
 
     def close(self) -> None:
         with self._open_lock:
@@ -179,8 +224,10 @@ class Database(Storage):
             send_notify(conn, self._channel)
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        if self._sqlite:
-            return super().subscribe(callback)  # no cross-process signal: polling
+        if self._sqlite or not self._listens:
+            # SQLite has no cross-process signal; one connection in all leaves none to
+            # LISTEN on: polling (every poll_interval)
+            return super().subscribe(callback)
         with self._open_lock:
             if self._listener is None:
                 self._listener = ChangeListener(self.engine, self._channel)
@@ -216,3 +263,29 @@ class Database(Storage):
         order the contract promises for text): SQLite compares text that way already,
         PostgreSQL is told to (``COLLATE "C"``)."""
         return column if self._sqlite else column.collate("C")
+
+
+def _checked_max(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"must be an integer >= 1, got {value!r}", field="max_connections")
+    return value
+
+
+def _check_url(url: str | sa.URL) -> None:
+    """Refuse an async URL taskmgr cannot translate now, not at open (a URL that does
+    not parse is reported by open(), with the driver's reason)."""
+    try:
+        engine_url(url)
+    except TaskmgrError:
+        raise
+    except (sa.exc.ArgumentError, ValueError):
+        pass
+
+
+def _backend(url: str | sa.URL) -> str | None:
+    """``sqlite``, ``postgresql``, ...; None for a URL that does not parse (open()
+    reports it)."""
+    try:
+        return sa.make_url(url).get_backend_name()
+    except (sa.exc.ArgumentError, ValueError):
+        return None

@@ -1,5 +1,10 @@
 """Engines configured the way taskmgr relies on.
 
+Every engine is synchronous (taskmgr's storage runs on its own threads): an asyncio
+URL is connected through the sync driver of the same database (:mod:`.urls`). Its pool
+is bounded and shrinks when idle (:mod:`.pool`); PostgreSQL connections are named
+``taskmgr`` in ``pg_stat_activity`` unless the URL names them.
+
 PostgreSQL: bounded lock waits and idle-in-transaction sessions (below).
 
 SQLite: WAL (readers never block the writer), a busy timeout (writers wait instead of
@@ -19,8 +24,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from taskmgr.settings import redact_text
+from taskmgr.storage.sqlalchemy.pool import TrimmingPool
+from taskmgr.storage.sqlalchemy.urls import engine_url
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
     "PING_AFTER_IDLE_S",
     "POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS",
     "POSTGRES_LOCK_TIMEOUT_MS",
@@ -30,6 +38,9 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: The most connections one taskmgr instance opens to its database, the PostgreSQL
+#: ``LISTEN`` connection included (``max_connections``, ``TASKMGR_MAX_CONNECTIONS``).
+DEFAULT_MAX_CONNECTIONS = 4
 #: PostgreSQL: a session idle inside a transaction this long (its process froze, or
 #: lost the network, in the middle of a claim) is ended by the server, so its row
 #: locks never hold up the reaper or the other instances for long. Well below the
@@ -48,11 +59,16 @@ POSTGRES_LOCK_TIMEOUT_MS = 5_000
 PING_AFTER_IDLE_S = 1.0
 
 
-def create_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
+def create_engine(url: str | sa.URL, *, pool_size: int | None = None, **kwargs: Any) -> Engine:
     """``sqlalchemy.create_engine`` plus taskmgr's settings (a ping before using a
     server connection that was idle, see ``PING_AFTER_IDLE_S``; the pragmas and session
     settings above). Extra keyword arguments go to SQLAlchemy; ``pool_pre_ping=`` given
     there replaces taskmgr's ping.
+
+    An asyncio URL (``postgresql+asyncpg://``, ``sqlite+aiosqlite://``) gives an engine
+    on the sync driver of the same database (:func:`.urls.engine_url`). With
+    ``pool_size``, a file or server database gets a :class:`.pool.TrimmingPool` of
+    that size: never more connections, and idle ones closed down to one.
 
     Statement parameters (job arguments, results, errors) are kept out of SQLAlchemy's
     error messages and logs: ``hide_parameters=True`` unless the caller passes
@@ -62,6 +78,8 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
 
     :raises sqlalchemy.exc.ArgumentError: the URL does not parse, or its password
         holds an unencoded ``@``.
+    :raises taskmgr.exceptions.DatabaseURLError: an async driver or option taskmgr has
+        no sync equivalent for.
     """
     own_ping = "pool_pre_ping" not in kwargs
     kwargs.setdefault("hide_parameters", True)
@@ -70,6 +88,14 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
         raise sa.exc.ArgumentError(
             "the URL's password (or user name) holds an unencoded '@': write it as %40"
         )
+    target = engine_url(url)
+    url = target.url
+    if target.connect_args:
+        kwargs["connect_args"] = {**target.connect_args, **kwargs.get("connect_args", {})}
+    dialect: Any = url.get_dialect()
+    if pool_size is not None and dialect.get_pool_class(url) is sa.QueuePool:
+        # not an in-memory SQLite database: its data lives in its one connection
+        kwargs.update(poolclass=TrimmingPool, pool_size=pool_size)
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)

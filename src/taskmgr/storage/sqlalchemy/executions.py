@@ -15,7 +15,15 @@ from taskmgr.exceptions import (
     JobBusyError,
     JobNotFoundError,
 )
-from taskmgr.storage.base import Claimed, ExecutionFilter, HistorySummary, NewExecution, Outcome
+from taskmgr.storage.auditing import checked_audit
+from taskmgr.storage.base import (
+    AuditRecord,
+    Claimed,
+    ExecutionFilter,
+    HistorySummary,
+    NewExecution,
+    Outcome,
+)
 from taskmgr.storage.common import (
     FINAL_STATUSES,
     JOB_DELETED_BEFORE_START,
@@ -26,6 +34,7 @@ from taskmgr.storage.common import (
 from taskmgr.storage.inputs import (
     checked_cursor,
     checked_filter,
+    checked_job_id,
     checked_limit,
     checked_outcome,
     checked_task_id_changes,
@@ -33,6 +42,7 @@ from taskmgr.storage.inputs import (
     members,
     utc,
 )
+from taskmgr.storage.sqlalchemy.audit import insert_entry
 from taskmgr.storage.sqlalchemy.database import Database
 from taskmgr.storage.sqlalchemy.rows import (
     execution_from_row,
@@ -57,9 +67,16 @@ class ExecutionOperations(Database):
     """The execution half of the storage contract (see
     :class:`~taskmgr.storage.base.Storage`)."""
 
-    def add_execution(self, new: NewExecution, *, max_active: int | None = None) -> Execution:
+    def add_execution(
+        self,
+        new: NewExecution,
+        *,
+        max_active: int | None = None,
+        audit: AuditRecord | None = None,
+    ) -> Execution:
         jobs = self.tables.jobs
         execution = execution_from_new(new)
+        audit = checked_audit(audit)
         with self._tx("add_execution") as conn:
             # Locking the job row serialises this check with claims and other manual runs.
             found = conn.execute(self._lock(sa.select(jobs.c.id).where(jobs.c.id == new.job_id)))
@@ -76,6 +93,13 @@ class ExecutionOperations(Database):
                     conn.execute(sa.insert(self.tables.executions), [execution_values(execution)])
             except sa.exc.IntegrityError as exc:
                 raise execution_conflict(execution) from exc
+            insert_entry(
+                conn,
+                self.tables.audit,
+                audit,
+                job_key=execution.job_key,
+                execution_id=execution.id,
+            )
             self._changed(conn)
         return execution
 
@@ -255,8 +279,16 @@ class ExecutionOperations(Database):
                 self._changed(conn)
         return bool(result.rowcount == 1)
 
-    def cancel_pending(self, execution_id: str, *, now: datetime, message: str) -> Execution:
+    def cancel_pending(
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        message: str,
+        audit: AuditRecord | None = None,
+    ) -> Execution:
         now = utc(now, "now")
+        audit = checked_audit(audit)
         table = self.tables.executions
         c = table.c
         with self._tx("cancel_pending") as conn:
@@ -274,6 +306,13 @@ class ExecutionOperations(Database):
             execution = execution_from_row(row)
             if result.rowcount != 1:
                 raise not_pending(execution)
+            insert_entry(
+                conn,
+                self.tables.audit,
+                audit,
+                job_key=execution.job_key,
+                execution_id=execution.id,
+            )
         return execution
 
     def get_execution(self, execution_id: str) -> Execution:
@@ -328,9 +367,12 @@ class ExecutionOperations(Database):
         completed_before: datetime,
         limit: int,
         statuses: Sequence[ExecutionStatus] | None = None,
+        job_id: int | None = None,
+        default_retention: bool = False,
     ) -> int:
         completed_before = utc(completed_before, "completed_before")
         checked_limit(limit)
+        checked_job_id(job_id)
         asked = None if statuses is None else members(ExecutionStatus, statuses, "statuses")
         wanted = [s for s in FINAL_STATUSES if asked is None or s in asked]
         if limit == 0 or not wanted:
@@ -346,6 +388,12 @@ class ExecutionOperations(Database):
             .order_by(c.completed_at, c.id)
             .limit(limit)
         )
+        if job_id is not None:
+            oldest = oldest.where(c.job_id == job_id)
+        if default_retention:
+            jobs = self.tables.jobs
+            own = sa.select(jobs.c.id).where(jobs.c.retention.is_not(None))
+            oldest = oldest.where(c.job_id.not_in(own.scalar_subquery()))
         with self._tx("delete_finished_executions") as conn:
             result = conn.execute(sa.delete(executions).where(c.id.in_(oldest.scalar_subquery())))
         return int(result.rowcount)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from taskmgr.core.models import ExecutionStatus, Job, JobDefinition, JobSource, JobState
 from taskmgr.exceptions import JobExistsError, JobNotFoundError, VersionConflictError
+from taskmgr.storage.auditing import checked_audit, job_changes, job_snapshot
 from taskmgr.storage.common import apply_job_changes, job_from_definition
 from taskmgr.storage.inputs import (
     checked_limit,
@@ -20,6 +21,8 @@ from taskmgr.storage.inputs import (
     members,
     utc,
 )
+from taskmgr.storage.records import AuditRecord
+from taskmgr.storage.sqlalchemy.audit import insert_entry
 from taskmgr.storage.sqlalchemy.database import Database
 from taskmgr.storage.sqlalchemy.rows import job_from_row, job_values
 
@@ -41,6 +44,7 @@ class JobOperations(Database):
         next_run_at: datetime | None,
         fingerprint: str | None,
         now: datetime,
+        audit: AuditRecord | None = None,
     ) -> Job:
         # Build (and so validate) the model before writing; the id comes from the insert.
         draft = job_from_definition(
@@ -52,6 +56,7 @@ class JobOperations(Database):
             fingerprint=fingerprint,
             now=now,
         )
+        audit = checked_audit(audit)
         jobs = self.tables.jobs
         values = job_values(draft)
         del values["id"]
@@ -67,9 +72,12 @@ class JobOperations(Database):
             except sa.exc.IntegrityError as exc:
                 # Another process inserted the same key after our check.
                 raise JobExistsError(draft.key) from exc
+            assert inserted is not None
+            job = draft.model_copy(update={"id": int(inserted[0])})
+            details = {"job": job_snapshot(job)}
+            insert_entry(conn, self.tables.audit, audit, job_key=job.key, details=details)
             self._changed(conn)
-        assert inserted is not None
-        return draft.model_copy(update={"id": int(inserted[0])})
+        return job
 
     def _unused_job_id(self, conn: Connection) -> int:
         """A job id that no job holds and no stored execution refers to.
@@ -104,6 +112,7 @@ class JobOperations(Database):
         after_key: str | None = None,
         limit: int | None = None,
         text: str | None = None,
+        with_retention: bool = False,
     ) -> list[Job]:
         wanted = members(JobState, states, "states")
         origin = None if source is None else member(JobSource, source, "source")
@@ -121,6 +130,8 @@ class JobOperations(Database):
             query = query.where(key > after_key)
         if text is not None:
             query = query.where(self._mentions(fold_ascii(text)))
+        if with_retention:
+            query = query.where(jobs.c.retention.is_not(None))
         if limit is not None:
             query = query.limit(limit)
         with self._tx("list_jobs", write=False) as conn:
@@ -167,8 +178,10 @@ class JobOperations(Database):
         *,
         now: datetime,
         expected_version: int | None = None,
+        audit: AuditRecord | None = None,
     ) -> Job:
         now = utc(now, "now")
+        audit = checked_audit(audit)
         jobs = self.tables.jobs
         with self._tx("update_job") as conn:
             row = conn.execute(self._lock(sa.select(jobs).where(jobs.c.job_key == key)))
@@ -191,22 +204,28 @@ class JobOperations(Database):
             )
             if result.rowcount != 1:  # the row lock makes this unreachable; keep the guard
                 raise VersionConflictError(f"job {key!r} changed while it was being updated")
+            details = {"changes": job_changes(job, updated)}
+            insert_entry(conn, self.tables.audit, audit, job_key=key, details=details)
             self._changed(conn)
         return updated
 
-    def delete_job(self, key: str, *, now: datetime) -> None:
+    def delete_job(self, key: str, *, now: datetime, audit: AuditRecord | None = None) -> None:
         now = utc(now, "now")
+        audit = checked_audit(audit)
         jobs, executions = self.tables.jobs, self.tables.executions
         with self._tx("delete_job") as conn:
-            job_id = conn.execute(
-                self._lock(sa.select(jobs.c.id).where(jobs.c.job_key == key))
-            ).scalar()
-            if job_id is None:
+            found = conn.execute(self._lock(sa.select(jobs).where(jobs.c.job_key == key)))
+            row = found.mappings().first()
+            if row is None:
                 raise JobNotFoundError(key)
+            job_id = row["id"]
             conn.execute(sa.delete(jobs).where(jobs.c.id == job_id))
             conn.execute(
                 sa.update(executions)
                 .where(executions.c.job_id == job_id, executions.c.status == _PENDING)
                 .values(status=ExecutionStatus.CANCELLED.value, completed_at=now)
             )
+            if audit is not None:
+                details = {"job": job_snapshot(job_from_row(row))}
+                insert_entry(conn, self.tables.audit, audit, job_key=key, details=details)
             self._changed(conn)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from taskmgr.core.models import InstanceStatus
 from taskmgr.storage.base import Claimed, Planner
 from taskmgr.storage.inputs import checked_limit, utc
+from taskmgr.storage.sqlalchemy.audit import AuditOperations
 from taskmgr.storage.sqlalchemy.claim import ClaimApplier
 from taskmgr.storage.sqlalchemy.database import DEFAULT_URL
 from taskmgr.storage.sqlalchemy.deferrals import DeferralOperations
@@ -30,14 +31,33 @@ __all__ = ["DEFAULT_URL", "SQLAlchemyStorage"]
 _NOBODY = object()
 
 
-class SQLAlchemyStorage(JobOperations, ExecutionOperations, DeferralOperations, InstanceOperations):
-    """Jobs, executions and instances in SQL tables named ``<table_prefix>jobs`` etc.
+class SQLAlchemyStorage(
+    JobOperations,
+    ExecutionOperations,
+    DeferralOperations,
+    InstanceOperations,
+    AuditOperations,
+):
+    """Jobs, executions, instances and the audit log in SQL tables named
+    ``<table_prefix>jobs`` etc.
 
-    :param url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://...``);
-        default: env ``TASKMGR_DATABASE_URL``, else ``sqlite:///taskmgr.db``.
-    :param engine: use this engine instead (it is left open by :meth:`close`). It is
-        used as it is; :func:`~taskmgr.storage.sqlalchemy.create_engine` makes one with
-        the settings taskmgr relies on (SQLite WAL and busy timeout).
+    :param url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://...``),
+        also in its asyncio forms (``postgresql+asyncpg://...``,
+        ``sqlite+aiosqlite:///path.db``): taskmgr's own threads then connect through the
+        sync driver of the same database (psycopg, pysqlite), the options translated
+        (:mod:`~taskmgr.storage.sqlalchemy.urls`); default: env ``TASKMGR_DATABASE_URL``,
+        else ``sqlite:///taskmgr.db``.
+    :param engine: use this engine instead (it is left open by :meth:`close`). A sync
+        ``Engine`` is used as it is (its pool too);
+        :func:`~taskmgr.storage.sqlalchemy.create_engine` makes one with the settings
+        taskmgr relies on (SQLite WAL and busy timeout). An ``AsyncEngine`` gives its URL
+        only: taskmgr connects with an engine of its own, as from that URL, and never
+        touches the host's pool (it belongs to the host's event loop).
+    :param max_connections: the most connections this storage opens (default 4), the
+        PostgreSQL ``LISTEN`` connection included; with 1 on PostgreSQL nothing
+        listens and changes from other processes are seen by polling. Connections
+        unused for 10 s are closed down to one (an idle instance on PostgreSQL holds 2:
+        one pooled, one listening). Not with a given sync ``engine``.
     :param table_prefix: lowercase, starts with a letter, at most 20 characters.
     :param schema: a PostgreSQL schema for the tables (it must exist).
     :param auto_migrate: on :meth:`open`, upgrade a schema that is behind this taskmgr

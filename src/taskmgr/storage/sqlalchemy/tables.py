@@ -78,13 +78,17 @@ SCHEDULED_SLOT = sa.text(
 )
 
 
+#: The audit log's id: 64 bits (INTEGER on SQLite, where only that is the row id).
+AUDIT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
 def _json() -> sa.JSON:
     # none_as_null: a Python None is SQL NULL, not the JSON text 'null'.
     return sa.JSON(none_as_null=True)
 
 
 class Tables:
-    """The three tables of one metadata, by role."""
+    """The four tables of one metadata, by role."""
 
     def __init__(self, metadata: sa.MetaData, prefix: str) -> None:
         self.metadata = metadata
@@ -93,6 +97,7 @@ class Tables:
         self.jobs: sa.Table = metadata.tables[f"{key}jobs"]
         self.executions: sa.Table = metadata.tables[f"{key}executions"]
         self.instances: sa.Table = metadata.tables[f"{key}instances"]
+        self.audit: sa.Table = metadata.tables[f"{key}audit"]
 
 
 def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.MetaData:
@@ -132,6 +137,10 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("updated_at", when, nullable=False),
         # A task's argument whose value groups its runs under max_instances (tm0003).
         sa.Column("concurrency_key", sa.String(MAX_CONCURRENCY_KEY), nullable=True),
+        # How long this job's finished executions are kept, seconds (tm0004).
+        sa.Column("retention", sa.Float, nullable=True),
+        # The name of the dispatcher that runs it; NULL: the service's default (tm0005).
+        sa.Column("dispatch", sa.String(128), nullable=True),
         sa.UniqueConstraint("job_key"),
         # The due-job scan: state = 'active' AND next_run_at <= now ORDER BY next_run_at.
         sa.Index(None, "state", "next_run_at"),
@@ -166,6 +175,8 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("idempotency_key", sa.String(IDEMPOTENCY_KEY_LENGTH), nullable=True),
         # The run's group when its task has a concurrency_key: canonical JSON (tm0003).
         sa.Column("concurrency_value", sa.String(MAX_CONCURRENCY_VALUE), nullable=True),
+        # The W3C trace context of the span that asked for the run (tm0006).
+        sa.Column("trace_context", _json(), nullable=True),
         # G1: a scheduled slot is inserted at most once, whatever the callers do ...
         sa.Index(
             None,
@@ -195,6 +206,24 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("started_at", when, nullable=False),
         sa.Column("last_heartbeat", when, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}audit",
+        metadata,
+        # ids only grow (SQLite: AUTOINCREMENT, never reusing the id of a deleted row),
+        # so the log pages by id
+        sa.Column("id", AUDIT_ID, primary_key=True, autoincrement=True),
+        sa.Column("at", when, nullable=False),
+        sa.Column("actor", sa.String(255), nullable=True),
+        sa.Column("source", sa.String(16), nullable=False),
+        sa.Column("action", sa.String(16), nullable=False),
+        # No foreign keys: the log outlives deleted jobs and executions.
+        sa.Column("job_key", sa.String(255), nullable=True),
+        sa.Column("execution_id", sa.String(36), nullable=True),
+        sa.Column("details", _json(), nullable=False),
+        sa.Index(None, "at"),  # retention, and since/until
+        sa.Index(None, "job_key", "id"),  # one job's log
+        sqlite_autoincrement=True,
     )
     return metadata
 

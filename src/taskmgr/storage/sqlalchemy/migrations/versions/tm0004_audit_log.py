@@ -2,7 +2,7 @@
 
 Revision ID: tm0004
 Revises: tm0003
-Create Date: 2027-01-11
+Create Date: 2026-12-07
 
 A new table ``<prefix>audit``: one row per change to a job or to the service's state
 (who, when, through which door, what), written in the same transaction as the change.

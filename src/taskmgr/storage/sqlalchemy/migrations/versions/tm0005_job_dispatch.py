@@ -3,7 +3,7 @@ the service's dispatchers (``celery``, ``inline``, ...).
 
 Revision ID: tm0005
 Revises: tm0004
-Create Date: 2027-01-18
+Create Date: 2026-12-07
 
 One nullable column, added in place: existing jobs choose none, which is what NULL
 means (the service's default dispatcher, or ``inline`` for a job whose queue is

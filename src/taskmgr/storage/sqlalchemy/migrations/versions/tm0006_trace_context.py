@@ -4,7 +4,7 @@ or ran it by hand, as JSON.
 
 Revision ID: tm0006
 Revises: tm0005
-Create Date: 2027-01-20
+Create Date: 2026-12-07
 
 One nullable column, added in place: existing runs have no trace context, which is
 what NULL means (their spans start a trace of their own, as before), so no row is

@@ -1,6 +1,7 @@
 """Celery's side of taskmgr's task in the worker's main process: the message handler
 that refuses anything but JSON before decoding, and the request that notices pool
-processes ending without finishing their run (killed, or at the hard time limit).
+processes ending without finishing their run (killed, at the hard time limit, or
+with anything that escaped the recording of its outcome).
 
 Both are named on the task (``Strategy=``, ``Request=``) by
 :func:`taskmgr.celery.worker.install`.
@@ -12,9 +13,10 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from celery.exceptions import TimeLimitExceeded, WorkerLostError
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celery.worker.request import Request
 
+from taskmgr.celery.states import ExecutionFailedError
 from taskmgr.core.models import ExecutionStatus, Job
 from taskmgr.exceptions import JobNotFoundError
 from taskmgr.execution.run import ExecutionRun
@@ -115,25 +117,30 @@ class ExecutionRequest(Request):  # type: ignore[misc]
         runtime = self._runtime()
         if runtime is None:
             return result
-        if isinstance(exc, TimeLimitExceeded):
-            child_ended(
-                runtime,
-                self.id,
-                self.kwargs,
-                ExecutionStatus.TIMEOUT,
-                f"killed at its hard time limit: {exc}",
-            )
-        elif isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt) or (
-            type(exc).__name__ == "Terminated"
-        ):
-            child_ended(
-                runtime,
-                self.id,
-                self.kwargs,
-                ExecutionStatus.LOST,
-                f"the worker process running it ended: {type(exc).__name__}: {exc}",
-            )
+        ended = _ended_by(exc)
+        if ended is not None:
+            child_ended(runtime, self.id, self.kwargs, *ended)
         return result
+
+
+def _ended_by(exc: object) -> tuple[ExecutionStatus, str] | None:
+    """What a task that ended with ``exc`` leaves its execution as, if its run could
+    not record that itself; None when it did (the task fails *after* recording, with
+    :class:`ExecutionFailedError`). Anything else escaped the run's own recording:
+    the pool process died, the hard limit killed it, or the soft limit (or another
+    error) struck while the outcome was being written; the execution must not stay
+    ``running`` under a worker that is alive."""
+    if isinstance(exc, ExecutionFailedError):
+        return None
+    if isinstance(exc, TimeLimitExceeded):
+        return ExecutionStatus.TIMEOUT, f"killed at its hard time limit: {exc}"
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return ExecutionStatus.TIMEOUT, "its soft time limit struck before its end was recorded"
+    name = type(exc).__name__
+    if isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt) or name == "Terminated":
+        return ExecutionStatus.LOST, f"the worker process running it ended: {name}: {exc}"
+    # how the job itself ended is unknown: lost, as for a dead process (its retries apply)
+    return ExecutionStatus.LOST, f"its task ended with {name} before its end was recorded: {exc}"
 
 
 def child_ended(

@@ -81,7 +81,15 @@ def test_no_pickle_no_warning(records: pytest.LogCaptureFixture, accept: list[st
 def test_an_embedded_worker_warns_at_its_start(records: pytest.LogCaptureFixture) -> None:
     app, service = _app(["json", "pickle"])
     app.conf.worker_hijack_root_logger = False  # the host's logging stays in place
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        pass
+    # Celery's test worker still sets the root logger's level (to ERROR): put it back,
+    # or the tests after this one in the process would see no warnings
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            pass
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
     assert [r.levelno for r in _ours(records)] == [logging.WARNING]
     service.close()

@@ -116,12 +116,15 @@ def test_the_log_filter_names_the_execution_a_record_was_logged_in(
     handler = Keep()
     handler.addFilter(ExecutionLogFilter(missing="-"))
     logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # whatever the root's level is by now
     try:
         run = service.defer(work, n=3)
         service.run_due()
         logger.warning("outside any job")
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
     inside, outside = records
     assert inside.getMessage() == "working on 3"
     assert inside.taskmgr_execution_id == run.id  # type: ignore[attr-defined]

@@ -180,15 +180,24 @@ def lock_key(prefix: str, schema: str | None) -> int:
     return (0x746D << 32) | zlib.crc32(f"{schema or ''}.{prefix}".encode())
 
 
+#: PostgreSQL settings of taskmgr's connections that a migration runs without.
+_UNBOUNDED_WHILE_MIGRATING = ("lock_timeout", "idle_in_transaction_session_timeout")
+
+
 @contextmanager
 def _locked(connection: Connection, prefix: str, schema: str | None) -> Iterator[None]:
     dialect = connection.dialect.name
     if dialect == "postgresql":
         key = lock_key(prefix, schema)
-        # Another replica may be migrating: wait for it however long it takes (the
-        # engine's lock_timeout is for claims, not for this).
-        previous = connection.exec_driver_sql("SHOW lock_timeout").scalar_one()
-        connection.exec_driver_sql("SET lock_timeout = 0")
+        # Another replica may be migrating: wait for it however long it takes, and
+        # let a migration take its time between statements on a busy host (the
+        # engine's lock and idle-in-transaction timeouts are for claims, not for this).
+        previous = {
+            name: connection.exec_driver_sql(f"SHOW {name}").scalar_one()
+            for name in _UNBOUNDED_WHILE_MIGRATING
+        }
+        for name in _UNBOUNDED_WHILE_MIGRATING:
+            connection.exec_driver_sql(f"SET {name} = 0")
         connection.execute(sa.select(sa.func.pg_advisory_lock(key)))
         connection.commit()
         try:
@@ -196,7 +205,8 @@ def _locked(connection: Connection, prefix: str, schema: str | None) -> Iterator
         finally:
             connection.rollback()
             connection.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-            connection.execute(sa.select(sa.func.set_config("lock_timeout", previous, False)))
+            for name, value in previous.items():
+                connection.execute(sa.select(sa.func.set_config(name, value, False)))
             connection.commit()
     elif dialect == "sqlite":
         # Hold SQLite's write lock from the version read to the commit.

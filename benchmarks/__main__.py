@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from benchmarks._common import Result, postgres_available, redis_available
 
-SCENARIOS = ("fire-rate", "scale", "celery", "http", "instances", "tasks")
+SCENARIOS = ("fire-rate", "scale", "celery", "http", "instances", "tasks", "resources")
 
 #: The figures compared (taskmgr / baseline) in each scenario.
 RATIO_KEYS = {
@@ -21,6 +21,7 @@ RATIO_KEYS = {
     "http": ("req/s", "p99 ms"),
     "instances": ("fires/s",),
     "tasks": ("single defers/s", "bulk defers/s", "executed/s", "start p50 ms"),
+    "resources": ("connections", "RSS MB", "CPU s/min", "db tx/s"),
 }
 _KINDS = ("sqlite", "postgres")
 
@@ -112,7 +113,7 @@ def machine() -> str:
 
 
 def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[Result]]]]:
-    from benchmarks import celery_dispatch, fire_rate, http_load, instances, scale, tasks
+    from benchmarks import celery_dispatch, fire_rate, http_load, instances, resources, scale, tasks
 
     pg = postgres_available()
     redis = redis_available()
@@ -129,6 +130,9 @@ def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[
         if pg:
             steps.append(("instances", lambda: instances.run(1000, 3.0)))
         steps.append(("tasks", lambda: tasks.run(300, 5000, 2000, 50, kinds)))
+        steps.append(
+            ("resources", lambda: resources.run([10], [100], kinds, window=10.0, rate_window=5.0))
+        )
     else:
         steps.append(("fire-rate", lambda: fire_rate.run([250, 500, 1000, 2000, 4000], 5.0, kinds)))
         steps.append(
@@ -140,6 +144,14 @@ def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[
         if pg:
             steps.append(("instances", lambda: instances.run(2000, 5.0)))
         steps.append(("tasks", lambda: tasks.run(2000, 20000, 10000, 200, kinds)))
+        steps.append(
+            (
+                "resources",
+                lambda: resources.run(
+                    [10, 1000, 10000], [100, 1000], kinds, window=30.0, rate_window=10.0, repeat=3
+                ),
+            )
+        )
     return [(name, step) for name, step in steps if not only or name in only]
 
 

@@ -169,10 +169,12 @@ def insert_interval_jobs(
     due: int | None = None,
     first_at: datetime,
     chunk: int = 5000,
+    idle_every: int = 86400,
 ) -> None:
     """Insert ``count`` jobs in bulk: the first ``due`` (default all) every second,
     their slots spread evenly over the second from ``first_at``; the others every
-    day, first due a day later (registered, not due during the run)."""
+    ``idle_every`` seconds (default a day), first due one such period later
+    (registered, not due during the run)."""
     due = count if due is None else due
     table = storage.tables.jobs
     now = datetime.now(UTC)
@@ -206,8 +208,8 @@ def insert_interval_jobs(
                 start = first_at + timedelta(seconds=i / max(due, 1))
                 every = 1
             else:
-                start = first_at + timedelta(days=1, seconds=(i % 86400))
-                every = 86400
+                start = first_at + timedelta(seconds=idle_every + i % idle_every)
+                every = idle_every
             rows.append(
                 {
                     **base,

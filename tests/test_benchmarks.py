@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from benchmarks import __main__ as cli
-from benchmarks import fire_rate, http_load, instances, loop_lag, scale, tasks
+from benchmarks import fire_rate, http_load, instances, loop_lag, resources, scale, tasks
 from benchmarks._common import Result
 from benchmarks._peers import FIGURES
 
@@ -141,3 +141,31 @@ def test_the_loop_lag_is_measured_on_postgres() -> None:
     require_postgres()
     [row] = loop_lag.run(20, ["postgres"])
     _check_loop_lag(row, "postgres")
+
+
+def test_resources_measure_instances_idle_and_firing_beside_a_peer() -> None:
+    results = resources.run(
+        [10], [20], ["sqlite"], window=1.0, rate_window=1.0, warmup=0.3, peers=("APScheduler 3",)
+    )
+    main = [r for r in results if r.scenario == resources.SCENARIO]
+    _check(main, resources.SCENARIO, {"taskmgr sqlite", "APScheduler 3 sqlite"})
+    cases = {(r.variant, r.case) for r in main}
+    assert cases == {
+        ("taskmgr sqlite", "idle, 10 jobs"),
+        ("APScheduler 3 sqlite", "idle, 10 jobs"),
+        ("taskmgr sqlite", "20 fires/s"),
+    }
+    for row in main:
+        assert row.figures["RSS MB"] > 0 and row.figures["CPU s/min"] >= 0
+        assert row.figures["connections"] is None  # SQLite: no server to ask
+    idle = next(r for r in main if r.case == "idle, 10 jobs" and r.variant == "taskmgr sqlite")
+    assert idle.figures["db tx/s"] >= 0 and idle.figures["statements/s"] >= 0  # ~1 poll/s
+    firing = next(r for r in main if r.case == "20 fires/s")
+    assert firing.figures["fires/s"] > 0
+    split = [r for r in results if r.scenario == resources.BY_THREAD]
+    assert {r.case for r in split} == {
+        "idle, 10 jobs: transactions/s",
+        "idle, 10 jobs: CPU ms/min",
+    }
+    assert set(split[0].figures) == {*resources.THREADS, "total"}
+    assert "vs APScheduler 3 sqlite" in cli.ratios(main)[main.index(idle)]

@@ -10,6 +10,7 @@ import logging
 from taskmgr.core.audit import AuditAction, AuditEntry, AuditPage, AuditSource
 from taskmgr.core.context import ExecutionContext, ExecutionLogFilter, current_execution
 from taskmgr.core.decorators import scheduled_job, task
+from taskmgr.core.failures import FailureGroup
 from taskmgr.core.models import (
     Execution,
     ExecutionPage,
@@ -26,16 +27,19 @@ from taskmgr.core.models import (
     OverlapPolicy,
     RetryBackoff,
 )
+from taskmgr.core.pauses import BackfillResult, Pause, PauseScope
 from taskmgr.core.registry import JobRegistry
 from taskmgr.core.triggers import Cron, Date, Interval, Manual
 from taskmgr.dispatch import Dispatcher, InlineDispatcher
 from taskmgr.exceptions import (
+    BackfillTooLargeError,
     ConflictError,
     DatabaseURLError,
     DataRejectedError,
     ExecutionNotFoundError,
     FunctionAlreadyRegisteredError,
     FunctionNotRegisteredError,
+    InvalidBackfillError,
     InvalidCronError,
     InvalidDatetimeError,
     InvalidFunctionError,
@@ -52,6 +56,7 @@ from taskmgr.exceptions import (
     JobOrphanedError,
     JobPausedError,
     NotFoundError,
+    PauseUntilPastError,
     SchemaAheadError,
     SchemaBehindError,
     SchemaError,
@@ -72,6 +77,8 @@ __all__ = [
     "AuditEntry",
     "AuditPage",
     "AuditSource",
+    "BackfillResult",
+    "BackfillTooLargeError",
     "ConflictError",
     "Cron",
     "DataRejectedError",
@@ -87,6 +94,7 @@ __all__ = [
     "ExecutionPage",
     "ExecutionStatus",
     "ExecutionTrigger",
+    "FailureGroup",
     "FunctionAlreadyRegisteredError",
     "FunctionNotRegisteredError",
     "Health",
@@ -94,6 +102,7 @@ __all__ = [
     "Instance",
     "InstanceStatus",
     "Interval",
+    "InvalidBackfillError",
     "InvalidCronError",
     "InvalidDatetimeError",
     "InvalidFunctionError",
@@ -118,6 +127,9 @@ __all__ = [
     "Manual",
     "NotFoundError",
     "OverlapPolicy",
+    "Pause",
+    "PauseScope",
+    "PauseUntilPastError",
     "RetryBackoff",
     "SchedulerService",
     "SchemaAheadError",

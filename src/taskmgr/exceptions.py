@@ -16,7 +16,10 @@ catches ``ValueError``, ``LookupError`` or ``TypeError`` keeps working::
     │   ├── InvalidKwargsError                  kwargs that are not plain JSON
     │   ├── DatabaseURLError                    a database URL taskmgr cannot connect with
     │   ├── InvalidFunctionError (TypeError)    lambdas, closures, bound methods, partials
-    │   └── UnknownDispatcherError              a job chooses a dispatcher the service has not
+    │   ├── UnknownDispatcherError              a job chooses a dispatcher the service has not
+    │   ├── PauseUntilPastError                 a pause's ``until`` is not in the future
+    │   └── InvalidBackfillError                a backfill's range is empty or not in the past
+    │       └── BackfillTooLargeError           it holds more slots than ``max_runs``
     ├── NotFoundError (LookupError)
     │   ├── JobNotFoundError
     │   ├── ExecutionNotFoundError
@@ -38,12 +41,14 @@ catches ``ValueError``, ``LookupError`` or ``TypeError`` keeps working::
 from __future__ import annotations
 
 __all__ = [
+    "BackfillTooLargeError",
     "ConflictError",
     "DataRejectedError",
     "DatabaseURLError",
     "ExecutionNotFoundError",
     "FunctionAlreadyRegisteredError",
     "FunctionNotRegisteredError",
+    "InvalidBackfillError",
     "InvalidCronError",
     "InvalidDatetimeError",
     "InvalidFunctionError",
@@ -60,6 +65,7 @@ __all__ = [
     "JobOrphanedError",
     "JobPausedError",
     "NotFoundError",
+    "PauseUntilPastError",
     "SchemaAheadError",
     "SchemaBehindError",
     "SchemaError",
@@ -146,6 +152,25 @@ class UnknownDispatcherError(InvalidInputError):
     """A job chooses a dispatcher (``dispatch=``) the service was not given."""
 
     def __init__(self, message: str, *, field: str | None = "dispatch") -> None:
+        super().__init__(message, field=field)
+
+
+class PauseUntilPastError(InvalidInputError):
+    """A pause's ``until`` is not in the future: a pause must end after it begins."""
+
+    def __init__(self, message: str, *, field: str | None = "until") -> None:
+        super().__init__(message, field=field)
+
+
+class InvalidBackfillError(InvalidInputError):
+    """A backfill's range cannot be filled: it is empty (``start`` not before ``end``),
+    it reaches into the future, or the job has no schedule."""
+
+
+class BackfillTooLargeError(InvalidBackfillError):
+    """A backfill's range holds more slots than its ``max_runs``."""
+
+    def __init__(self, message: str, *, field: str | None = "max_runs") -> None:
         super().__init__(message, field=field)
 
 

@@ -23,11 +23,10 @@ def test_audit_list(cli: Cli) -> None:
         ("create", "code", None),
     ]
     assert log[0]["execution_id"] == run["id"]
-    assert log[3]["details"] == {
-        "changes": {
-            "state": {"before": "active", "after": "paused"},
-        }
-    }
+    paused = log[3]["details"]["changes"]
+    assert set(paused) == {"state", "paused_by", "paused_at"}  # who paused it, since when
+    assert paused["state"] == {"before": "active", "after": "paused"}
+    assert paused["paused_by"] == {"before": None, "after": "ops"}
     assert [e["action"] for e in cli.json("audit", "list", "--job", key, "--limit", "2")] == [
         "cancel",
         "trigger",
@@ -51,7 +50,7 @@ def test_audit_list(cli: Cli) -> None:
     assert (
         " ops " in pause
         and " cli " in pause
-        and pause.rstrip().endswith('state: "active" -> "paused"')
+        and 'state: "active" -> "paused"; paused_by: null -> "ops"' in pause
     )
     assert "(none)" in cli("audit", "list", "--job", "no.such.job").output
     assert "'rename' is not one of" in cli("audit", "list", "--action", "rename", code=2).stderr

@@ -415,3 +415,23 @@ def test_next_due_at(storage: Storage) -> None:
     assert storage.next_due_at() == T0 + 2 * MINUTE
     storage.add_execution(running(job, OWNER, scheduled_for=T0 - MINUTE))
     assert storage.next_due_at() == T0 + 2 * MINUTE
+
+
+def test_next_claim_at_is_never_later_than_a_claim_finds_work(storage: Storage) -> None:
+    """What an idle scheduler polls instead of claiming: next_due_at, or ``now`` while
+    a queued run due by then waits (the run ahead of it may have ended); a backend
+    that cannot tell answers ``now`` (the claim is then the poll)."""
+    exact = type(storage).next_claim_at is not Storage.next_claim_at
+    later = T0 + 10 * MINUTE
+
+    def check(now: object, expected: object) -> None:
+        assert storage.next_claim_at(now=now) == (expected if exact else now)  # type: ignore[arg-type]
+
+    check(T0, None)
+    job = add_job(storage, "later", next_run_at=later)
+    add_job(storage, "paused", next_run_at=T0 - MINUTE, state=JobState.PAUSED)
+    check(T0, later)
+    storage.add_execution(new_execution(job, scheduled_for=T0, due_at=T0 + MINUTE, queued=True))
+    check(T0, later)  # the queued run is not due yet
+    check(T0 + 2 * MINUTE, T0 + 2 * MINUTE)  # due and waiting: claim now
+    check(later + MINUTE, later)  # the job's slot came first

@@ -7,7 +7,12 @@ from datetime import timedelta
 import pytest
 
 from taskmgr.core.models import ExecutionStatus, ExecutionTrigger
-from taskmgr.exceptions import ExecutionNotFoundError, JobBusyError, JobNotFoundError
+from taskmgr.exceptions import (
+    ExecutionNotFoundError,
+    InvalidInputError,
+    JobBusyError,
+    JobNotFoundError,
+)
 from taskmgr.storage.base import ExecutionFilter, Storage
 
 from .helpers import MINUTE, T0, add_job, new_execution, outcome, running
@@ -219,6 +224,39 @@ def test_list_executions_filters(storage: Storage) -> None:
     assert ids(until=T0) == ["exec-00"]
     assert ids(job_key="nobody") == []
     assert len(storage.list_executions(ExecutionFilter(), limit=2)) == 2
+
+
+def test_list_executions_by_trigger_and_chain(storage: Storage) -> None:
+    job = add_job(storage, "chains")
+    first = storage.add_execution(
+        new_execution(job, id="run-1", status=ExecutionStatus.FAILED, completed_at=T0)
+    )
+    retry = storage.add_execution(
+        new_execution(
+            job,
+            id="run-1-retry",
+            attempt=2,
+            chain_id=first.id,
+            trigger=ExecutionTrigger.RETRY,
+            created_at=T0 + SECOND,
+        )
+    )
+    other = storage.add_execution(
+        new_execution(job, id="other", trigger=ExecutionTrigger.DEFERRED, created_at=T0 + SECOND)
+    )
+
+    def ids(**filters: object) -> list[str]:
+        found = storage.list_executions(ExecutionFilter(**filters), limit=100)  # type: ignore[arg-type]
+        return [e.id for e in found]
+
+    assert ids(triggers=[ExecutionTrigger.RETRY]) == [retry.id]
+    assert ids(triggers=["manual", "deferred"]) == [other.id, first.id]  # values: the members
+    assert ids(chain_id=first.id) == [retry.id, first.id]
+    assert ids(chain_id=first.id, statuses=[ExecutionStatus.FAILED]) == [first.id]
+    assert ids(chain_id="nobody") == []
+    for bad in ({"triggers": ["bogus"]}, {"chain_id": ""}, {"chain_id": 7}):
+        with pytest.raises(InvalidInputError):
+            ids(**bad)
 
 
 def test_delete_finished_executions(storage: Storage) -> None:

@@ -33,6 +33,7 @@ OPERATIONS = [
     "taskmgr_list_job_executions",
     "taskmgr_list_executions",
     "taskmgr_list_recent_executions",
+    "taskmgr_list_failures",
     "taskmgr_get_execution",
     "taskmgr_cancel_execution",
     "taskmgr_list_queues",
@@ -42,6 +43,12 @@ OPERATIONS = [
     "taskmgr_get_health",
     "taskmgr_cleanup_history",
     "taskmgr_get_session",
+    "taskmgr_list_pauses",
+    "taskmgr_pause_service",
+    "taskmgr_resume_service",
+    "taskmgr_pause_queue",
+    "taskmgr_resume_queue",
+    "taskmgr_backfill_job",
 ]
 
 ADMIN = {"Authorization": "Bearer admin-token"}

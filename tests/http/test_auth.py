@@ -25,7 +25,7 @@ from tests.http.conftest import (
 )
 
 DASHBOARD = ["/", "/app.js", "/app.css", "/icon.svg"]
-SAMPLE_PARAMS = {"job_key": "http.sync", "execution_id": "abc-123"}
+SAMPLE_PARAMS = {"job_key": "http.sync", "execution_id": "abc-123", "queue": "reports"}
 WRITE_OPERATIONS = {
     "taskmgr_create_job",
     "taskmgr_update_job",
@@ -36,6 +36,11 @@ WRITE_OPERATIONS = {
     "taskmgr_pause_job",
     "taskmgr_resume_job",
     "taskmgr_cleanup_history",
+    "taskmgr_pause_service",
+    "taskmgr_resume_service",
+    "taskmgr_pause_queue",
+    "taskmgr_resume_queue",
+    "taskmgr_backfill_job",
 }
 
 
@@ -55,6 +60,7 @@ def _body(operation_id: str) -> Any:
         "taskmgr_create_job": {"key": "auth.x", "func": "tests.http.jobs.add", "interval": 60},
         "taskmgr_update_job": {"max_retries": 1},
         "taskmgr_cleanup_history": {"retention_days": 0},
+        "taskmgr_backfill_job": {"start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"},
     }.get(operation_id)
 
 

@@ -4,7 +4,9 @@ uvicorn server on 127.0.0.1 in front of a started service running the demo jobs.
 
 Skipped with a reason when Chromium or Playwright is missing on a developer's
 machine; a failure when ``CI`` is set (or ``TASKMGR_REQUIRE_SERVICES=1``).
-Set ``TASKMGR_UPDATE_SCREENSHOT=1`` to refresh ``docs/dashboard.png``.
+Set ``TASKMGR_UPDATE_SCREENSHOT=1`` to refresh the screenshots in ``docs/``
+(``dashboard.png``, ``dashboard-failures.png``, ``dashboard-runs.png``,
+``dashboard-confirm.png``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,25 @@ from fastapi import Depends
 from taskmgr import SchedulerService, task
 from taskmgr.fastapi import create_app
 from taskmgr.storage.memory import MemoryStorage
-from tests.http.conftest import ADMIN, PREFIX, READER, actor_name, principal, require_writer
+from tests.http.browser_steps import (
+    CHAIN_TEXT,
+    DOCS,
+    FLAKY,
+    UPDATE_SCREENSHOTS,
+    chains_and_keyboard,
+    failures_view,
+    far_one_shot_asks_first,
+    filters_in_the_url,
+    flaky_once_then_paused,
+)
+from tests.http.conftest import (
+    ADMIN,
+    PREFIX,
+    READER,
+    actor_name,
+    principal,
+    require_writer,
+)
 from tests.services import services_required
 
 CHROMIUM = os.environ.get("TASKMGR_CHROMIUM", "/usr/bin/chromium")
@@ -38,7 +58,6 @@ FLAGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 15_000
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 TASK = "demo.send-email"
 #: Holds the task's run until the server stops: its other runs wait pending.
 GATE = threading.Event()
@@ -119,7 +138,7 @@ def test_dashboard_in_headless_chromium(server: str, tmp_path: Path) -> None:
             page.goto(server)
             page.wait_for_selector("body[data-loaded=true]")
             rows = page.locator("#jobs tbody tr")
-            page.wait_for_function("document.querySelectorAll('#jobs tbody tr').length >= 4")
+            page.wait_for_function("() => document.querySelectorAll('#jobs tbody tr').length >= 4")
             keys = set(rows.evaluate_all("rows => rows.map(r => r.dataset.key)"))
             assert {"demo.tick", "demo.every-minute", "demo.flaky", "demo.async-nap"} <= keys
             minute = page.locator('tr[data-key="demo.every-minute"]')
@@ -175,15 +194,23 @@ def test_dashboard_in_headless_chromium(server: str, tmp_path: Path) -> None:
             page.goto(server)
             page.wait_for_selector('tr[data-key="demo.flaky"] svg.spark')
             page.wait_for_selector('tr[data-key="demo.tick"] svg.spark rect')
-            if os.environ.get("TASKMGR_UPDATE_SCREENSHOT") == "1":
-                # for the docs: wait until the flaky job has failed once (7 s + retry)
-                page.wait_for_selector('tr[data-key="demo.flaky"] svg.spark path.cross')
-                page.wait_for_timeout(4000)  # a few more runs in the sparklines
+            if UPDATE_SCREENSHOTS:
+                # for the docs: the flaky job's first run has ended, two failures and a
+                # success on its last retry (7 s + retries), a few more runs elsewhere
+                page.locator(
+                    f'tr[data-key="{FLAKY}"] .last-run .status', has_text=CHAIN_TEXT
+                ).wait_for()
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
-            if os.environ.get("TASKMGR_UPDATE_SCREENSHOT") == "1":
+            if UPDATE_SCREENSHOTS:
                 shutil.copy(shot, DOCS / "dashboard.png")
+
+            flaky_once_then_paused(context, server)
+            chains_and_keyboard(page, server)
+            failures_view(page, server, tmp_path)
+            filters_in_the_url(page, server, tmp_path)
+            far_one_shot_asks_first(page, context, server, tmp_path)
 
             # a read-only principal sees the data but no action buttons
             reader = browser.new_context(extra_http_headers=READER)

@@ -9,6 +9,8 @@ from importlib import resources
 import pytest
 from starlette.testclient import TestClient
 
+from taskmgr import ExecutionStatus, ExecutionTrigger
+from taskmgr.core.failures import FAILURE_STATUSES
 from tests.http.conftest import url
 
 STATIC = resources.files("taskmgr.fastapi").joinpath("static")
@@ -18,6 +20,8 @@ STATIC = resources.files("taskmgr.fastapi").joinpath("static")
     ("path", "media_type"),
     [
         ("/", "text/html; charset=utf-8"),
+        ("/core.js", "text/javascript; charset=utf-8"),
+        ("/history.js", "text/javascript; charset=utf-8"),
         ("/app.js", "text/javascript; charset=utf-8"),
         ("/app.css", "text/css; charset=utf-8"),
         ("/icon.svg", "image/svg+xml"),
@@ -62,11 +66,32 @@ def test_page_has_no_inline_script_or_style_and_only_relative_urls() -> None:
         assert not link.startswith(("/", "http:", "https:", "//", "data:")), link
 
 
-def test_no_external_urls_and_a_small_script() -> None:
-    for name in ("index.html", "app.js", "app.css"):
+SCRIPTS = ("core.js", "history.js", "app.js")
+
+
+def test_no_external_urls_and_small_scripts() -> None:
+    for name in ("index.html", "app.css", *SCRIPTS):
         text = STATIC.joinpath(name).read_text()
         urls = set(re.findall(r"https?://[^\s\"')]+", text))
         assert urls <= {"http://www.w3.org/2000/svg"}, (name, urls)
-    script = STATIC.joinpath("app.js").read_bytes()
-    assert len(script) < 30 * 1024
-    assert b"innerHTML" not in script and b"eval(" not in script  # text only via textContent
+    for name in SCRIPTS:
+        script = STATIC.joinpath(name).read_bytes()
+        assert len(script) < 30 * 1024, name
+        assert b"innerHTML" not in script and b"eval(" not in script  # text only via textContent
+
+
+def test_the_page_loads_each_script_once_in_order() -> None:
+    html = STATIC.joinpath("index.html").read_text()
+    assert re.findall(r'<script src="([^"]+)" defer></script>', html) == list(SCRIPTS)
+
+
+def test_the_filters_offer_every_status_and_trigger() -> None:
+    """The history filters' choices are the API's enums (a new trigger shows up)."""
+    script = STATIC.joinpath("core.js").read_text()
+    glyphs = re.search(r"const GLYPHS = \{(.*?)\};", script, re.S)
+    triggers = re.search(r"const TRIGGERS = \[(.*?)\];", script, re.S)
+    failures = re.search(r"const FAILURE_STATUSES = \[(.*?)\];", script, re.S)
+    assert glyphs and triggers and failures
+    assert sorted(re.findall(r"(\w+):", glyphs.group(1))) == sorted(ExecutionStatus)
+    assert re.findall(r'"(\w+)"', triggers.group(1)) == [t.value for t in ExecutionTrigger]
+    assert re.findall(r'"(\w+)"', failures.group(1)) == [s.value for s in FAILURE_STATUSES]

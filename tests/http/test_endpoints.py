@@ -365,6 +365,7 @@ def test_health(client: TestClient) -> None:
         "live_instances": 1,
         "oldest_overdue_at": None,
         "overdue_seconds": 0.0,
+        "pauses": [],
         "error": None,
     }
 

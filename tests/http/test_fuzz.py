@@ -35,6 +35,8 @@ from tests.http.conftest import ACTION, ADMIN, OPERATIONS, build_app, register_a
 MAX_EXAMPLES = 20
 NO_INPUT = {
     "taskmgr_list_instances",
+    "taskmgr_list_pauses",
+    "taskmgr_resume_service",
     "taskmgr_list_queues",
     "taskmgr_get_health",
     "taskmgr_get_session",
@@ -43,7 +45,16 @@ NO_INPUT = {
 #: function registered in code, a cron expression has a grammar of its own, arguments
 #: must fit the function's signature. A 422 there is still checked to be a problem
 #: document by the other checks.
-NOT_DESCRIBABLE = {"taskmgr_create_job", "taskmgr_update_job"}
+#: Pauses and backfills depend on the time of the request: a pause's until must be in the
+#: future, a backfill's range in the past and hold no more slots than max_runs.
+NOT_DESCRIBABLE = {
+    "taskmgr_create_job",
+    "taskmgr_update_job",
+    "taskmgr_pause_job",
+    "taskmgr_pause_queue",
+    "taskmgr_pause_service",
+    "taskmgr_backfill_job",
+}
 #: Opaque values only the API issues: a generated one is well formed but names no page.
 ISSUED_ONLY = {"cursor"}
 CHECKS = [

@@ -311,6 +311,7 @@ def test_custom_table_prefix(make_storage: MakeStorage) -> None:
         "myapp_sched_executions",
         "myapp_sched_instances",
         "myapp_sched_audit",
+        "myapp_sched_pauses",
         "myapp_sched_alembic_version",
     }
     assert _schema_diffs(storage.engine, "myapp_sched_", schema) == []

@@ -173,3 +173,29 @@ def test_offline_sql_honours_prefix_and_schema() -> None:
     assert "sched.app_alembic_version" in sql
     with pytest.raises(StorageError):
         migrate.offline_sql("postgresql", to="nope")
+
+
+def test_the_packaged_files_name_the_head_as_alembic_does() -> None:
+    """A start at the head is checked without Alembic, by the migrations' file names
+    (``tmNNNN_*.py`` holds revision ``tmNNNN``, each the next of the one before)."""
+    names = sorted(p.name for p in migrate.PACKAGED_VERSIONS.glob("tm*.py"))
+    revisions = [r.revision for r in migrate.history()]
+    assert [name[:6] for name in names] == revisions
+    assert [f"tm{n:04d}" for n in range(1, len(revisions) + 1)] == revisions
+    assert migrate.packaged_head() == migrate.head_revision()
+
+
+def test_a_start_and_a_health_check_at_head_do_not_import_alembic(tmp_path: object) -> None:
+    code = (
+        "import sys; from taskmgr import SchedulerService; "
+        f"s = SchedulerService('sqlite:///{tmp_path}/head.db'); s.open(); s.close(); "
+        "assert 'alembic' in sys.modules; del sys.modules['alembic']; "
+        "[sys.modules.pop(m) for m in list(sys.modules) if m.startswith('alembic')]; "
+        f"s = SchedulerService('sqlite:///{tmp_path}/head.db'); s.open(); "
+        "assert s.health().schema_current; s.close(); "
+        "assert not [m for m in sys.modules if m.startswith('alembic')], 'alembic imported'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr

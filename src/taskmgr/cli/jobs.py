@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import click
 
 from taskmgr.cli.common import Target, emit, open_service, pairs, table, target_options, when
+from taskmgr.cli.pauses import INSTANT, UNTIL
 from taskmgr.core.audit import AuditSource
 from taskmgr.core.models import Execution, ExecutionStatus, Job, JobState
+from taskmgr.core.pauses import MAX_BACKFILL_RUNS
 from taskmgr.core.triggers import Cron, Date, Interval
+from taskmgr.service.pausing import DEFAULT_MAX_RUNS
 from taskmgr.service.tasks import DEFER_OPTIONS
 
 __all__ = ["executions", "instances", "jobs"]
@@ -28,7 +32,7 @@ def _schedule(job: Job) -> str:
 
 @click.group()
 def jobs() -> None:
-    """List, inspect, trigger, pause and resume jobs."""
+    """List, inspect, trigger, pause, resume and backfill jobs."""
 
 
 @jobs.command("list")
@@ -70,6 +74,10 @@ def _show_job(job: Job) -> None:
             ("timeout", job.timeout),
             ("queue", job.queue),
             ("dispatch", job.dispatch or "default"),
+            ("paused by", job.paused_by),
+            ("paused since", None if job.paused_at is None else when(job.paused_at)),
+            ("paused until", None if job.paused_until is None else when(job.paused_until)),
+            ("pause reason", job.paused_reason),
             ("version", job.version),
         ]
     )
@@ -144,12 +152,58 @@ def jobs_defer(
 @jobs.command("pause")
 @target_options()
 @click.argument("job_key")
+@click.option("--reason", default=None, help="Why (at most 500 characters).")
+@click.option(
+    "--until",
+    type=UNTIL,
+    default=None,
+    help="Resume by itself then: an ISO 8601 instant with an offset, or a duration from "
+    "now (30m, 2h, 1d). Default: until resumed.",
+)
 @click.option("--actor", default="cli", show_default=True, help="Recorded as who paused it.")
-def jobs_pause(target: Target, job_key: str, actor: str) -> None:
-    """Stop firing a job until it is resumed."""
+def jobs_pause(
+    target: Target, job_key: str, reason: str | None, until: datetime | None, actor: str
+) -> None:
+    """Stop firing a job until it is resumed (or until --until)."""
     with open_service(target) as service:
-        job = service.pause_job(job_key, actor=actor, source=AuditSource.CLI)
-    emit(target, job, lambda: click.echo(f"paused {job.key}"))
+        job = service.pause_job(
+            job_key, reason=reason, until=until, actor=actor, source=AuditSource.CLI
+        )
+    later = "" if job.paused_until is None else f" until {when(job.paused_until)}"
+    emit(target, job, lambda: click.echo(f"paused {job.key}{later}"))
+
+
+@jobs.command("backfill")
+@target_options()
+@click.argument("job_key")
+@click.option("--start", type=INSTANT, required=True, help="First instant (ISO 8601, offset).")
+@click.option("--end", type=INSTANT, required=True, help="Last instant, not in the future.")
+@click.option(
+    "--max-runs",
+    type=click.IntRange(1, MAX_BACKFILL_RUNS),
+    default=DEFAULT_MAX_RUNS,
+    show_default=True,
+    help="Refuse a range holding more slots than this.",
+)
+@click.option("--actor", default="cli", show_default=True, help="Recorded as who asked.")
+def jobs_backfill(
+    target: Target, job_key: str, start: datetime, end: datetime, max_runs: int, actor: str
+) -> None:
+    """Create the job's slots between --start and --end as runs (needs --app: only
+    registered functions run). A running service starts them, at most max_instances
+    at a time; slots that already have a row are not created again."""
+    with open_service(target, need_app=True) as service:
+        result = service.backfill(
+            job_key, start, end, max_runs=max_runs, actor=actor, source=AuditSource.CLI
+        )
+    emit(
+        target,
+        result,
+        lambda: click.echo(
+            f"backfilled {result.created} of {result.slots} slot(s) of {job_key} "
+            f"({result.existing} already recorded, {result.scheduled} left to the schedule)"
+        ),
+    )
 
 
 @jobs.command("resume")

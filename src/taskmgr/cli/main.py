@@ -236,8 +236,11 @@ def _add_operator_commands() -> None:
     from taskmgr.cli.audit import audit
     from taskmgr.cli.db import config, db, healthcheck
     from taskmgr.cli.jobs import executions, instances, jobs
+    from taskmgr.cli.pauses import pause, pauses, queues, resume
 
     for command in (jobs, executions, instances, audit, db, healthcheck, config):
+        main.add_command(command)
+    for command in (queues, pause, resume, pauses):
         main.add_command(command)
 
 

@@ -1,7 +1,8 @@
 """The audit log's models: who changed what, when and through which door.
 
-Every change to a job (created, updated, deleted, paused, resumed, run by hand) or to
-the service's state (an execution cancelled, history removed by retention) is one
+Every change to a job (created, updated, deleted, paused, resumed, run by hand,
+backfilled) or to the service's state (a queue or the service paused or resumed, an
+execution cancelled, history removed by retention) is one
 :class:`AuditEntry`, written by the storage in the same transaction as the change.
 """
 
@@ -32,6 +33,8 @@ class AuditAction(StrEnum):
     CANCEL = "cancel"
     #: Old executions and audit entries were removed (the retention job, ``cleanup_history``).
     RETENTION = "retention"
+    #: Past slots of a job were created as runs (``backfill``).
+    BACKFILL = "backfill"
 
 
 class AuditSource(StrEnum):
@@ -47,6 +50,9 @@ class AuditSource(StrEnum):
     DASHBOARD = "dashboard"
     #: A call of the Python API (the default).
     PYTHON = "python"
+    #: taskmgr itself, at a time somebody set: a pause ending at its ``until`` (actor
+    #: ``taskmgr``).
+    SCHEDULE = "schedule"
 
 
 class AuditEntry(BaseModel):

@@ -12,11 +12,13 @@ from __future__ import annotations
 import enum
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from taskmgr.core.definition import OPTION_NAMES
+from taskmgr.core.enums import PauseScope
 from taskmgr.core.models import (
     MAX_CONCURRENCY_VALUE,
     ExecutionStatus,
@@ -28,6 +30,7 @@ from taskmgr.core.models import (
     JobState,
     OverlapPolicy,
 )
+from taskmgr.core.pauses import Pause
 from taskmgr.core.triggers import Date, Interval, TriggerSpec
 from taskmgr.exceptions import InvalidInputError, InvalidKwargsError
 
@@ -37,13 +40,17 @@ __all__ = [
     "Liveness",
     "admit",
     "anchor",
+    "backfill_frontier",
     "concurrency_value",
     "first_slot",
+    "holding_pause",
+    "in_effect",
     "is_active_run",
     "manual_admission",
     "next_run",
     "option_changes",
     "resume_slot",
+    "resume_slot_at",
     "run_group",
     "same_schedule",
     "shown",
@@ -139,12 +146,18 @@ def run_group(job: Job, concurrency_value: str | None) -> tuple[int, str | None]
 
 
 #: The runs that still start while their job is paused: those somebody asked for
-#: (a manual run, a deferred task). A paused job's own slots, queued overlaps and
-#: retries are cancelled when they come due, with the reason.
-RUN_WHILE_PAUSED = frozenset({ExecutionTrigger.MANUAL, ExecutionTrigger.DEFERRED})
+#: (a manual run, a deferred task, a backfilled slot). A paused job's own slots, queued
+#: overlaps and retries are cancelled when they come due, with the reason.
+RUN_WHILE_PAUSED = frozenset(
+    {ExecutionTrigger.MANUAL, ExecutionTrigger.DEFERRED, ExecutionTrigger.BACKFILL}
+)
 
 
 # -- the first slot of a schedule --------------------------------------------------
+
+#: The smallest step of a stored instant: ``first_slot(trigger, at - _TICK)`` is the
+#: first fire time at or after ``at``.
+_TICK = timedelta(microseconds=1)
 
 
 def anchor(trigger: TriggerSpec, now: datetime) -> TriggerSpec:
@@ -179,6 +192,49 @@ def resume_slot(job: Job, now: datetime) -> datetime | None:
     if isinstance(job.trigger, Date):
         return job.next_run_at
     return first_slot(job.trigger, now)
+
+
+def resume_slot_at(job: Job, at: datetime) -> datetime | None:
+    """The next slot of a job whose pause ended by itself at ``at`` (its ``until``):
+    as :func:`resume_slot` for a resume made at that instant, except that a slot at
+    exactly ``at`` is the first one, since the pause is over then. Slots after ``at``
+    that have already come when the resume is applied are due at once, and the job's
+    misfire policy decides them, as for any late slot."""
+    if isinstance(job.trigger, Date):
+        return job.next_run_at
+    return first_slot(job.trigger, at - _TICK)
+
+
+def in_effect(pause: Pause, now: datetime) -> bool:
+    """Whether ``pause`` still holds at ``now``: it has no ``until``, or not yet."""
+    return pause.until is None or pause.until > now
+
+
+def holding_pause(job: Job, pauses: Iterable[Pause]) -> Pause | None:
+    """The pause in ``pauses`` (those of queues and of the service in effect) that holds
+    ``job``: the service's, else its queue's. A held job starts nothing: the slots of its
+    schedule that come meanwhile pass (neither run nor recorded, as while the job itself
+    is paused), and its pending runs wait."""
+    found = None
+    for pause in pauses:
+        if pause.scope is PauseScope.SERVICE:
+            return pause
+        if pause.scope is PauseScope.QUEUE and job.queue is not None and pause.name == job.queue:
+            found = pause
+    return found
+
+
+def backfill_frontier(job: Job, now: datetime) -> datetime | None:
+    """Where the slots a backfill may create end (exclusive): those from here on are the
+    schedule's own, which it records when they come (an active job's next slot; the slot
+    a paused job whose ``until`` has passed resumes at). None: every slot up to ``now``
+    may be backfilled (a paused job resumes after now; an orphaned job fires nothing)."""
+    if job.state is JobState.ACTIVE:
+        return job.next_run_at
+    if job.state is JobState.PAUSED and job.paused_until is not None and job.paused_until <= now:
+        resumed = resume_slot_at(job, job.paused_until)
+        return job.paused_until if resumed is None else min(resumed, job.paused_until)
+    return None
 
 
 def next_run(job: Job) -> datetime | None:

@@ -5,16 +5,20 @@ route tells the source of a change (the dashboard, or another client of the API)
 # No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations
 # at run time.
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
 
-from taskmgr.core.audit import AuditAction, AuditEntry, AuditPage, AuditSource
+from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.fastapi.csrf import ACTION_HEADER
 from taskmgr.fastapi.parameters import MAX_PAGE, READ, Cursor, JobKey, Limit
-from taskmgr.fastapi.schemas import JOB_KEY_REGEX, Instant, clamp_instant
+from taskmgr.fastapi.schemas import (
+    JOB_KEY_REGEX,
+    AuditEntryOut,
+    AuditPageOut,
+    Instant,
+    clamp_instant,
+)
 from taskmgr.service import AsyncSchedulerService
 
 __all__ = [
@@ -33,65 +37,11 @@ DASHBOARD_ACTION = "dashboard"
 Actions = Annotated[list[AuditAction] | None, Query(description="Any of these actions.")]
 
 
-class AuditEntryOut(BaseModel):
-    """One change to a job or to the service's state."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 42,
-                    "at": "2026-01-02T09:30:00Z",
-                    "actor": "alice",
-                    "source": "dashboard",
-                    "action": "update",
-                    "job_key": "reports.nightly",
-                    "execution_id": None,
-                    "details": {"changes": {"max_retries": {"before": 0, "after": 3}}},
-                }
-            ]
-        },
-    )
-
-    id: int
-    at: datetime = Field(description="When the change was made (the service's clock).")
-    actor: str | None = Field(description="Who made it (the router's actor), if named.")
-    source: AuditSource
-    action: AuditAction
-    job_key: str | None
-    execution_id: str | None
-    details: dict[str, Any] = Field(
-        description=(
-            'For an update, {"changes": {field: {"before": ..., "after": ...}}} with only '
-            'the changed fields; for a create or a delete, {"job": {...}}; for a '
-            "retention run, how many rows it removed."
-        )
-    )
-
-    @classmethod
-    def of(cls, entry: AuditEntry) -> "AuditEntryOut":
-        return cls(**entry.model_dump())
-
-
-class AuditPageOut(BaseModel):
-    """Audit entries newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    items: list[AuditEntryOut]
-    next_cursor: str | None = None
-
-    @classmethod
-    def of(cls, page: AuditPage) -> "AuditPageOut":
-        return cls(items=[AuditEntryOut.of(e) for e in page.items], next_cursor=page.next_cursor)
-
-
-def write_source(request: Request) -> AuditSource:
+async def write_source(request: Request) -> AuditSource:
     """The source a write is recorded with: ``dashboard`` when the request carries the
     dashboard's action header, else ``api``. Informative, like the actor's name: a
-    client can send the same header, so access is decided by the auth dependencies."""
+    client can send the same header, so access is decided by the auth dependencies.
+    (``async``: FastAPI runs a plain ``def`` dependency in a worker thread.)"""
     action = request.headers.get(ACTION_HEADER, "")
     return AuditSource.DASHBOARD if action.strip().lower() == DASHBOARD_ACTION else AuditSource.API
 

@@ -21,6 +21,7 @@ from fastapi.params import Depends as DependsParam
 
 from taskmgr.core.models import Job, JobState
 from taskmgr.exceptions import VersionConflictError
+from taskmgr.fastapi import wire
 from taskmgr.fastapi.audit_routes import WriteSource
 from taskmgr.fastapi.errors import FieldError, HTTPProblem
 from taskmgr.fastapi.limits import TriggerLimiter
@@ -47,6 +48,7 @@ from taskmgr.fastapi.schemas import (
     PreviewOut,
     TriggerRequest,
 )
+from taskmgr.fastapi.schemas.pauses import PauseRequest
 from taskmgr.service import AsyncSchedulerService
 
 __all__ = ["MAX_PREVIEW", "add_job_routes", "require_runner"]
@@ -71,7 +73,7 @@ def add_job_routes(
     ``limiter`` bounds manual runs, ``actor_dependency`` names who asks for a change
     (recorded in the audit log, with the source :func:`write_source` tells)."""
 
-    @router.get("/jobs", operation_id="taskmgr_list_jobs", responses=READ)
+    @router.get("/jobs", operation_id="taskmgr_list_jobs", responses=READ, response_model=JobPage)
     async def list_jobs(
         limit: Limit = 50,
         cursor: Cursor = None,
@@ -84,18 +86,22 @@ def add_job_routes(
                 description="Text in the key, names or description (case-insensitive).",
             ),
         ] = None,
-    ) -> JobPage:
+    ) -> Response:
         """Jobs ordered by key, optionally filtered by state and text."""
         size = min(limit, MAX_PAGE)
         after = _after_key(cursor)
         text = q or None  # the database filters: a page reads at most size + 1 rows
-        jobs = await service.list_jobs(state=state, after=after, limit=size, text=text)
-        if len(jobs) == size:  # one more row tells whether there is a next page
+        # one more row tells whether there is a next page: read with the page (a second
+        # call only for a full page of the largest size, which the service caps)
+        jobs = await service.list_jobs(
+            state=state, after=after, limit=min(size + 1, MAX_PAGE), text=text
+        )
+        if len(jobs) == size == MAX_PAGE:
             jobs += await service.list_jobs(state=state, after=jobs[-1].key, limit=1, text=text)
         more = len(jobs) > size
         jobs = jobs[:size]
         next_cursor = _job_cursor(jobs[-1].key) if more else None
-        return JobPage(items=[JobOut.of(job) for job in jobs], next_cursor=next_cursor)
+        return wire.job_page(jobs, next_cursor)
 
     @router.post(
         "/jobs",
@@ -234,9 +240,15 @@ def add_job_routes(
         response: Response,
         who: Annotated[str | None, Depends(actor_dependency)],
         source: WriteSource,
+        body: Annotated[PauseRequest | None, Body()] = None,
     ) -> JobOut:
-        """Stop firing the job (idempotent). Slots while paused are not run."""
-        job = await service.pause_job(job_key, actor=who, source=source)
+        """Stop firing the job (idempotent), with an optional ``reason`` and ``until``
+        (it resumes by itself then; 422 ``until_in_past`` if not in the future). Slots
+        while paused are not run."""
+        request = body if body is not None else PauseRequest()
+        job = await service.pause_job(
+            job_key, reason=request.reason, until=request.until, actor=who, source=source
+        )
         return _job_response(job, response)
 
     @router.post(

@@ -6,9 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response
 
-from taskmgr.core.models import Execution, ExecutionStatus
+from taskmgr.core.models import Execution, ExecutionStatus, ExecutionTrigger
+from taskmgr.fastapi.locations import url_of
 from taskmgr.fastapi.problems import PROBLEM_MEDIA_TYPE, Problem
 from taskmgr.fastapi.schemas import JOB_KEY_REGEX, ExecutionOut
+from taskmgr.fastapi.wire import execution_fields
 from taskmgr.service.arguments import MAX_PAGE
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "JobKey",
     "Limit",
     "Statuses",
+    "Triggers",
     "accepted_run",
     "problems",
 ]
@@ -45,7 +48,14 @@ JobKey = Annotated[
 ]
 ExecutionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Limit = Annotated[int, Query(ge=1, description=f"Page size; values above {MAX_PAGE} are clamped.")]
-Statuses = Annotated[list[ExecutionStatus] | None, Query(description="Any of these statuses.")]
+Statuses = Annotated[
+    list[ExecutionStatus] | None,
+    Query(description="Any of these statuses (repeat the parameter)."),
+]
+Triggers = Annotated[
+    list[ExecutionTrigger] | None,
+    Query(description="Any of these triggers (repeat the parameter)."),
+]
 #: A page's ``next_cursor``: opaque base64url text, valid only as the API issued it.
 CURSOR_REGEX = r"^[A-Za-z0-9_-]+$"
 Cursor = Annotated[
@@ -80,6 +90,6 @@ WRITE = problems(401, 403, 404, 409, 413, 415, 422, 503)
 def accepted_run(request: Request, response: Response, execution: Execution) -> ExecutionOut:
     """The body of a 202 for a run asked for (triggered or deferred), its ``Location``
     the run's own URL (to poll it)."""
-    location = request.url_for("taskmgr_get_execution", execution_id=execution.id)
-    response.headers["Location"] = str(location)
-    return ExecutionOut.of(execution)
+    location = url_of(request, "taskmgr_get_execution", "execution_id", execution.id)
+    response.headers["Location"] = location
+    return ExecutionOut.model_validate(execution_fields(execution))

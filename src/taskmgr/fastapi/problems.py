@@ -56,6 +56,9 @@ _TASKMGR_ERRORS: dict[type[BaseException], tuple[int, str]] = {
     exc_.InvalidKwargsError: (422, "invalid_kwargs"),
     exc_.InvalidFunctionError: (422, "invalid_function"),
     exc_.UnknownDispatcherError: (422, "unknown_dispatcher"),
+    exc_.PauseUntilPastError: (422, "until_in_past"),
+    exc_.BackfillTooLargeError: (422, "backfill_too_large"),
+    exc_.InvalidBackfillError: (422, "invalid_backfill"),
     exc_.InvalidInputError: (422, "invalid_input"),
     # The database refused a value of the request: sending it again fails the same way.
     exc_.DataRejectedError: (422, "data_rejected"),

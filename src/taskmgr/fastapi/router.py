@@ -13,7 +13,7 @@ and responses they share in :mod:`.parameters`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.params import Depends as DependsParam
@@ -29,6 +29,7 @@ from taskmgr.fastapi.limits import (
     RateLimit,
     TriggerLimiter,
 )
+from taskmgr.fastapi.pause_routes import add_pause_routes
 from taskmgr.fastapi.problems import ProblemRoute
 from taskmgr.fastapi.services import AnyService, awaitable_service
 from taskmgr.fastapi.system_routes import add_system_routes
@@ -108,8 +109,9 @@ def create_router(
     router = APIRouter(dependencies=list(dependencies), route_class=_route_class(max_body_bytes))
     guards = guard or []
     limiter = TriggerLimiter(trigger_rate_limit) if trigger_rate_limit is not None else None
-    who = actor if actor is not None else _anonymous
+    who: Callable[..., Any] = actor if actor is not None else _anonymous
     add_job_routes(router, aservice, guards, limiter, who)
+    add_pause_routes(router, aservice, guards, who)
     add_task_routes(router, aservice, guards, who)
     add_history_routes(router, aservice)
     add_audit_routes(router, aservice)
@@ -145,8 +147,8 @@ def _write_guard(
     return [] if writes == "readers" else None
 
 
-def _anonymous() -> str | None:
-    return None
+async def _anonymous() -> str | None:
+    return None  # async: FastAPI runs a plain ``def`` dependency in a worker thread
 
 
 def _route_class(max_body_bytes: int) -> type[ProblemRoute]:

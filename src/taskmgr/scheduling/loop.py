@@ -4,6 +4,12 @@ One thread per service. Everything it knows comes from the database on each tick
 so a change made by any process is acted on within one tick. A failing tick (the
 database is down, a lock timed out) is logged and retried with backoff: the loop
 never dies while the service runs.
+
+An idle loop polls without claiming: when a whole ``poll_interval`` passed with
+nothing due in it and nothing woke the loop, it only reads when a claim may next find
+work (:meth:`~taskmgr.storage.base.Storage.next_claim_at`: one read-only transaction,
+no lock, nothing written) and claims once that time has come. Changes made by other
+processes are seen by that read, at the same pace as before.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ class SchedulerLoop:
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
         self._last_limit = batch_size
+        #: Whether the last sleep was a whole poll interval with nothing due in it.
+        self._idle = False
         #: Told about each claim while someone listens (the service's event hub).
         self.events = events
         # With the database's clock, each claim is also capped at the database's own
@@ -147,20 +155,37 @@ class SchedulerLoop:
 
     def _run(self) -> None:
         backoff = 0.0
+        poll = False  # the first pass claims
         while not self._stop.is_set():
             try:
-                claimed = self.tick()
-                delay = self._delay(len(claimed))
+                if poll:
+                    delay = self._poll()
+                else:
+                    claimed = self.tick()
+                    delay = self._delay(len(claimed))
                 backoff = 0.0
             except Exception:
                 backoff = min(_MAX_BACKOFF, max(0.5, backoff * 2))
                 logger.exception("scheduler tick failed; retrying in %.1fs", backoff)
                 delay = backoff
-            if delay > 0:
-                self._wake.wait(delay)
+                self._idle = False
+            woken = self._wake.wait(delay) if delay > 0 else False
             self._wake.clear()
+            # a wake-up (a local change, a notification) or a due time claims at once
+            poll = self._idle and not woken
+
+    def _poll(self) -> float:
+        """A poll interval passed with nothing due in it: read when a claim may find
+        work (no lock, nothing written) and claim only once that has come."""
+        now = self.clock.now()
+        next_claim = self.storage.next_claim_at(now=now)
+        if next_claim is not None and next_claim <= now:
+            self._idle = False
+            return 0.0
+        return self._until(next_claim, 0)
 
     def _delay(self, claimed: int) -> float:
+        self._idle = False
         capacity = self.dispatcher.capacity()
         if capacity <= 0:
             # Runs free their slot before their outcome is written (which wakes us):
@@ -172,12 +197,19 @@ class SchedulerLoop:
         known, next_due = self.storage.take_next_due_hint()
         if not known:
             next_due = self.storage.next_due_at()
+        return self._until(next_due, claimed)
+
+    def _until(self, next_due: datetime | None, claimed: int) -> float:
+        """How long to sleep before the next claim, given the next due time."""
         if next_due is None:
+            self._idle = True
             return self.poll_interval
         delay = (next_due - self.clock.now()).total_seconds()
         if delay <= 0:
+            self._idle = False
             return 0.0 if claimed else _CONTENDED_DELAY
         # Never wake for less than _MIN_TICK: slots due within it are claimed together
         # (one transaction for several fires instead of one each, at the cost of at
         # most _MIN_TICK of lateness). A local change still wakes the loop at once.
+        self._idle = delay >= self.poll_interval
         return min(max(delay, _MIN_TICK), self.poll_interval)

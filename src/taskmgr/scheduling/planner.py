@@ -19,7 +19,15 @@ from taskmgr.core.models import (
     JobState,
     new_execution_id,
 )
-from taskmgr.core.rules import RUN_WHILE_PAUSED, Admission, admit, run_group
+from taskmgr.core.rules import (
+    RUN_WHILE_PAUSED,
+    Admission,
+    admit,
+    first_slot,
+    holding_pause,
+    run_group,
+)
+from taskmgr.core.triggers import Date
 from taskmgr.dispatch.routing import Budget
 from taskmgr.storage.base import ClaimBatch, ClaimPlan, JobAdvance, NewExecution, PendingDecision
 
@@ -73,6 +81,11 @@ class Planner:
                     extra={"taskmgr_job_key": job.key},
                 )
                 continue
+            if batch.pauses and holding_pause(job, batch.pauses) is not None:
+                passed = self._pass(job, batch.now)
+                if passed is not None:
+                    advances.append(passed)
+                continue
             if budget is not None and not budget.has_room(job):
                 continue  # its dispatcher is full: the job stays due
             advance = self._advance(job, batch.now, active)
@@ -119,6 +132,22 @@ class Planner:
         return PendingDecision(execution.id, ExecutionStatus.CANCELLED, error_message=reason)
 
     # -- due slots -----------------------------------------------------------------
+
+    @staticmethod
+    def _pass(job: Job, now: datetime) -> JobAdvance | None:
+        """A due job held by a pause of its queue or of the service: its slots up to
+        ``now`` pass, neither run nor recorded (as while the job itself is paused), and
+        it goes on from its first slot after ``now``. A one-shot job keeps its slot
+        (None): when the pause ends, its misfire policy decides."""
+        if isinstance(job.trigger, Date):
+            return None
+        assert job.next_run_at is not None  # due jobs have one
+        return JobAdvance(
+            job_id=job.id,
+            expected_next_run_at=job.next_run_at,
+            next_run_at=first_slot(job.trigger, now),
+            last_run_at=None,
+        )
 
     def _advance(self, job: Job, now: datetime, active: dict[Group, int]) -> JobAdvance:
         assert job.next_run_at is not None  # due jobs have one

@@ -92,6 +92,12 @@ class AsyncSchedulerService:
     resume_job = awaitable(SchedulerService.resume_job)
     trigger_job = awaitable(SchedulerService.trigger_job)
     set_retention = awaitable(SchedulerService.set_retention)
+    pause_queue = awaitable(SchedulerService.pause_queue)
+    resume_queue = awaitable(SchedulerService.resume_queue)
+    pause_service = awaitable(SchedulerService.pause_service)
+    resume_service = awaitable(SchedulerService.resume_service)
+    list_pauses = awaitable(SchedulerService.list_pauses)
+    backfill = awaitable(SchedulerService.backfill)
     cleanup_history = awaitable(SchedulerService.cleanup_history)
 
     # -- queries -------------------------------------------------------------------
@@ -101,6 +107,7 @@ class AsyncSchedulerService:
     get_execution = awaitable(SchedulerService.get_execution)
     list_executions = awaitable(SchedulerService.list_executions)
     list_audit = awaitable(SchedulerService.list_audit)
+    failure_groups = awaitable(SchedulerService.failure_groups)
     recent_executions = awaitable(SchedulerService.recent_executions)
     job_queues = awaitable(SchedulerService.job_queues)
     list_instances = awaitable(SchedulerService.list_instances)

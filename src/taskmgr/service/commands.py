@@ -30,6 +30,7 @@ from taskmgr.core.models import (
     JobState,
     OverlapPolicy,
 )
+from taskmgr.core.pauses import check_reason, check_until
 from taskmgr.core.rules import (
     anchor,
     first_slot,
@@ -42,6 +43,7 @@ from taskmgr.core.triggers import Cron, Manual, TriggerSpec
 from taskmgr.exceptions import (
     InvalidInputError,
     JobOrphanedError,
+    VersionConflictError,
 )
 from taskmgr.scheduling.retention import (
     DEFAULT_RETENTION_CRON,
@@ -59,6 +61,8 @@ __all__ = ["JobCommands"]
 
 #: Executions deleted per transaction by :meth:`JobCommands.cleanup_history`.
 DELETE_BATCH = 1000
+#: Tries of a pause whose job changes while it is paused.
+_PAUSE_TRIES = 3
 
 
 class JobCommands(ServiceBase):
@@ -198,22 +202,59 @@ class JobCommands(ServiceBase):
         self.storage.delete_job(key, now=self.clock.now(), audit=audit)
 
     def pause_job(
-        self, key: str, *, actor: str | None = None, source: Source = AuditSource.PYTHON
+        self,
+        key: str,
+        *,
+        reason: str | None = None,
+        until: datetime | None = None,
+        actor: str | None = None,
+        source: Source = AuditSource.PYTHON,
     ) -> Job:
         """Stop firing the job: no slot of its schedule runs while it is paused (its
         pending retries and queued runs are cancelled when they come due; a manual
-        run still can). See :meth:`resume_job` for what happens on resume."""
+        run, a deferred run or a backfilled slot still can). The job keeps who paused
+        it (``actor``), why (``reason``, at most 500 characters), since when and until
+        when: at ``until`` (an aware datetime in the future) it resumes by itself, once
+        for the whole cluster, recorded in the audit log by ``taskmgr`` (source
+        ``schedule``), going on from its first slot at or after ``until``. See
+        :meth:`resume_job` for what a resume does. Pausing a paused job replaces its
+        reason and until (and who paused it); if neither differs, nothing is recorded.
+
+        :raises PauseUntilPastError: ``until`` is not in the future (nothing is stored).
+        :raises JobOrphanedError: the job is orphaned.
+        """
         audit = self._audit(AuditAction.PAUSE, actor, source)
+        reason = check_reason(reason)
+        until = check_until(until, audit.at)
         self.open()
-        job = self.storage.get_job(key)
-        if job.state is JobState.ORPHANED:
-            raise JobOrphanedError(f"job {key!r} is orphaned: its function is not registered")
-        if job.state is JobState.PAUSED:
-            return shown(job)
-        paused = self.storage.update_job(
-            key, {"state": JobState.PAUSED}, now=self.clock.now(), audit=audit
-        )
-        return shown(paused)
+        for attempt in range(_PAUSE_TRIES):
+            job = self.storage.get_job(key)
+            if job.state is JobState.ORPHANED:
+                raise JobOrphanedError(f"job {key!r} is orphaned: its function is not registered")
+            if job.state is JobState.PAUSED and (job.paused_reason, job.paused_until) == (
+                reason,
+                until,
+            ):
+                return shown(job)
+            changes: dict[str, Any] = {
+                "state": JobState.PAUSED,
+                "paused_by": audit.actor,
+                "paused_reason": reason,
+                "paused_at": job.paused_at if job.state is JobState.PAUSED else None,
+                "paused_until": until,
+            }
+            changes["paused_at"] = changes["paused_at"] or audit.at  # since when: kept
+            try:
+                paused = self.storage.update_job(
+                    key, changes, now=audit.at, expected_version=job.version, audit=audit
+                )
+            except VersionConflictError:  # changed meanwhile (resumed at its until?)
+                if attempt == _PAUSE_TRIES - 1:
+                    raise
+                continue
+            self._wake()  # the loop wakes up at its until
+            return shown(paused)
+        raise AssertionError("unreachable")
 
     def resume_job(
         self, key: str, *, actor: str | None = None, source: Source = AuditSource.PYTHON

@@ -37,6 +37,7 @@ from taskmgr.service.assembly import (
     start_components,
 )
 from taskmgr.service.commands import JobCommands
+from taskmgr.service.pausing import PauseCommands
 from taskmgr.service.queries import Queries
 from taskmgr.service.tasks import TaskCommands
 from taskmgr.settings import TaskmgrSettings, load_settings
@@ -47,7 +48,7 @@ __all__ = ["SchedulerService"]
 logger = logging.getLogger("taskmgr.service")
 
 
-class SchedulerService(JobCommands, TaskCommands, Queries):
+class SchedulerService(JobCommands, TaskCommands, PauseCommands, Queries):
     """Durable scheduled jobs for one application process.
 
     ``storage`` is a :class:`~taskmgr.storage.Storage`, a database URL (its asyncio

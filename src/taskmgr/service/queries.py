@@ -4,14 +4,17 @@ health summary for probes. Nothing here writes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from taskmgr.core.audit import AuditAction, AuditPage
+from taskmgr.core.failures import FAILURE_STATUSES, FailureGroup
 from taskmgr.core.models import (
     Execution,
     ExecutionPage,
     ExecutionStatus,
+    ExecutionTrigger,
     Health,
     Instance,
     Job,
@@ -31,10 +34,12 @@ from taskmgr.service.arguments import (
 from taskmgr.service.arguments import status as status_of
 from taskmgr.service.base import ServiceBase
 from taskmgr.settings import redact_text
-from taskmgr.storage.base import AuditFilter, ExecutionFilter
+from taskmgr.storage.base import AuditFilter, ExecutionFilter, FailureFilter
 from taskmgr.storage.inputs import member
 
 __all__ = ["MAX_PREVIEW", "Queries"]
+
+EnumT = TypeVar("EnumT", ExecutionStatus, ExecutionTrigger)
 
 MAX_PREVIEW = 1000
 #: Most jobs one ``recent_executions`` call reads.
@@ -91,21 +96,22 @@ class Queries(ServiceBase):
         until: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        trigger: ExecutionTrigger | str | Sequence[ExecutionTrigger | str] | None = None,
+        chain_id: str | None = None,
     ) -> ExecutionPage:
-        """Executions newest first. ``since``/``until`` bound the scheduled time;
-        ``cursor`` is the ``next_cursor`` of the previous page."""
+        """Executions newest first. ``status`` and ``trigger`` keep one or any of
+        several; ``since``/``until`` bound the scheduled time; ``chain_id`` keeps the
+        attempts of one run (its first attempt's id); ``cursor`` is the
+        ``next_cursor`` of the previous page."""
         check_limit(limit)
-        if status is None:
-            statuses: tuple[ExecutionStatus, ...] = ()
-        elif isinstance(status, str):
-            statuses = (status_of(status),)
-        else:
-            statuses = tuple(status_of(s) for s in status)
         filters = ExecutionFilter(
             job_key=job_key,
-            statuses=statuses,
+            statuses=_several(status, status_of),
+            triggers=_several(trigger, _trigger),
             since=ensure_aware(since, "since") if since is not None else None,
             until=ensure_aware(until, "until") if until is not None else None,
+            chain_id=chain_id,
         )
         before = decode_cursor(cursor) if cursor is not None else None
         self.open()
@@ -139,6 +145,39 @@ class Queries(ServiceBase):
             key: self.storage.list_executions(ExecutionFilter(job_key=key), limit=per_job)
             for key in keys
         }
+
+    def failure_groups(
+        self,
+        job_key: str | None = None,
+        status: ExecutionStatus | str | Sequence[ExecutionStatus | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[FailureGroup]:
+        """What failed, across jobs: the failed attempts (``status``: one or several
+        of failed, timeout, lost; default all three) completed between ``since`` and
+        ``until`` (inclusive), of one job or of every job, grouped by job, status and
+        error type, the most recently seen group first; at most ``limit`` groups. Each
+        group counts its attempts and its runs (an attempt and its retries are one
+        run) and shows its first and last time and its latest attempt's message. The
+        database groups them (one statement).
+
+        :raises InvalidInputError: a status that is not a failure status, a bad
+            ``limit`` (an :class:`InvalidDatetimeError` for a naive or out-of-range
+            bound).
+        """
+        check_limit(limit)
+        statuses = _several(status, status_of) or FAILURE_STATUSES
+        if job_key is not None and not isinstance(job_key, str):
+            raise InvalidInputError("must be a job key", field="job_key")
+        filters = FailureFilter(
+            job_key=job_key,
+            statuses=statuses,
+            since=ensure_aware(since, "since") if since is not None else None,
+            until=ensure_aware(until, "until") if until is not None else None,
+        )
+        self.open()
+        return self.storage.failure_groups(filters, limit=limit)
 
     def list_audit(
         self,
@@ -201,7 +240,8 @@ class Queries(ServiceBase):
         return self.storage.list_instances()
 
     def health(self, *, overdue_after: float | None = None) -> Health:
-        """Database reachability, live instances and overdue work, for probes.
+        """Database reachability, live instances, overdue work and the pauses of queues
+        and of the whole service in effect, for probes.
 
         Work counts as overdue when its due time is more than ``overdue_after``
         seconds past (default: twice the poll interval plus a second). Never raises
@@ -218,6 +258,7 @@ class Queries(ServiceBase):
             )
             due = self.storage.next_due_at()
             schema_current = self.storage.schema_current()
+            pauses = self.storage.list_pauses(now=now)
         except Exception as exc:
             return Health(
                 database=False,
@@ -234,4 +275,20 @@ class Queries(ServiceBase):
             schema_current=schema_current,
             oldest_overdue_at=due if overdue else None,
             overdue_seconds=late if overdue else 0.0,
+            pauses=pauses,
         )
+
+
+def _several(
+    value: EnumT | str | Sequence[EnumT | str] | None, convert: Callable[[EnumT | str], EnumT]
+) -> tuple[EnumT, ...]:
+    """One value or several, as members (none: an empty tuple)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (convert(value),)
+    return tuple(convert(v) for v in value)
+
+
+def _trigger(value: ExecutionTrigger | str) -> ExecutionTrigger:
+    return member(ExecutionTrigger, value, "trigger")

@@ -22,11 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from taskmgr.core.failures import FailureGroup
 from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
-    Instance,
-    InstanceStatus,
     Job,
     JobDefinition,
     JobQueue,
@@ -34,6 +33,8 @@ from taskmgr.core.models import (
     JobState,
 )
 from taskmgr.storage.audit_log import AuditLog
+from taskmgr.storage.instance_registry import InstanceRegistry
+from taskmgr.storage.pause_store import PauseStore
 from taskmgr.storage.records import (
     AuditFilter,
     AuditRecord,
@@ -41,12 +42,14 @@ from taskmgr.storage.records import (
     Claimed,
     ClaimPlan,
     ExecutionFilter,
+    FailureFilter,
     HistorySummary,
     JobAdvance,
     NewExecution,
     Outcome,
     PendingDecision,
 )
+from taskmgr.storage.task_handover import TaskHandOver
 
 __all__ = [
     "AuditFilter",
@@ -55,6 +58,7 @@ __all__ = [
     "ClaimPlan",
     "Claimed",
     "ExecutionFilter",
+    "FailureFilter",
     "HistorySummary",
     "JobAdvance",
     "NewExecution",
@@ -87,6 +91,10 @@ UPDATABLE_JOB_FIELDS = frozenset(
         "source",
         "fingerprint",
         "next_run_at",
+        "paused_by",
+        "paused_reason",
+        "paused_at",
+        "paused_until",
     }
 )
 
@@ -98,7 +106,7 @@ def _nothing() -> None:
     return None
 
 
-class Storage(AuditLog):
+class Storage(AuditLog, InstanceRegistry, TaskHandOver, PauseStore):
     """Durable state of jobs, executions and instances.
 
     Implementations must be safe to call from several threads at once. Every method
@@ -269,8 +277,13 @@ class Storage(AuditLog):
         it dead, or it stopped), nothing is read or claimed and ``[]`` is returned: a
         frozen process that wakes up cannot start work it no longer owns.
 
-        Reads the due jobs and due pending executions (see :class:`ClaimBatch` for
-        their order; rows another process is claiming at the same time may be
+        First, at most 100 paused jobs whose ``paused_until`` has come are resumed
+        (:func:`~taskmgr.storage.pausing.resumed_at_until`) and the pauses of queues and
+        of the service whose ``until`` has come are removed, each once however many
+        claims race, with an audit entry by ``taskmgr`` (source ``schedule``); the
+        pauses left are :attr:`ClaimBatch.pauses`. Then it reads the due jobs and due
+        pending executions (see :class:`ClaimBatch` for their order and what pauses
+        leave out; rows another process is claiming at the same time may be
         skipped), calls ``planner`` once with them, then applies its plan, in order:
 
         * each :class:`JobAdvance` is a compare-and-set on the job's ``next_run_at``
@@ -307,7 +320,17 @@ class Storage(AuditLog):
     @abstractmethod
     def next_due_at(self) -> datetime | None:
         """The earliest ``next_run_at`` of an active job or ``due_at`` of a pending,
-        non-queued execution; None when there is none."""
+        non-queued execution that no stored pause holds, ``paused_until`` of a job or
+        ``until`` of a stored pause; None when there is none."""
+
+    def next_claim_at(self, *, now: datetime) -> datetime | None:
+        """When a :meth:`claim` may find work, read without claiming (what the
+        scheduler's idle polls ask): :meth:`next_due_at`, or ``now`` while a queued
+        run due by ``now`` waits (it may start as soon as the run ahead of it ends,
+        which no time tells). Never later than a claim would find work; earlier only
+        costs a claim that finds nothing. Read-only: it locks and writes nothing.
+        Backends without such a read keep this default, ``now``: the claim polls."""
+        return now
 
     # -- executions ----------------------------------------------------------------
 
@@ -377,86 +400,6 @@ class Storage(AuditLog):
         a second outcome for the same execution in one call is rejected."""
 
     @abstractmethod
-    def assign_task_ids(self, task_ids: Mapping[str, str], *, owner: str) -> set[str]:
-        """Record, per execution id, the id of the message about to hand it to a worker
-        (its Celery task id), in one transaction, before that message is published: the
-        per-dispatch nonce :meth:`take_over` checks, so that only a message carrying it
-        can start the execution.
-
-        Applies to an execution only while it is ``running``, owned by ``owner``, not
-        started (``started_at`` null: nothing took it over) and holds no task id or
-        this same one (a message published again for it gets a new id through
-        :meth:`replace_task_ids`, never here). Returns the ids of the executions that
-        now hold the id given for them; the others are left as they are (taken over,
-        ended, released, or holding another message's id).
-
-        :raises InvalidInputError: a task id is not a string of 1-255 characters.
-        """
-
-    @abstractmethod
-    def replace_task_ids(self, task_ids: Mapping[str, tuple[str, str]], *, owner: str) -> set[str]:
-        """Replace, per execution id, the task id recorded for it by ``(old, new)``,
-        in one transaction, before a message carrying ``new`` is published for it
-        again (its first message looks lost): from then on only the new message can
-        take it over, and the old one, should it still reach a worker, starts nothing.
-
-        A compare-and-set per execution: applies only while it is ``running``, owned
-        by ``owner``, not started (``started_at`` null) and holds ``old``; one that
-        holds ``new`` already counts as replaced (a repeated call). Returns the ids of
-        the executions that now hold their ``new`` id; the others are left as they are
-        (taken over meanwhile, ended, released, or holding another id).
-
-        :raises InvalidInputError: an old or new task id is not a string of 1-255
-            characters.
-        """
-
-    @abstractmethod
-    def take_over(
-        self,
-        execution_id: str,
-        *,
-        from_owner: str,
-        to_owner: str,
-        attempt: int,
-        now: datetime,
-        celery_task_id: str,
-    ) -> Claimed | None:
-        """Hand a ``running`` execution from the instance that claimed it to the one
-        that runs it (a Celery worker), in one compare-and-set, on behalf of one
-        message.
-
-        Applies only to an execution that has **not started** and that **this message
-        was published for**: it is ``running``, owned by ``from_owner`` (the instance
-        that dispatched it, never a worker that took it over: taking over sets
-        ``started_at``), at ``attempt``, ``started_at`` is null, and its stored task id
-        is set and equals ``celery_task_id`` (recorded by :meth:`assign_task_ids`
-        before the message was published). And only while ``to_owner`` has no
-        instance row or a ``running`` one (a worker declared dead takes nothing over).
-        It then sets ``owner = to_owner`` and ``started_at = now``, and returns the
-        execution with its job.
-
-        Otherwise nothing changes and None is returned: the execution already started
-        (a message redelivered or duplicated while it runs, or after it ended), was
-        taken over by another delivery, was released or runs in its dispatcher's own
-        process (no task id), or the message is not the one published for it (a forged
-        or stale message: another task id, owner or attempt). So a message, forged or
-        replayed, never starts an execution a second time.
-
-        If the execution's job was deleted meanwhile, nothing could run it: it becomes
-        ``cancelled`` (``completed_at = now``) and None is returned.
-        """
-
-    @abstractmethod
-    def release(self, execution_id: str, *, owner: str, due_at: datetime) -> bool:
-        """Put a ``running`` execution owned by ``owner`` back to ``pending`` (owner,
-        ``dispatched_at``, ``started_at`` and the task id cleared, ``due_at`` set), so
-        that any instance claims it again when due: for work claimed but never handed
-        over (the broker was unreachable, or the instance is stopping). A message
-        published for it before can then take nothing over. Returns whether it
-        applied; an execution taken over, ended or owned by someone else is left as it
-        is."""
-
-    @abstractmethod
     def get_execution(self, execution_id: str) -> Execution:
         """:raises ExecutionNotFoundError: no execution has this id."""
 
@@ -487,9 +430,11 @@ class Storage(AuditLog):
         before: tuple[datetime, str] | None = None,
     ) -> list[Execution]:
         """Executions newest first, ordered by ``(created_at, id)`` descending (equal
-        ``created_at``: the greater id first), matching ``filters`` (``since``/``until``
-        bound ``scheduled_for``, inclusive; ``owner`` matches exactly), strictly after
-        the keyset position ``before`` = ``(created_at, id)`` of the last row seen.
+        ``created_at``: the greater id first), matching ``filters`` (any of its
+        ``statuses`` and any of its ``triggers``, an empty sequence: any;
+        ``since``/``until`` bound ``scheduled_for``, inclusive; ``owner`` and
+        ``chain_id`` match exactly), strictly after the keyset position ``before`` =
+        ``(created_at, id)`` of the last row seen.
 
         :raises InvalidDatetimeError: ``since``, ``until`` or the ``before`` instant is
             outside what the database stores (years 1970-9998, UTC), or overflows
@@ -524,6 +469,23 @@ class Storage(AuditLog):
         scrape time: the same answer from every process)."""
 
     @abstractmethod
+    def failure_groups(self, filters: FailureFilter, *, limit: int) -> list[FailureGroup]:
+        """The failed attempts matching ``filters`` (its ``statuses``, by default
+        :data:`~taskmgr.core.failures.FAILURE_STATUSES`; an empty sequence: none),
+        whose ``completed_at`` lies between ``since`` and ``until`` (inclusive),
+        grouped by ``(job_key, status, error_type)`` (a NULL ``error_type`` is a group
+        of its own), in one statement: per group, how many attempts, how many distinct
+        chains, the earliest and latest ``completed_at``, and the id and
+        ``error_message`` of its latest attempt (the greatest ``(completed_at, id)``).
+
+        At most ``limit`` groups, the most recently seen first: by ``last_seen``
+        descending, then by ``last_execution_id`` descending.
+
+        :raises InvalidInputError: a status that is not a failure status, a negative
+            ``limit`` (an :class:`~taskmgr.exceptions.InvalidDatetimeError` for a bound
+            outside what the database stores)."""
+
+    @abstractmethod
     def job_queues(self, *, now: datetime) -> list[JobQueue]:
         """Per job, its ``pending`` executions (``due``: those whose ``due_at <= now``,
         queued ones included) and its ``running`` ones, and the earliest ``due_at`` of
@@ -533,50 +495,3 @@ class Storage(AuditLog):
         Only jobs with at least one pending or running execution are listed, deleted
         ones included (their running executions are still running), ordered by job key
         (code point order), equal keys by job id."""
-
-    # -- instances -----------------------------------------------------------------
-
-    @abstractmethod
-    def register_instance(self, instance: Instance) -> None:
-        """Insert (or replace) the instance row."""
-
-    @abstractmethod
-    def heartbeat(self, instance_id: str, *, now: datetime) -> bool:
-        """Set ``last_heartbeat``. Returns False when the instance is no longer
-        ``running`` (it was declared dead or stopped), in which case nothing changes."""
-
-    @abstractmethod
-    def set_instance_status(self, instance_id: str, status: InstanceStatus) -> None:
-        """Set the instance's status (e.g. ``stopped`` on clean shutdown)."""
-
-    @abstractmethod
-    def list_instances(self) -> list[Instance]:
-        """All instance rows, newest ``started_at`` first (equal ones: the greater id
-        first)."""
-
-    @abstractmethod
-    def reap(
-        self,
-        *,
-        heartbeat_before: datetime,
-        now: datetime,
-        retry: Callable[[Claimed], NewExecution | None] | None = None,
-    ) -> list[Claimed] | None:
-        """Mark ``running`` instances whose last heartbeat is older than the cutoff as
-        ``dead``, and every ``running`` execution owned by an instance that is not
-        ``running`` (dead or stopped) as ``lost`` (``completed_at = now``), in one
-        transaction. Returns the executions it marked whose job still exists, with
-        their jobs, by execution id.
-
-        ``retry`` gives the next attempt of a lost execution (of a job that still
-        exists), or None: it is inserted in the same transaction, unless its id or
-        slot is already stored, so a reaper that dies after its commit loses no retry.
-
-        At most one reaper runs at a time across all processes: when another holds
-        the reaper's lock, this returns None at once and changes nothing."""
-
-    @abstractmethod
-    def delete_instances(self, *, last_heartbeat_before: datetime) -> int:
-        """Delete the rows of instances that are not ``running`` and whose last
-        heartbeat is older than the cutoff, unless an execution is still ``running``
-        under them. Returns how many were deleted."""

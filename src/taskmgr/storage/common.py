@@ -33,6 +33,9 @@ FINAL_STATUSES = tuple(status for status in ExecutionStatus if status.is_final)
 #: Why ``take_over`` cancels a running execution whose job is gone.
 JOB_DELETED_BEFORE_START = "the job was deleted before a worker started it"
 
+#: The fields of a job's pause: set while it is paused, None otherwise.
+PAUSE_FIELDS = ("paused_by", "paused_reason", "paused_at", "paused_until")
+
 #: The job fields a :class:`JobDefinition` validates (its ``enabled`` is a state).
 _DEFINED = tuple(name for name in JobDefinition.model_fields if name != "enabled")
 
@@ -97,7 +100,8 @@ def apply_job_changes(job: Job, changes: Mapping[str, Any], *, now: datetime) ->
     options and their ranges, kwargs that are plain JSON) and type-checked by the
     :class:`Job` model (a spec object or its JSON for ``trigger``, a
     :class:`RetryBackoff` or its dict for ``retry_backoff``, enums or their values,
-    aware datetimes), so a bad change is refused before anything is written.
+    aware datetimes), so a bad change is refused before anything is written. A job
+    left in any state but paused loses its ``paused_*`` fields.
     """
     unknown = sorted(set(changes) - UPDATABLE_JOB_FIELDS)
     if unknown:
@@ -118,6 +122,9 @@ def apply_job_changes(job: Job, changes: Mapping[str, Any], *, now: datetime) ->
     if not changes.keys().isdisjoint(_DEFINED):
         definition = JobDefinition(**{name: data[name] for name in _DEFINED})
         data.update((name, getattr(definition, name)) for name in _DEFINED)
+    if data["state"] not in (JobState.PAUSED, JobState.PAUSED.value):
+        # who paused a job, why and until when are told only while it is paused
+        data.update(dict.fromkeys(PAUSE_FIELDS))
     data["version"] = job.version + 1
     data["updated_at"] = now
     return build(Job, data)

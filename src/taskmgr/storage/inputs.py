@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from taskmgr.core.failures import FAILURE_STATUSES
 from taskmgr.core.models import ExecutionStatus, ExecutionTrigger, Instance
 from taskmgr.core.triggers import MAX_DATETIME, MIN_DATETIME
 from taskmgr.core.validation import ensure_aware, reraise_validation
@@ -25,6 +26,7 @@ from taskmgr.exceptions import InvalidDatetimeError, InvalidInputError
 from taskmgr.storage.base import (
     ClaimPlan,
     ExecutionFilter,
+    FailureFilter,
     JobAdvance,
     NewExecution,
     Outcome,
@@ -34,6 +36,7 @@ from taskmgr.storage.base import (
 __all__ = [
     "build",
     "checked_cursor",
+    "checked_failure_filter",
     "checked_filter",
     "checked_instance",
     "checked_job_id",
@@ -199,13 +202,43 @@ def checked_outcome(outcome: Outcome) -> Outcome:
 
 
 def checked_filter(filters: ExecutionFilter) -> ExecutionFilter:
-    """A history filter with statuses as members and its bounds in UTC."""
+    """A history filter with statuses and triggers as members and its bounds in UTC."""
+    chain_id = filters.chain_id
+    if chain_id is not None and (
+        not isinstance(chain_id, str) or _EXECUTION_ID.fullmatch(chain_id) is None
+    ):
+        raise InvalidInputError(
+            f"must be an execution id (1-64 printable ASCII characters), got {chain_id!r:.80}",
+            field="chain_id",
+        )
     return ExecutionFilter(
         job_key=filters.job_key,
         statuses=members(ExecutionStatus, filters.statuses, "statuses"),
+        triggers=members(ExecutionTrigger, filters.triggers, "triggers"),
         since=_stored_range(_utc_or_none(filters.since, "since"), "since"),
         until=_stored_range(_utc_or_none(filters.until, "until"), "until"),
         owner=filters.owner,
+        chain_id=chain_id,
+    )
+
+
+def checked_failure_filter(filters: FailureFilter) -> FailureFilter:
+    """A failure filter with statuses as members (failure statuses only) and its
+    bounds in UTC."""
+    statuses = members(ExecutionStatus, filters.statuses, "statuses")
+    for status in statuses:
+        if status not in FAILURE_STATUSES:
+            allowed = ", ".join(s.value for s in FAILURE_STATUSES)
+            raise InvalidInputError(
+                f"must be failure statuses ({allowed}), got {status.value!r}", field="statuses"
+            )
+    if filters.job_key is not None and not isinstance(filters.job_key, str):
+        raise InvalidInputError("must be a job key", field="job_key")
+    return FailureFilter(
+        job_key=filters.job_key,
+        statuses=tuple(dict.fromkeys(statuses)),
+        since=_stored_range(_utc_or_none(filters.since, "since"), "since"),
+        until=_stored_range(_utc_or_none(filters.until, "until"), "until"),
     )
 
 

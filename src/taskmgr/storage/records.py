@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from taskmgr.core.audit import AuditAction, AuditSource
+from taskmgr.core.failures import FAILURE_STATUSES
 from taskmgr.core.models import Execution, ExecutionStatus, ExecutionTrigger, Job
+from taskmgr.core.pauses import Pause
 
 __all__ = [
     "AuditFilter",
@@ -22,6 +24,7 @@ __all__ = [
     "ClaimPlan",
     "Claimed",
     "ExecutionFilter",
+    "FailureFilter",
     "HistorySummary",
     "JobAdvance",
     "NewExecution",
@@ -112,8 +115,15 @@ class ClaimBatch:
     #: that have a ``concurrency_key`` (:func:`taskmgr.core.rules.run_group`); a group
     #: without an active run is absent. Due queued runs of a group already at
     #: ``max_instances`` are left out of ``due_pending`` (they could not start, and
-    #: would take the places of other groups' runs under ``limit``).
+    #: would take the places of other groups' runs under ``limit``); so are those of a
+    #: job without a ``concurrency_key`` whose active runs number ``max_instances``.
     active_groups: Mapping[tuple[int, str | None], int] = field(default_factory=dict)
+    #: The pauses of queues and of the service in effect at ``now``
+    #: (:func:`taskmgr.core.rules.holding_pause` tells which jobs they hold). The due
+    #: jobs they hold are in ``due_jobs`` but for one-shot (``Date``) ones, which keep
+    #: their slot until the pause ends; the pending runs of held jobs are left out of
+    #: ``due_pending`` (they wait).
+    pauses: Sequence[Pause] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +166,27 @@ class Outcome:
 @dataclass(frozen=True, slots=True)
 class ExecutionFilter:
     job_key: str | None = None
+    #: Any of these statuses (empty: any status); ``triggers`` likewise.
     statuses: Sequence[ExecutionStatus] = ()
+    triggers: Sequence[ExecutionTrigger] = ()
     since: datetime | None = None
     until: datetime | None = None
     #: Only executions whose ``owner`` is this instance id.
     owner: str | None = None
+    #: Only the attempts of one run (its first attempt's id).
+    chain_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureFilter:
+    """Which failed attempts ``Storage.failure_groups`` groups: those of one job (or
+    every job), in these statuses, completed between ``since`` and ``until``
+    (inclusive)."""
+
+    job_key: str | None = None
+    statuses: Sequence[ExecutionStatus] = FAILURE_STATUSES
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,203 +1,13 @@
-// taskmgr dashboard: a client of the router's JSON API. Vanilla ES2020, no
-// dependencies, no inline script (the page is served with a strict CSP). All URLs
-// are relative to the page, so it works under whatever prefix the host chose.
+// taskmgr dashboard, 3 of 3: the jobs, a job's page, the actions, the header, and the
+// routing and refresh that tie the views together.
 "use strict";
 
-const REFRESH_MS = 5000;
 const SPARK_RUNS = 20;
 const TIMELINE_RUNS = 100;
-const AUDIT_ROWS = 100; // the audit page; a job page shows its last JOB_AUDIT_ROWS
-const JOB_AUDIT_ROWS = 20;
-const GLYPHS = {
-  success: "✓", failed: "✗", timeout: "◷", running: "▶", pending: "○",
-  missed: "»", skipped: "↷", lost: "◆", cancelled: "⊘",
-};
-const SVG_NS = "http://www.w3.org/2000/svg";
-
-const state = {
-  canWrite: false,
-  jobs: [],
-  recent: new Map(), // job key -> newest executions
-  queues: new Map(), // job id -> its pending and running counts (GET queues)
-  job: null, // the job shown on the job page
-  executions: [],
-  cursor: null,
-  timer: null,
-};
-
-// -- helpers ---------------------------------------------------------------------
-
-function $(id) { return document.getElementById(id); }
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
-
-function svg(tag, attrs) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
-  return node;
-}
-
-class ApiError extends Error {
-  constructor(status, problem) {
-    super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
-    this.status = status;
-    this.problem = problem;
-  }
-}
-
-async function api(path, options = {}) {
-  const headers = { Accept: "application/json" };
-  if (options.method && options.method !== "GET") {
-    headers["Content-Type"] = "application/json";
-    headers["X-Taskmgr-Action"] = "dashboard"; // recorded as the source of the change
-  }
-  const response = await fetch(path, { credentials: "same-origin", ...options, headers });
-  if (response.status === 204) return null;
-  const body = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, body);
-  return body;
-}
-
-function displayName(job) {
-  const names = job.names || {};
-  for (const lang of navigator.languages || [navigator.language]) {
-    if (names[lang]) return names[lang];
-    const base = lang.split("-")[0];
-    if (names[base]) return names[base];
-  }
-  return names.en || Object.values(names)[0] || job.key;
-}
-
-function localTime(iso) {
-  return iso ? new Date(iso).toLocaleString() : "—";
-}
-
-function span(size) { // whole seconds, in words
-  if (size < 60) return `${size} s`;
-  if (size < 3600) return `${Math.floor(size / 60)} min ${size % 60} s`;
-  if (size < 86400) return `${Math.floor(size / 3600)} h ${Math.floor((size % 3600) / 60)} min`;
-  return `${Math.floor(size / 86400)} d ${Math.floor((size % 86400) / 3600)} h`;
-}
-
-function relative(iso) {
-  if (!iso) return "—";
-  const seconds = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
-  // The list refreshes every few seconds: a run just past is running, not late.
-  if (seconds <= 0 && seconds > -REFRESH_MS / 500) return "due now";
-  const text = span(Math.abs(seconds));
-  return seconds >= 0 ? `in ${text}` : `${text} overdue`;
-}
-
-function duration(ms) {
-  if (ms === null || ms === undefined) return "—";
-  if (ms < 1000) return `${ms} ms`;
-  if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
-  return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
-}
-
-function statusLabel(status) {
-  return el("span", { class: `status s-${status}` }, `${GLYPHS[status] || "?"} ${status}`);
-}
-
-function isTask(job) {
-  return job.trigger.type === "manual";
-}
-
-// A job's executions that have not ended: counts by glyph and word, and how long the
-// oldest due one has waited (by the server's clock, as of the last refresh).
-function queueSummary(queue, idle) {
-  if (!queue) return [el("span", { class: "muted", title: "nothing pending or running" }, idle)];
-  const lines = [];
-  if (queue.pending) lines.push(el("div", { class: "count s-pending" }, `${GLYPHS.pending} ${queue.pending} pending`));
-  if (queue.running) lines.push(el("div", { class: "count s-running" }, `${GLYPHS.running} ${queue.running} running`));
-  if (queue.pending > queue.due) lines.push(el("div", { class: "muted small" }, `${queue.pending - queue.due} not due yet`));
-  if (queue.oldest_due_age_seconds !== null) {
-    lines.push(el("div", { class: "muted small oldest", title: `due since ${queue.oldest_due_at} (UTC)` },
-      `oldest waiting ${span(Math.round(queue.oldest_due_age_seconds))}`));
-  }
-  return lines;
-}
-
-function timeCell(iso) {
-  return el("time", { datetime: iso || "", title: iso ? `${iso} (UTC)` : "" }, localTime(iso));
-}
-
-function toast(message, isError) {
-  const box = $("toast");
-  box.textContent = message;
-  box.className = isError ? "toast error" : "toast";
-  box.hidden = false;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { box.hidden = true; }, 4000);
-}
-
-// -- status shapes (sparkline and timeline) -----------------------------------------
-
-// Each status has its own shape, so colour is never the only cue.
-function shape(execution, x, width, height, maxMs) {
-  const status = execution.status;
-  const cx = x + width / 2;
-  const base = height - 1;
-  const cls = `s-${status}`;
-  let node;
-  if (status === "success") {
-    const share = maxMs > 0 ? (execution.duration_ms || 0) / maxMs : 0;
-    const h = Math.max(3, Math.round(share * (height - 2)));
-    node = svg("rect", { x: x + 1, y: base - h, width: Math.max(width - 2, 1), height: h, class: cls });
-  } else if (status === "failed") {
-    const s = Math.min(width, height) / 2 - 1;
-    const cy = height / 2;
-    node = svg("path", {
-      d: `M${cx - s} ${cy - s}L${cx + s} ${cy + s}M${cx + s} ${cy - s}L${cx - s} ${cy + s}`,
-      class: `${cls} cross`,
-    });
-  } else if (status === "timeout") {
-    node = svg("path", { d: `M${x + 1} ${base}L${cx} ${base - height + 3}L${x + width - 1} ${base}Z`, class: cls });
-  } else if (status === "lost") {
-    const s = width / 2 - 1;
-    const cy = height / 2;
-    node = svg("path", { d: `M${cx} ${cy - s}L${cx + s} ${cy}L${cx} ${cy + s}L${cx - s} ${cy}Z`, class: cls });
-  } else if (status === "running" || status === "pending") {
-    node = svg("circle", { cx, cy: height / 2, r: width / 2 - 1, class: status === "pending" ? `${cls} hollow` : cls });
-  } else if (status === "cancelled") {
-    node = svg("circle", { cx, cy: height / 2, r: width / 2 - 1, class: `${cls} hollow` });
-  } else { // missed, skipped: did not run, a mark on the baseline
-    const h = status === "skipped" ? 4 : 2;
-    node = svg("rect", { x: x + 1, y: base - h, width: Math.max(width - 2, 1), height: h, class: `${cls}${status === "skipped" ? " hollow" : ""}` });
-  }
-  const title = svg("title", {});
-  title.textContent = `${GLYPHS[status] || ""} ${status} · ${duration(execution.duration_ms)} · ${localTime(execution.scheduled_for)}`;
-  node.append(title);
-  return node;
-}
-
-function runChart(executions, slot, height, slots) {
-  const runs = executions.slice(0, slots).reverse(); // oldest first, newest on the right
-  const width = slot * slots;
-  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", class: "spark" });
-  const maxMs = Math.max(0, ...runs.map((e) => e.duration_ms || 0));
-  const counts = {};
-  runs.forEach((execution, index) => {
-    chart.append(shape(execution, (slots - runs.length + index) * slot, slot, height, maxMs));
-    counts[execution.status] = (counts[execution.status] || 0) + 1;
-  });
-  const summary = Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(", ");
-  chart.setAttribute("aria-label", runs.length ? `Last ${runs.length} runs: ${summary}` : "No runs yet");
-  return chart;
-}
+const JOB_AUDIT_ROWS = 20; // a job page shows its last changes
+// "Run now" on a one-shot job whose time is further away than this asks first.
+const FAR_ONE_SHOT_MS = 3600 * 1000;
+const VIEWS = ["jobs", "runs", "failures", "job", "audit"];
 
 // -- data --------------------------------------------------------------------------
 
@@ -229,6 +39,41 @@ async function loadHealth() {
   }
 }
 
+// -- header badges ------------------------------------------------------------------
+// What is paused (GET pauses: the service, queues, jobs), told in words in the header;
+// open incidents will join here.
+
+function pauseWhy(pause) {
+  return [pause.paused_by && `by ${pause.paused_by}`, pause.reason, pause.until && `until ${localTime(pause.until)}`]
+    .filter(Boolean).join(" · ");
+}
+
+function pauseBadges(pauses) {
+  const badges = [];
+  for (const pause of pauses.filter((p) => p.scope !== "job")) {
+    const what = pause.scope === "service" ? "service" : `queue ${pause.name}`;
+    const why = pauseWhy(pause);
+    badges.push(el("span", { class: "badge state-paused", title: why }, `❚❚ ${what} paused${why ? `: ${why}` : ""}`));
+  }
+  const jobs = pauses.filter((p) => p.scope === "job");
+  if (jobs.length) {
+    badges.push(el("a", {
+      href: "#?state=paused", class: "badge state-paused", id: "paused-jobs",
+      title: jobs.map((p) => [p.name, pauseWhy(p)].filter(Boolean).join(": ")).join("\n"),
+    }, `❚❚ ${plural(jobs.length, "job")} paused`));
+  }
+  return badges;
+}
+
+async function loadBadges() {
+  try {
+    const body = await api("pauses");
+    replaceRows($("badges"), pauseBadges(body.items || []));
+  } catch (error) { // the header's extras never stop a view
+    $("badges").replaceChildren(el("span", { class: "bad small" }, "✗ pauses unknown"));
+  }
+}
+
 async function loadJobs() {
   const jobs = [];
   let cursor = null;
@@ -238,7 +83,16 @@ async function loadJobs() {
     cursor = page.next_cursor;
   } while (cursor && jobs.length < 5000);
   state.jobs = jobs;
+  state.jobKeys = jobs.map((job) => job.key);
+  fillJobKeys(state.jobKeys);
   await Promise.all([loadQueues(), loadRecent(jobs.slice(0, 200))]);
+}
+
+async function loadJobKeys() { // the job filter's suggestions, outside the job list
+  if (state.jobKeys) return;
+  const page = await api("jobs?limit=500");
+  state.jobKeys = page.items.map((job) => job.key);
+  fillJobKeys(state.jobKeys);
 }
 
 // The newest runs of the listed jobs: one request (a batch per few KB of keys, so
@@ -270,16 +124,31 @@ async function loadQueues() {
 
 // -- jobs view -----------------------------------------------------------------------
 
+// A job's executions that have not ended: counts by glyph and word, and how long the
+// oldest due one has waited (by the server's clock, as of the last refresh).
+function queueSummary(queue, idle) {
+  if (!queue) return [el("span", { class: "muted", title: "nothing pending or running" }, idle)];
+  const lines = [];
+  if (queue.pending) lines.push(el("div", { class: "count s-pending" }, `${GLYPHS.pending} ${queue.pending} pending`));
+  if (queue.running) lines.push(el("div", { class: "count s-running" }, `${GLYPHS.running} ${queue.running} running`));
+  if (queue.pending > queue.due) lines.push(el("div", { class: "muted small" }, `${queue.pending - queue.due} not due yet`));
+  if (queue.oldest_due_age_seconds !== null) {
+    lines.push(el("div", { class: "muted small oldest", title: `due since ${queue.oldest_due_at} (UTC)` },
+      `oldest waiting ${span(Math.round(queue.oldest_due_age_seconds))}`));
+  }
+  return lines;
+}
+
 function jobActions(job) {
   if (!state.canWrite) return [];
   const buttons = [];
   if (job.state !== "orphaned") {
-    buttons.push(el("button", { type: "button", class: "run-now", "data-key": job.key, onclick: () => runNow(job.key) }, "Run now"));
+    buttons.push(el("button", { type: "button", class: "run-now", "data-key": job.key, "data-focus": `run:${job.key}`, onclick: () => runNow(job) }, "Run now"));
   }
   if (job.state === "active") {
-    buttons.push(el("button", { type: "button", onclick: () => setState(job.key, "pause") }, "Pause"));
+    buttons.push(el("button", { type: "button", "data-focus": `pause:${job.key}`, onclick: () => setState(job.key, "pause") }, "Pause"));
   } else if (job.state === "paused") {
-    buttons.push(el("button", { type: "button", onclick: () => setState(job.key, "resume") }, "Resume"));
+    buttons.push(el("button", { type: "button", "data-focus": `resume:${job.key}`, onclick: () => setState(job.key, "resume") }, "Resume"));
   }
   return buttons;
 }
@@ -289,6 +158,16 @@ function stateBadge(job) {
   return el("span", { class: `badge state-${job.state}` }, `${glyph} ${job.state}`);
 }
 
+// The last run of a job, as a chain: its newest run that is not waiting, told by its
+// newest attempt (a retry waiting or running included): "✓ success after 2 failed
+// attempts", never a bare "✓ success". From the runs the sparkline shows: no request.
+function lastRun(recent) {
+  const last = recent.find((e) => e.status !== "pending") || recent[0];
+  return last ? recent.find((e) => e.chain_id === last.chain_id) : null;
+}
+
+const JOB_FILTERS = { q: "filter-text", kind: "filter-kind", state: "filter-state", last: "filter-status" };
+
 function renderJobs() {
   const text = $("filter-text").value.trim().toLowerCase();
   const wanted = $("filter-state").value;
@@ -297,7 +176,7 @@ function renderJobs() {
   const rows = [];
   for (const job of state.jobs) {
     const recent = state.recent.get(job.key) || [];
-    const last = recent.find((e) => e.status !== "pending") || recent[0];
+    const last = lastRun(recent);
     const haystack = [job.key, displayName(job), job.description || ""].join(" ").toLowerCase();
     if (text && !haystack.includes(text)) continue;
     if (wanted && job.state !== wanted) continue;
@@ -306,7 +185,7 @@ function renderJobs() {
     const href = `#job/${encodeURIComponent(job.key)}`;
     rows.push(el("tr", { "data-key": job.key },
       el("td", {},
-        el("a", { href, title: job.description || "" }, displayName(job)),
+        el("a", { href, title: job.description || "", "data-focus": `job:${job.key}` }, displayName(job)),
         el("div", { class: "key muted" }, job.key)),
       el("td", { class: "schedule", title: JSON.stringify(job.trigger) },
         isTask(job) ? [el("span", { class: "badge kind-task" }, "⇢ task"), el("div", { class: "muted small" }, "runs when deferred")] : job.schedule),
@@ -317,13 +196,20 @@ function renderJobs() {
           : el("span", { class: "muted" }, "—")),
       el("td", { class: "queue" }, queueSummary(state.queues.get(job.id), "—")),
       el("td", { class: "last-run" },
-        last ? [statusLabel(last.status), el("div", { class: "muted small" }, `${duration(last.duration_ms)} · `, timeCell(last.scheduled_for))]
+        last ? [chainLabel(last), el("div", { class: "muted small" }, `${duration(last.duration_ms)} · `, timeCell(last.scheduled_for))]
           : el("span", { class: "muted" }, "never")),
       el("td", {}, runChart(recent, 8, 22, SPARK_RUNS)),
       el("td", { class: "write-only" }, el("div", { class: "actions" }, jobActions(job)))));
   }
-  $("jobs").tBodies[0].replaceChildren(...rows);
+  replaceRows($("jobs").tBodies[0], rows);
   $("jobs-empty").hidden = rows.length > 0;
+}
+
+function jobFiltersChanged() {
+  const params = new URLSearchParams();
+  for (const [name, id] of Object.entries(JOB_FILTERS)) if ($(id).value.trim()) params.set(name, $(id).value.trim());
+  replaceParams(params);
+  renderJobs();
 }
 
 function tickCountdowns() {
@@ -332,30 +218,30 @@ function tickCountdowns() {
 
 // -- job view --------------------------------------------------------------------------
 
-function detail(term, ...value) {
-  return [el("dt", {}, term), el("dd", {}, ...value)];
+function filtered(params) {
+  return ["status", "trigger", "range", "since", "until"].some((name) => params.has(name));
 }
 
-async function loadJobPage(key, keepRows) {
-  const [job, preview, page, audit] = await Promise.all([
-    api(`jobs/${encodeURIComponent(key)}`),
-    api(`jobs/${encodeURIComponent(key)}/preview?n=5`),
-    api(`jobs/${encodeURIComponent(key)}/executions?limit=${TIMELINE_RUNS}`),
-    api(`jobs/${encodeURIComponent(key)}/audit?limit=${JOB_AUDIT_ROWS}`),
+async function loadJobPage(key, params, keepRows, seq) {
+  const path = `jobs/${encodeURIComponent(key)}`;
+  const jobParams = new URLSearchParams(params);
+  jobParams.delete("job"); // the page's job is in its path
+  const [job, preview, page, audit, unfiltered] = await Promise.all([
+    api(path),
+    api(`${path}/preview?n=5`),
+    api(`${path}/executions?${apiQuery(jobParams, { limit: TIMELINE_RUNS })}`),
+    api(`${path}/audit?limit=${JOB_AUDIT_ROWS}`),
+    // the timeline shows the last runs whatever the table's filters
+    filtered(jobParams) ? api(`${path}/executions?limit=${TIMELINE_RUNS}`) : null,
     loadQueues(),
   ]);
+  if (seq !== state.seq) return;
   showAudit("job-audit", "job-audit-empty", audit.items, false);
   state.job = job;
-  if (!keepRows || !state.executions.length) {
-    state.executions = page.items;
-    state.cursor = page.next_cursor;
-  } else { // refresh: newest page, keep the older pages the user opened
-    const ids = new Set(page.items.map((e) => e.id));
-    state.executions = [...page.items, ...state.executions.filter((e) => !ids.has(e.id)).slice(page.items.length)];
-  }
+  const list = mergePage("job", page, keepRows);
   $("job-title").textContent = displayName(job);
   $("job-subtitle").replaceChildren(el("span", { class: "key" }, job.key), ` · ${job.description || ""}`);
-  $("job-actions").replaceChildren(...jobActions(job));
+  replaceRows($("job-actions"), jobActions(job));
   const trigger = job.trigger;
   $("job-details").replaceChildren(
     ...(isTask(job)
@@ -377,105 +263,42 @@ async function loadJobPage(key, keepRows) {
     ...detail("Source", job.source),
     ...detail("Created · updated", timeCell(job.created_at), " · ", timeCell(job.updated_at), ` · version ${job.version}`),
   );
-  $("timeline").replaceChildren(runChart(state.executions, 10, 60, TIMELINE_RUNS));
-  renderExecutions();
+  $("timeline").replaceChildren(runChart(unfiltered ? unfiltered.items : list.items, 10, 60, TIMELINE_RUNS));
+  renderJobExecutions();
 }
 
-function renderExecutions() {
-  const rows = state.executions.map((execution) => el("tr", { "data-id": execution.id },
-    el("td", {}, el("button", { type: "button", class: "rowlink", onclick: () => openDrawer(execution.id) }, localTime(execution.scheduled_for))),
-    el("td", {}, statusLabel(execution.status)),
-    el("td", {}, execution.trigger + (execution.actor ? ` by ${execution.actor}` : "")),
-    el("td", {}, execution.attempt),
-    el("td", {}, duration(execution.duration_ms)),
-    el("td", {}, duration(execution.lateness_ms)),
-    el("td", { class: "key small" }, execution.owner || "—")));
-  $("executions").tBodies[0].replaceChildren(...rows);
-  $("executions-empty").hidden = rows.length > 0;
-  $("more-executions").hidden = !state.cursor;
-}
-
-async function loadOlder() {
-  const key = encodeURIComponent(state.job.key);
-  const page = await api(`jobs/${key}/executions?limit=${TIMELINE_RUNS}&cursor=${encodeURIComponent(state.cursor)}`);
-  state.executions.push(...page.items);
-  state.cursor = page.next_cursor;
-  renderExecutions();
-}
-
-// -- audit log -------------------------------------------------------------------------
-
-function auditWhat(entry) { // an update: the fields it changed, before → after
-  const changes = entry.details.changes;
-  if (entry.action === "update" && changes) {
-    return Object.entries(changes).map(([field, c]) => `${field}: ${JSON.stringify(c.before)} → ${JSON.stringify(c.after)}`).join("; ") || "—";
-  }
-  if (entry.action === "create" || entry.action === "delete") return "";
-  if (entry.execution_id) return el("button", { type: "button", class: "rowlink", onclick: () => openDrawer(entry.execution_id) }, entry.execution_id.slice(0, 8));
-  return Object.keys(entry.details).length ? JSON.stringify(entry.details) : "";
-}
-
-function auditRows(entries, withJob) {
-  return entries.map((entry) => el("tr", { "data-id": entry.id },
-    el("td", {}, timeCell(entry.at)),
-    el("td", {}, entry.actor || "—"),
-    el("td", {}, entry.source),
-    el("td", {}, entry.action),
-    ...(withJob ? [el("td", { class: "key" }, entry.job_key ? el("a", { href: `#job/${encodeURIComponent(entry.job_key)}` }, entry.job_key) : "—")] : []),
-    el("td", { class: "small" }, auditWhat(entry))));
-}
-
-function showAudit(table, empty, entries, withJob) {
-  $(table).tBodies[0].replaceChildren(...auditRows(entries, withJob));
-  $(empty).hidden = entries.length > 0;
-}
-
-async function loadAudit() {
-  const page = await api(`audit?limit=${AUDIT_ROWS}`);
-  showAudit("audit", "audit-empty", page.items, true);
-}
-
-// -- execution drawer --------------------------------------------------------------------
-
-async function openDrawer(id) {
-  const execution = await api(`executions/${encodeURIComponent(id)}`);
-  $("drawer-title").textContent = `${execution.job_key} · attempt ${execution.attempt}`;
-  $("drawer-body").replaceChildren(
-    ...detail("Status", statusLabel(execution.status)),
-    ...detail("Scheduled for", timeCell(execution.scheduled_for)),
-    ...detail("Started", timeCell(execution.started_at)),
-    ...detail("Completed", timeCell(execution.completed_at)),
-    ...detail("Duration", duration(execution.duration_ms)),
-    ...detail("Lateness", duration(execution.lateness_ms)),
-    ...(execution.status === "pending" ? detail("Due", timeCell(execution.due_at)) : []),
-    ...detail(execution.trigger === "deferred" ? "Deferred at" : "Created", timeCell(execution.created_at)),
-    ...detail("Trigger", execution.trigger),
-    ...(execution.actor ? detail("Actor", execution.actor) : []),
-    ...(execution.idempotency_key ? detail("Idempotency key", el("span", { class: "key" }, execution.idempotency_key)) : []),
-    ...detail("Chain", el("span", { class: "key" }, execution.chain_id),
-      execution.chain_id === execution.id ? el("span", { class: "muted" }, " (this execution: the first attempt)") : null),
-    ...detail("Instance", el("span", { class: "key" }, execution.owner || "—")),
-    ...detail("Celery task", el("span", { class: "key" }, execution.celery_task_id || "—")),
-    ...detail("Arguments", el("pre", { class: "args" }, JSON.stringify(execution.kwargs, null, 2))),
-    ...detail("Result", el("span", { class: "key" }, execution.result_summary === null ? "—" : JSON.stringify(execution.result_summary))),
-    ...detail("Error", execution.error_type ? `${execution.error_type}: ${execution.error_message || ""}` : (execution.error_message || "—")),
-    ...detail("Execution id", el("span", { class: "key" }, execution.id)),
-  );
-  $("drawer-traceback").textContent = execution.traceback || "";
-  $("drawer-traceback").hidden = !execution.traceback;
-  $("drawer-traceback-title").hidden = !execution.traceback;
-  $("drawer").hidden = false;
-  $("drawer-close").focus();
+function renderJobExecutions() {
+  showExecutions("executions", "executions-empty", "more-executions", state.lists.job, false);
 }
 
 // -- actions -------------------------------------------------------------------------
 
-async function runNow(key) {
+// A one-shot job runs once, at its time: running it by hand hours or days before is
+// rarely meant, so it asks first (the scheduled run stays as it is).
+function farOneShot(job) {
+  if (job.trigger.type !== "date") return null;
+  const wait = new Date(job.trigger.at).getTime() - Date.now();
+  return wait > FAR_ONE_SHOT_MS ? wait : null;
+}
+
+async function runNow(job) {
+  const wait = farOneShot(job);
+  if (wait !== null) {
+    const ok = await confirmDialog(
+      `Run ${displayName(job)} now?`,
+      `${job.key} is a one-shot job set to run at ${localTime(job.trigger.at)}, in ${span(Math.round(wait / 1000))}. `
+        + "Running it now is an extra run; the one at that time stays scheduled.",
+      "Run now anyway");
+    if (!ok) {
+      toast(`${job.key} was not run`);
+      return;
+    }
+  }
   try {
-    const execution = await api(`jobs/${encodeURIComponent(key)}/trigger`, { method: "POST", body: "{}" });
-    toast(`Run of ${key} queued (${execution.id.slice(0, 8)})`);
+    const execution = await api(`jobs/${encodeURIComponent(job.key)}/trigger`, { method: "POST", body: "{}" });
+    toast(`Run of ${job.key} queued (${execution.id.slice(0, 8)})`);
   } catch (error) {
-    toast(`Could not run ${key}: ${error.message}`, true);
+    toast(`Could not run ${job.key}: ${error.message}`, true);
   }
   await refresh();
 }
@@ -492,46 +315,67 @@ async function setState(key, action) {
 
 // -- routing and refresh ---------------------------------------------------------------
 
-function currentKey() {
-  const match = /^#job\/(.+)$/.exec(location.hash);
-  return match ? decodeURIComponent(match[1]) : null;
+function showView(view) {
+  for (const name of VIEWS) $(`${name}-view`).hidden = name !== view;
+  for (const link of document.querySelectorAll("nav a[data-view]")) {
+    if (link.dataset.view === view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
 }
 
-async function refresh() {
+async function refresh(keepRows = true) {
   clearTimeout(state.timer);
+  const seq = ++state.seq;
   try {
-    const key = currentKey();
-    const audit = location.hash === "#audit";
-    $("jobs-view").hidden = key !== null || audit;
-    $("job-view").hidden = key === null;
-    $("audit-view").hidden = !audit;
-    const work = [loadHealth()];
-    if (audit) work.push(loadAudit());
-    else if (key === null) work.push(loadJobs().then(renderJobs));
-    else work.push(loadJobPage(key, state.job && state.job.key === key));
+    const { view, key, params } = parseRoute();
+    showView(view);
+    const work = [loadHealth(), loadBadges()];
+    if (view === "jobs") work.push(loadJobs().then(() => { if (seq === state.seq) renderJobs(); }));
+    else if (view === "job") work.push(loadJobPage(key, params, keepRows && state.job && state.job.key === key, seq));
+    else if (view === "runs") work.push(loadRuns(params, keepRows, seq), loadJobKeys());
+    else if (view === "failures") work.push(loadFailures(params, seq), loadJobKeys());
+    else work.push(loadAudit(params, seq), loadJobKeys());
     await Promise.all(work);
-    document.body.dataset.loaded = "true";
+    if (seq === state.seq) document.body.dataset.loaded = "true";
   } catch (error) {
     toast(error.status === 404 ? "Not found" : `Refresh failed: ${error.message}`, true);
   } finally {
-    if (document.visibilityState === "visible") state.timer = setTimeout(refresh, REFRESH_MS);
+    if (seq === state.seq && document.visibilityState === "visible") state.timer = setTimeout(refresh, REFRESH_MS);
   }
+}
+
+// The URL's filters into the forms of the view it names.
+function showFilters() {
+  const { view, params } = parseRoute();
+  if (view === "jobs") for (const [name, id] of Object.entries(JOB_FILTERS)) $(id).value = params.get(name) || "";
+  const form = { runs: "runs-filters", failures: "failures-filters", job: "job-filters", audit: "audit-filters" }[view];
+  if (form) writeFilters($(form), params);
 }
 
 function navigate() {
   state.job = null;
-  state.executions = [];
-  state.cursor = null;
-  $("drawer").hidden = true;
-  refresh();
+  state.lists = {};
+  closeDrawer();
+  showFilters();
+  refresh(false);
+}
+
+function filtersChanged() {
+  state.lists = {};
+  refresh(false);
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
-  for (const id of ["filter-text", "filter-kind", "filter-state", "filter-status"]) $(id).addEventListener("input", renderJobs);
+  for (const id of Object.values(JOB_FILTERS)) $(id).addEventListener("input", jobFiltersChanged);
   $("filters").addEventListener("submit", (event) => event.preventDefault());
-  $("more-executions").addEventListener("click", loadOlder);
-  $("drawer-close").addEventListener("click", () => { $("drawer").hidden = true; });
-  document.addEventListener("keydown", (event) => { if (event.key === "Escape") $("drawer").hidden = true; });
+  for (const id of ["runs-filters", "failures-filters", "job-filters", "audit-filters"]) setupFilters($(id), filtersChanged);
+  $("more-executions").addEventListener("click", () => loadOlder("job", `jobs/${encodeURIComponent(state.job.key)}/executions`, parseRoute().params, renderJobExecutions));
+  $("more-runs").addEventListener("click", () => loadOlder("runs", "executions", parseRoute().params, renderRuns));
+  $("drawer-close").addEventListener("click", closeDrawer);
+  document.addEventListener("keydown", (event) => {
+    // Escape closes the drawer (a dialog closes itself first, and only itself)
+    if (event.key === "Escape" && !$("confirm").open) closeDrawer();
+  });
   window.addEventListener("hashchange", navigate);
   // Poll only while someone looks; catch up at once when the tab is shown again.
   document.addEventListener("visibilitychange", () => {
@@ -539,6 +383,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     else clearTimeout(state.timer);
   });
   setInterval(tickCountdowns, 1000);
+  showFilters();
   await loadSession();
-  refresh();
+  refresh(false);
 });

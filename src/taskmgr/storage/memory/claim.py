@@ -12,10 +12,11 @@ from taskmgr.core.audit import AuditAction
 from taskmgr.core.models import ExecutionStatus, JobState
 from taskmgr.storage.auditing import by_code, job_changes
 from taskmgr.storage.base import ClaimBatch, Claimed, JobAdvance, PendingDecision, Planner
-from taskmgr.storage.common import execution_from_new, for_owner
+from taskmgr.storage.common import apply_job_changes, execution_from_new, for_owner
 from taskmgr.storage.inputs import checked_plan, validated
 from taskmgr.storage.memory import queries
 from taskmgr.storage.memory.audit import write_entry
+from taskmgr.storage.memory.pauses import honour_pauses
 from taskmgr.storage.memory.state import State, unique_keys
 
 __all__ = ["claim"]
@@ -24,8 +25,10 @@ __all__ = ["claim"]
 def claim(
     state: State, *, now: datetime, owner: str, limit: int, planner: Planner
 ) -> list[Claimed]:
-    due_jobs = queries.due_jobs(state, now, limit)
-    due_pending = queries.due_pending(state, now, limit)
+    pauses = honour_pauses(state, now)
+    hold = queries.hold_of(pauses)
+    due_jobs = queries.due_jobs(state, now, limit, hold)
+    due_pending = queries.due_pending(state, now, limit, hold)
     referenced = {job.id for job in due_jobs} | {e.job_id for e in due_pending}
     jobs = {job_id: state.jobs[job_id] for job_id in sorted(referenced) if job_id in state.jobs}
     batch = ClaimBatch(
@@ -35,6 +38,7 @@ def claim(
         jobs=jobs,
         active=queries.active_counts(state, jobs),
         active_groups=queries.active_group_counts(state, jobs),
+        pauses=pauses,
     )
     plan = checked_plan(planner(batch))
     claimed = _advance(state, plan.advances, owner, now)
@@ -104,9 +108,7 @@ def _orphan(state: State, job_ids: Sequence[int], now: datetime) -> None:
     for job_id in job_ids:
         job = state.jobs.get(job_id)
         if job is not None and job.state is not JobState.ORPHANED:
-            orphaned = validated(
-                job, {"state": JobState.ORPHANED, "version": job.version + 1, "updated_at": now}
-            )
+            orphaned = apply_job_changes(job, {"state": JobState.ORPHANED}, now=now)
             state.put_job(orphaned)
             changes = {"changes": job_changes(job, orphaned)}
             write_entry(state, by_code(AuditAction.UPDATE, now), job_key=job.key, details=changes)

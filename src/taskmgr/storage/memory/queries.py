@@ -4,10 +4,11 @@ order (the tie-breaks the contract in :mod:`taskmgr.storage.base` states)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from taskmgr.core.enums import PauseScope
 from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
@@ -17,25 +18,36 @@ from taskmgr.core.models import (
     JobSource,
     JobState,
 )
+from taskmgr.core.pauses import Pause
 from taskmgr.core.rules import is_active_run
+from taskmgr.core.triggers import Date
 from taskmgr.storage.base import ExecutionFilter, HistorySummary
 from taskmgr.storage.inputs import fold_ascii
 from taskmgr.storage.memory.state import State
 
 __all__ = [
+    "NO_HOLD",
+    "Hold",
     "active_counts",
     "active_group_counts",
     "due_jobs",
     "due_pending",
     "finished_before",
     "full_groups",
+    "full_jobs",
     "gone_instances",
+    "held",
     "history_summary",
+    "hold_of",
     "job_queues",
     "jobs_matching",
     "matching",
     "next_due_at",
 ]
+
+#: What pauses hold: the whole service, and these queues.
+Hold = tuple[bool, frozenset[str]]
+NO_HOLD: Hold = (False, frozenset())
 
 
 def jobs_matching(
@@ -62,28 +74,46 @@ def _mentions(job: Job, folded: str) -> bool:
     return any(folded in fold_ascii(value) for value in haystack)
 
 
-def due_jobs(state: State, now: datetime, limit: int) -> list[Job]:
+def held(job: Job | None, hold: Hold) -> bool:
+    """Whether ``job`` is held by a pause of its queue or of the service."""
+    service, queues = hold
+    return job is not None and (service or (job.queue is not None and job.queue in queues))
+
+
+def due_jobs(state: State, now: datetime, limit: int, hold: Hold = NO_HOLD) -> list[Job]:
     """Active jobs due at ``now``: earliest ``next_run_at`` first, ties by lowest id
-    (ids only grow, so: in the order the jobs were added, as SQLite's index reads them)."""
+    (ids only grow, so: in the order the jobs were added, as SQLite's index reads them).
+    One-shot jobs that ``hold`` holds are left out: they keep their slot."""
     due = [
         job
         for job in state.jobs.values()
-        if job.state is JobState.ACTIVE and job.next_run_at is not None and job.next_run_at <= now
+        if job.state is JobState.ACTIVE
+        and job.next_run_at is not None
+        and job.next_run_at <= now
+        and not (isinstance(job.trigger, Date) and held(job, hold))
     ]
     due.sort(key=lambda job: (job.next_run_at, job.id))
     return due[:limit]
 
 
-def due_pending(state: State, now: datetime, limit: int) -> list[Execution]:
+def due_pending(state: State, now: datetime, limit: int, hold: Hold = NO_HOLD) -> list[Execution]:
     """Pending executions due at ``now``: earliest ``due_at`` first, ties in the order
     they were inserted (as SQLite's index reads them; the sort is stable and the dict
-    keeps insertion order, also when a row is replaced). Queued runs of a full group
-    (:func:`full_groups`) are left out, as the SQL backend's statement leaves them."""
+    keeps insertion order, also when a row is replaced). Queued runs of a full job or
+    group (:func:`full_jobs`, :func:`full_groups`) are left out, as the SQL backend's
+    statement leaves them, and so are the runs of the jobs ``hold`` holds."""
+    if hold[0]:
+        return []
     due = [
         execution
         for execution in state.executions.values()
-        if execution.status is ExecutionStatus.PENDING and execution.due_at <= now
+        if execution.status is ExecutionStatus.PENDING
+        and execution.due_at <= now
+        and not (hold[1] and held(state.jobs.get(execution.job_id), hold))
     ]
+    if any(e.queued for e in due):
+        jobs = full_jobs(state)
+        due = [e for e in due if not (e.queued and e.job_id in jobs)]
     if any(e.queued and e.concurrency_value is not None for e in due):
         full = full_groups(state)
         due = [e for e in due if not (e.queued and (e.job_id, e.concurrency_value) in full)]
@@ -130,18 +160,43 @@ def full_groups(state: State) -> set[tuple[int, str]]:
     return {group for group, n in counts.items() if n >= state.jobs[group[0]].max_instances}
 
 
-def next_due_at(state: State) -> datetime | None:
+def full_jobs(state: State) -> set[int]:
+    """The jobs without a ``concurrency_key`` whose active runs number
+    ``max_instances`` or more."""
+    counts: dict[int, int] = {}
+    for e in state.executions.values():
+        job = state.jobs.get(e.job_id)
+        if job is not None and job.concurrency_key is None and is_active_run(e.status, e.queued):
+            counts[e.job_id] = counts.get(e.job_id, 0) + 1
+    return {job_id for job_id, n in counts.items() if n >= state.jobs[job_id].max_instances}
+
+
+def next_due_at(state: State, pauses: Sequence[Pause] = ()) -> datetime | None:
+    """As the SQL backend reads it: the earliest slot of an active job and due time of
+    a pending run that are not held by ``pauses``, ``until`` of a paused job, and the
+    ``until`` of each of ``pauses``."""
+    hold = hold_of(pauses)
     times = [
         job.next_run_at
         for job in state.jobs.values()
-        if job.state is JobState.ACTIVE and job.next_run_at is not None
+        if job.state is JobState.ACTIVE and job.next_run_at is not None and not held(job, hold)
     ]
     times += [
         execution.due_at
         for execution in state.executions.values()
-        if execution.status is ExecutionStatus.PENDING and not execution.queued
+        if execution.status is ExecutionStatus.PENDING
+        and not execution.queued
+        and not held(state.jobs.get(execution.job_id), hold)
     ]
+    times += [job.paused_until for job in state.jobs.values() if job.paused_until is not None]
+    times += [pause.until for pause in pauses if pause.until is not None]
     return min(times, default=None)
+
+
+def hold_of(pauses: Sequence[Pause]) -> Hold:
+    """Whether ``pauses`` hold the whole service, and the queues they hold."""
+    service = any(p.scope is PauseScope.SERVICE for p in pauses)
+    return service, frozenset(p.name for p in pauses if p.scope is PauseScope.QUEUE and p.name)
 
 
 def matching(
@@ -149,11 +204,14 @@ def matching(
 ) -> list[Execution]:
     """Executions as ``list_executions`` filters them, newest ``(created_at, id)`` first."""
     statuses = set(filters.statuses)
+    triggers = set(filters.triggers)
     found = [
         e
         for e in state.executions.values()
         if (filters.job_key is None or e.job_key == filters.job_key)
         and (not statuses or e.status in statuses)
+        and (not triggers or e.trigger in triggers)
+        and (filters.chain_id is None or e.chain_id == filters.chain_id)
         and (filters.since is None or e.scheduled_for >= filters.since)
         and (filters.until is None or e.scheduled_for <= filters.until)
         and (filters.owner is None or e.owner == filters.owner)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from taskmgr.core.audit import AuditEntry
 from taskmgr.core.models import SLOT_TRIGGERS, Execution, ExecutionTrigger, Instance, Job
+from taskmgr.core.pauses import Pause
 from taskmgr.storage.base import NewExecution
 
 __all__ = ["State", "UniqueKey", "unique_keys"]
@@ -47,6 +48,9 @@ class State:
     instances: dict[str, Instance] = field(default_factory=dict)
     #: The audit log, by entry id (ids only grow).
     audit: dict[int, AuditEntry] = field(default_factory=dict)
+    #: The pauses of queues and of the service, by ``(scope, name)`` (the service's
+    #: name: '').
+    pauses: dict[tuple[str, str], Pause] = field(default_factory=dict)
     next_job_id: int = 1
     next_audit_id: int = 1
     _undo: list[tuple[dict[Any, Any], Any, Any]] | None = None

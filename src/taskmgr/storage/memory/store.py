@@ -64,13 +64,17 @@ from taskmgr.storage.inputs import (
 from taskmgr.storage.memory import liveness, queries
 from taskmgr.storage.memory.audit import MemoryAuditLog, write_entry
 from taskmgr.storage.memory.claim import claim as apply_claim
+from taskmgr.storage.memory.failures import MemoryFailureReads
 from taskmgr.storage.memory.jobs import MemoryJobOperations
+from taskmgr.storage.memory.pauses import MemoryPauseOperations
 from taskmgr.storage.memory.state import State
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(MemoryJobOperations, MemoryAuditLog, Storage):
+class MemoryStorage(
+    MemoryJobOperations, MemoryFailureReads, MemoryPauseOperations, MemoryAuditLog, Storage
+):
     """Everything in dicts behind one re-entrant lock. ``open``/``close`` keep the data,
     so a service can be restarted on the same storage in a test."""
 
@@ -119,7 +123,8 @@ class MemoryStorage(MemoryJobOperations, MemoryAuditLog, Storage):
 
     def next_due_at(self) -> datetime | None:
         with self._lock:
-            return queries.next_due_at(self._state)
+            # every stored pause holds its jobs here; one that ran out is due itself
+            return queries.next_due_at(self._state, list(self._state.pauses.values()))
 
     # -- executions ----------------------------------------------------------------
 

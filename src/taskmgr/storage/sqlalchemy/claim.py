@@ -19,9 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from taskmgr.core.audit import AuditAction
+from taskmgr.core.enums import PauseScope
 from taskmgr.core.models import Execution, ExecutionStatus, ExecutionTrigger, Job, JobState
+from taskmgr.core.pauses import Pause
 from taskmgr.exceptions import StorageError
-from taskmgr.storage.auditing import by_code
+from taskmgr.storage.auditing import by_code, job_changes
 from taskmgr.storage.base import (
     ClaimBatch,
     Claimed,
@@ -30,8 +32,10 @@ from taskmgr.storage.base import (
     PendingDecision,
     Planner,
 )
+from taskmgr.storage.common import PAUSE_FIELDS, apply_job_changes
 from taskmgr.storage.inputs import checked_plan
 from taskmgr.storage.sqlalchemy.audit import insert_entry
+from taskmgr.storage.sqlalchemy.pauses import honour_pauses
 from taskmgr.storage.sqlalchemy.rows import (
     execution_from_row,
     execution_values,
@@ -65,11 +69,17 @@ class ClaimApplier:
         sqlite: bool,
         now: datetime,
         owner: str,
+        pausing: bool = True,
     ) -> None:
         self.conn = conn
         self.now = now
         self.owner = owner
         self.sqlite = sqlite
+        self.tables = tables
+        #: Whether a pause may be stored or have run out (read with the owner's status).
+        self.pausing = pausing
+        #: The pauses of queues and of the service in effect (read by :meth:`read`).
+        self.pauses: list[Pause] = []
         self.jobs = tables.jobs
         self.executions = tables.executions
         self.audit = tables.audit
@@ -100,16 +110,28 @@ class ClaimApplier:
                 self.pending[execution.id] = execution
 
     def read(self, limit: int) -> ClaimBatch:
-        params = {"b_now": self.now, "b_limit": limit}
-        due_jobs = [
-            job_from_row(row) for row in self.conn.execute(self.sql.due_jobs, params).mappings()
-        ]
+        params: dict[str, Any] = {"b_now": self.now, "b_limit": limit}
+        due_sql, pending_sql = self.sql.due_jobs, self.sql.due_pending
+        service = False
+        if self.pausing:
+            pauses = self.pauses = honour_pauses(
+                self.conn, self.tables, now=self.now, sqlite=self.sqlite
+            )
+            if pauses:
+                service = any(p.scope is PauseScope.SERVICE for p in pauses)
+                params["b_service"] = service
+                params["b_queues"] = [p.name for p in pauses if p.scope is PauseScope.QUEUE]
+                due_sql, pending_sql = self.sql.paused.due_jobs, self.sql.paused.due_pending
+        due_jobs = [job_from_row(row) for row in self.conn.execute(due_sql, params).mappings()]
         self.held.update((job.id, job) for job in due_jobs)
 
-        due_pending = [
-            execution_from_row(row)
-            for row in self.conn.execute(self.sql.due_pending, params).mappings()
-        ]
+        due_pending = (
+            []  # the service is paused: every pending run waits
+            if service
+            else [
+                execution_from_row(row) for row in self.conn.execute(pending_sql, params).mappings()
+            ]
+        )
         self.pending.update((e.id, e) for e in due_pending)
 
         self._lock_jobs(e.job_id for e in due_pending)
@@ -134,6 +156,7 @@ class ClaimApplier:
             jobs=dict(self.held),
             active=active,
             active_groups=active_group_counts(self.conn, self.sql, keyed),
+            pauses=self.pauses,
         )
 
     # -- apply ---------------------------------------------------------------------
@@ -305,13 +328,18 @@ class ClaimApplier:
             self.conn.execute(
                 sa.update(self.jobs)
                 .where(c.id.in_([job.id for job in changed]))
-                .values(state=JobState.ORPHANED.value, version=c.version + 1, updated_at=self.now)
+                .values(
+                    state=JobState.ORPHANED.value,
+                    version=c.version + 1,
+                    updated_at=self.now,
+                    **dict.fromkeys(PAUSE_FIELDS),
+                )
             )
             # the audit log: a change taskmgr made on its own (the function is gone)
             record = by_code(AuditAction.UPDATE, self.now)
             for job in changed:
-                state = {"before": job.state.value, "after": JobState.ORPHANED.value}
-                details = {"changes": {"state": state}}
+                orphaned = apply_job_changes(job, {"state": JobState.ORPHANED}, now=self.now)
+                details = {"changes": job_changes(job, orphaned)}
                 insert_entry(self.conn, self.audit, record, job_key=job.key, details=details)
 
 

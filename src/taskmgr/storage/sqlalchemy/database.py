@@ -235,10 +235,7 @@ class Database(Storage):
         return listener.subscribe(callback)
 
     def schema_current(self) -> bool:
-        return (
-            migrate.current_revision(self.engine, self._prefix, self._schema)
-            == migrate.head_revision()
-        )
+        return migrate.is_current(self.engine, self._prefix, self._schema)
 
     def database_now(self) -> datetime:
         if self._sqlite:

@@ -55,8 +55,11 @@ POSTGRES_LOCK_TIMEOUT_MS = 5_000
 #: A pooled server connection idle this long is pinged (one round trip) before use,
 #: and replaced if the server is gone. One used more recently is trusted: a busy
 #: process saves a round trip on every transaction, and a server that restarted in
-#: the last second fails that one transaction, which its caller retries.
-PING_AFTER_IDLE_S = 1.0
+#: the last two seconds fails that one transaction, which its caller retries (the
+#: pool then replaces every connection it holds). Longer than the scheduler's
+#: default poll interval (1 s), so an idle instance's polls are not each preceded
+#: by a ping: that doubled its transactions.
+PING_AFTER_IDLE_S = 2.0
 
 
 def create_engine(url: str | sa.URL, *, pool_size: int | None = None, **kwargs: Any) -> Engine:

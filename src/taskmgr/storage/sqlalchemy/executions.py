@@ -343,6 +343,10 @@ class ExecutionOperations(Database):
             query = query.where(c.job_key == filters.job_key)
         if filters.statuses:
             query = query.where(c.status.in_([s.value for s in filters.statuses]))
+        if filters.triggers:
+            query = query.where(c.trigger.in_([t.value for t in filters.triggers]))
+        if filters.chain_id is not None:
+            query = query.where(c.chain_id == filters.chain_id)
         if filters.since is not None:
             query = query.where(c.scheduled_for >= filters.since)
         if filters.until is not None:

@@ -14,25 +14,31 @@ is always refused. Rows are never deleted or rewritten by a start.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from taskmgr.exceptions import SchemaAheadError, SchemaBehindError, StorageError
 from taskmgr.storage.sqlalchemy.engine import describe_error
 
+# Alembic is imported where it is used: a start (or a health check) on a database at
+# the packaged head never needs it (see packaged_head), and it costs a process ~10 MB.
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 __all__ = [
+    "PACKAGED_VERSIONS",
     "SCRIPT_LOCATION",
     "Revision",
     "SchemaStatus",
@@ -41,8 +47,10 @@ __all__ = [
     "head_revision",
     "history",
     "include_object",
+    "is_current",
     "offline_sql",
     "owns_table",
+    "packaged_head",
     "prepare",
     "status",
     "upgrade",
@@ -52,6 +60,8 @@ __all__ = [
 logger = logging.getLogger("taskmgr.storage")
 
 SCRIPT_LOCATION = "taskmgr.storage.sqlalchemy:migrations"
+#: The packaged migrations' folder.
+PACKAGED_VERSIONS = Path(__file__).parent / "migrations" / "versions"
 UPGRADE_HINT = "taskmgr db upgrade"
 
 State = Literal["empty", "behind", "current", "ahead"]
@@ -70,6 +80,8 @@ def alembic_config(
     output: io.StringIO | None = None,
 ) -> Config:
     """An Alembic ``Config`` for the packaged migrations, built without an ini file."""
+    from alembic.config import Config
+
     config = Config(output_buffer=output) if output is not None else Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("path_separator", "os")
@@ -83,7 +95,44 @@ def alembic_config(
 
 
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
+
+
+#: A packaged migration's file: ``tmNNNN_<words>.py`` holds revision ``tmNNNN``, the
+#: next of the one before (a test holds the files to this).
+_VERSION_FILE = re.compile(r"^(tm[0-9]{4})_[a-z0-9_]+\.py$")
+
+
+@functools.cache
+def packaged_head() -> str | None:
+    """The newest packaged revision, told by the migrations' file names without
+    importing Alembic; None when the files do not say (then Alembic is asked)."""
+    try:
+        names = [entry.name for entry in PACKAGED_VERSIONS.iterdir()]
+    except OSError:  # pragma: no cover - packaged without its files (a zip)
+        return None
+    found = sorted(match.group(1) for name in names if (match := _VERSION_FILE.match(name)))
+    return found[-1] if found else None
+
+
+def _versions(connection: Connection, prefix: str, schema: str | None) -> list[str]:
+    """The rows of the version table, read without Alembic ([] when it is missing)."""
+    name = version_table(prefix)
+    if not sa.inspect(connection).has_table(name, schema=schema):
+        return []
+    table = sa.table(name, sa.column("version_num"), schema=schema)
+    return [str(v) for v in connection.execute(sa.select(table.c.version_num)).scalars()]
+
+
+def is_current(engine: Engine, prefix: str = "taskmgr_", schema: str | None = None) -> bool:
+    """Whether the database is at this taskmgr's newest revision."""
+    head = packaged_head()
+    if head is None:
+        return current_revision(engine, prefix, schema) == head_revision()
+    with engine.connect() as connection:
+        return _versions(connection, prefix, schema) == [head]
 
 
 def head_revision() -> str:
@@ -117,6 +166,8 @@ def history() -> list[Revision]:
 
 
 def _current(connection: Connection, prefix: str, schema: str | None) -> tuple[str, ...]:
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(
         connection,
         opts={"version_table": version_table(prefix), "version_table_schema": schema},
@@ -235,6 +286,8 @@ def upgrade(
         (written by a newer version).
     :raises StorageError: the upgrade failed.
     """
+    from alembic import command
+
     return _migrate(engine, prefix, schema, to, command.upgrade, create_schema=True)
 
 
@@ -246,6 +299,8 @@ def downgrade(engine: Engine, to: str, prefix: str = "taskmgr_", schema: str | N
     :raises SchemaAheadError: the database is at a revision this taskmgr does not know.
     :raises StorageError: ``to`` is unknown, or the downgrade failed.
     """
+    from alembic import command
+
     return _migrate(engine, prefix, schema, to, command.downgrade)
 
 
@@ -321,6 +376,8 @@ def prepare(
     :raises SchemaBehindError: the database needs ``taskmgr db upgrade``.
     :raises SchemaAheadError: the database was migrated by a newer taskmgr.
     """
+    if _at_packaged_head(engine, prefix, schema):
+        return  # the usual start: nothing to do, and no need of Alembic to know it
     found = status(engine, prefix, schema)
     if found.state == "current":
         return
@@ -334,6 +391,17 @@ def prepare(
     upgrade(engine, prefix, schema)
 
 
+def _at_packaged_head(engine: Engine, prefix: str, schema: str | None) -> bool:
+    head = packaged_head()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as connection:
+            return _versions(connection, prefix, schema) == [head]
+    except sa.exc.SQLAlchemyError:
+        return False  # the full check says what is wrong
+
+
 def offline_sql(
     dialect: str,
     prefix: str = "taskmgr_",
@@ -344,6 +412,8 @@ def offline_sql(
 ) -> str:
     """The SQL that upgrades from ``start`` (default: an empty database) to ``to``,
     for a DBA to review or run (Alembic's offline ``--sql`` mode)."""
+    from alembic import command
+
     output = io.StringIO()
     config = alembic_config(prefix, schema, dialect=dialect, output=output)
     target = to if start is None else f"{start}:{to}"

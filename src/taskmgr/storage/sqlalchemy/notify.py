@@ -4,11 +4,21 @@ Writers send ``NOTIFY <channel>`` inside their transaction, so it is delivered a
 commit. Each subscribed process keeps one dedicated connection listening; on any
 error it reconnects with backoff. Notifications only shorten the wait: every
 instance still polls, so a lost notification delays work by one poll at most.
+
+The listening thread sleeps in ``select()`` on the connection's socket and on a
+socket pair that :meth:`ChangeListener.close` writes to: it wakes only when the
+server sends something or the listener stops, and hands each burst of notifications
+to the subscribers as soon as it is read (an idle process's listener costs no CPU;
+psycopg's ``notifies(timeout=...)`` woke ten times a second and held a burst until
+its timeout ran out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import selectors
+import socket
 import threading
 import zlib
 from collections.abc import Callable
@@ -52,12 +62,15 @@ class ChangeListener:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Written to by close() to wake the thread from select() (made with the thread).
+        self._waker: tuple[socket.socket, socket.socket] | None = None
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         with self._lock:
             self._subscribers.append(callback)
             if self._thread is None:
                 self._stop.clear()
+                self._waker = socket.socketpair()
                 self._thread = threading.Thread(
                     target=self._run, name="taskmgr-listen", daemon=True
                 )
@@ -72,15 +85,25 @@ class ChangeListener:
 
     def close(self) -> None:
         self._stop.set()
-        thread, self._thread = self._thread, None
+        with self._lock:
+            thread, self._thread = self._thread, None
+            waker, self._waker = self._waker, None
+        if waker is not None:
+            with contextlib.suppress(OSError):  # a full buffer: it is awake already
+                waker[1].send(b"x")
         if thread is not None:
             thread.join(timeout=5)
+        if waker is not None:
+            for end in waker:
+                end.close()
 
     def _run(self) -> None:
+        waker = self._waker
+        assert waker is not None
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                self._listen()
+                self._listen(waker[0])
                 backoff = 0.5
             except Exception as exc:
                 logger.warning(
@@ -92,7 +115,7 @@ class ChangeListener:
                     return
                 backoff = min(backoff * 2, _MAX_BACKOFF)
 
-    def _listen(self) -> None:
+    def _listen(self, waker: socket.socket) -> None:
         raw = self._engine.raw_connection()
         pg: Any = raw.driver_connection
         raw.detach()  # a connection of its own, outside the pool
@@ -101,14 +124,17 @@ class ChangeListener:
             pg.autocommit = True
             pg.execute(f'LISTEN "{self._channel}"')
             self._deliver()  # changes made while we were not listening
-            while not self._stop.is_set():
-                # psycopg yields notifications as they come; the timeout bounds how long
-                # a stop request waits
-                burst = False
-                for _ in pg.notifies(timeout=0.5, stop_after=64):
-                    burst = True
-                if burst:
-                    self._deliver()
+            with selectors.DefaultSelector() as selector:
+                selector.register(pg.fileno(), selectors.EVENT_READ)
+                selector.register(waker, selectors.EVENT_READ)
+                while not self._stop.is_set():
+                    selector.select()  # the server sent something, or close() woke us
+                    if self._stop.is_set():
+                        return
+                    # what the server sent is read now, without waiting for more; a
+                    # closed connection raises here (and the listener reconnects)
+                    if any(True for _ in pg.notifies(timeout=0)):
+                        self._deliver()
         finally:
             raw.close()
 

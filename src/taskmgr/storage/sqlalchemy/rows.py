@@ -74,6 +74,10 @@ def job_values(job: Job) -> dict[str, Any]:
         "version": job.version,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
+        "paused_by": job.paused_by,
+        "paused_reason": job.paused_reason,
+        "paused_at": job.paused_at,
+        "paused_until": job.paused_until,
     }
 
 
@@ -206,6 +210,10 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
             "version": row["version"],
             "created_at": row["created_at"],
             "updated_at": row["updated_at"],
+            "paused_by": row["paused_by"],
+            "paused_reason": row["paused_reason"],
+            "paused_at": row["paused_at"],
+            "paused_until": row["paused_until"],
         },
     )
 

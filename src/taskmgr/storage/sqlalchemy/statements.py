@@ -27,6 +27,7 @@ __all__ = [
     "active_group_counts",
     "active_run",
     "full_groups",
+    "full_jobs",
     "outcome_arrays",
     "statements",
 ]
@@ -74,6 +75,21 @@ def full_groups(tables: Tables) -> sa.Select[Any]:
     )
 
 
+def full_jobs(tables: Tables) -> sa.Select[Any]:
+    """The ids of the jobs without a ``concurrency_key`` whose active runs
+    (:func:`active_run`) number ``max_instances`` or more: their queued runs cannot
+    start now."""
+    jobs, active = tables.jobs, tables.executions.alias("job_run")
+    a = active.c
+    return (
+        sa.select(a.job_id)
+        .join(jobs, jobs.c.id == a.job_id)
+        .where(jobs.c.concurrency_key.is_(None), active_run(active))
+        .group_by(a.job_id, jobs.c.max_instances)
+        .having(sa.func.count() >= jobs.c.max_instances)
+    )
+
+
 class Statements:
     """The hot path's statements for one set of tables on one dialect (see the module
     docstring)."""
@@ -93,20 +109,25 @@ class Statements:
             .order_by(j.next_run_at)
             .limit(limit)
         )
-        # A queued run of a full group is not read: it could not start, and a backlog
-        # of one busy group would fill the limit and keep the other groups' runs
-        # waiting. The group test comes last in the OR, so rows without a group never
-        # evaluate it (and its subquery is only run once one is met).
+        # A queued run of a full job or group is not read: it could not start, and a
+        # backlog of one busy job (a backfill, a catch-up) or group would fill the limit
+        # and keep the others' runs waiting. Runs that are not queued never evaluate the
+        # tests (and their subqueries are only run once a queued run is met).
         waiting_for_group = sa.tuple_(c.job_id, c.concurrency_value).in_(full_groups(tables))
+        waiting_for_job = c.job_id.in_(full_jobs(tables))
+        pending = (
+            c.status == _PENDING,
+            c.due_at <= sa.bindparam("b_now"),
+            sa.or_(
+                c.queued.is_(False),
+                sa.and_(
+                    ~waiting_for_job,
+                    sa.or_(c.concurrency_value.is_(None), ~waiting_for_group),
+                ),
+            ),
+        )
         self.due_pending = lock(
-            sa.select(executions)
-            .where(
-                c.status == _PENDING,
-                c.due_at <= sa.bindparam("b_now"),
-                sa.or_(c.concurrency_value.is_(None), c.queued.is_(False), ~waiting_for_group),
-            )
-            .order_by(c.due_at)
-            .limit(limit)
+            sa.select(executions).where(*pending).order_by(c.due_at).limit(limit)
         )
         self.lock_jobs = lock(sa.select(jobs).where(j.id.in_(ids)))
         self.lock_pending = lock(sa.select(executions).where(c.id.in_(ids), c.status == _PENDING))
@@ -122,16 +143,26 @@ class Statements:
             )
         )
         self.insert_executions = sa.insert(executions)
-        i = tables.instances.c
-        self.instance_status = sa.select(i.status).where(i.id == sa.bindparam("b_owner"))
+        i, p = tables.instances.c, tables.pauses.c
+        # Read with the owner's status, at no extra round trip: whether a pause is
+        # stored or a job's pause has run out (then the claim reads the pauses).
+        pausing = sa.or_(
+            sa.exists(sa.select(p.scope)),
+            sa.exists(sa.select(j.id).where(j.paused_until <= sa.bindparam("b_now"))),
+        ).label("pausing")
+        self.instance_status = sa.select(i.status, pausing).where(i.id == sa.bindparam("b_owner"))
         # the same, with the database's clock (PostgreSQL: a claim capped at it)
-        self.instance_status_at = sa.select(i.status, sa.func.clock_timestamp()).where(
+        self.instance_status_at = sa.select(i.status, pausing, sa.func.clock_timestamp()).where(
             i.id == sa.bindparam("b_owner")
         )
+        self.pausing = sa.select(pausing)
         self.database_now = sa.select(sa.func.clock_timestamp())
         if not sqlite:
-            self.instance_status = self.instance_status.with_for_update(read=True)
-            self.instance_status_at = self.instance_status_at.with_for_update(read=True)
+            instances = tables.instances
+            self.instance_status = self.instance_status.with_for_update(read=True, of=instances)
+            self.instance_status_at = self.instance_status_at.with_for_update(
+                read=True, of=instances
+            )
         next_job = (
             sa.select(sa.func.min(j.next_run_at))
             .where(j.state == JobState.ACTIVE.value)
@@ -142,7 +173,17 @@ class Statements:
             .where(c.status == _PENDING, c.queued.is_(False))
             .scalar_subquery()
         )
-        self.next_due = sa.select(next_job, next_pending)
+        next_resume = sa.select(sa.func.min(j.paused_until)).scalar_subquery()
+        self.next_due = sa.select(next_job, next_pending, next_resume)
+        #: A queued run due by now (an idle poll's second question, see next_claim_at):
+        #: a range of the (status, due_at) index that holds only queued runs then.
+        self.queued_due = (
+            sa.select(c.id)
+            .where(c.status == _PENDING, c.due_at <= sa.bindparam("b_now"), c.queued.is_(True))
+            .limit(1)
+        )
+        # -- while queues or the service are paused (see PausedStatements) --
+        self.paused = PausedStatements(tables, lock, next_resume, pending)
         self.active_counts = (
             sa.select(c.job_id, sa.func.count())
             .where(c.job_id.in_(ids), active_run(executions))
@@ -200,6 +241,56 @@ class Statements:
                 ),
             )
         )
+
+
+class PausedStatements:
+    """The claim's reads while queues or the service are paused: the jobs they hold
+    (``b_service``, the service is paused; ``b_queues``, the paused queues) start
+    nothing: their due one-shot jobs are not read (they keep their slot), their pending
+    runs are not read (they wait), and neither counts as due work."""
+
+    def __init__(
+        self,
+        tables: Tables,
+        lock: Callable[[sa.Select[Any]], sa.Select[Any]],
+        next_resume: sa.ScalarSelect[Any],
+        pending: Sequence[sa.ColumnElement[bool]],
+    ) -> None:
+        jobs, executions = tables.jobs, tables.executions
+        j, c = jobs.c, executions.c
+        queues: sa.BindParameter[Any] = sa.bindparam("b_queues", expanding=True)
+        service = sa.bindparam("b_service", type_=sa.Boolean)
+        in_paused_queue = sa.and_(j.queue.is_not(None), j.queue.in_(queues))
+        one_shot = j.trigger["type"].as_string() == "date"
+        self.due_jobs = lock(
+            sa.select(jobs)
+            .where(
+                j.state == JobState.ACTIVE.value,
+                j.next_run_at <= sa.bindparam("b_now"),
+                ~sa.and_(one_shot, sa.or_(service, in_paused_queue)),
+            )
+            .order_by(j.next_run_at)
+            .limit(sa.bindparam("b_limit", type_=sa.Integer))
+        )
+        not_held = c.job_id.not_in(sa.select(j.id).where(in_paused_queue))
+        self.due_pending = lock(
+            sa.select(executions)
+            .where(*pending, not_held)
+            .order_by(c.due_at)
+            .limit(sa.bindparam("b_limit", type_=sa.Integer))
+        )
+        next_job = (
+            sa.select(sa.func.min(j.next_run_at))
+            .where(j.state == JobState.ACTIVE.value, sa.not_(in_paused_queue))
+            .scalar_subquery()
+        )
+        next_pending = (
+            sa.select(sa.func.min(c.due_at))
+            .where(c.status == _PENDING, c.queued.is_(False), not_held)
+            .scalar_subquery()
+        )
+        #: ``(first job, first pending run, first job resume)`` with queues paused.
+        self.next_due = sa.select(next_job, next_pending, next_resume)
 
 
 def _same(value: Any) -> Any:

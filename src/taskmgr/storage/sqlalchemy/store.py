@@ -11,11 +11,15 @@ costs a fixed number of statements however many slots it carries.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from taskmgr.core.enums import PauseScope
 from taskmgr.core.models import InstanceStatus
+from taskmgr.core.pauses import Pause
 from taskmgr.storage.base import Claimed, Planner
 from taskmgr.storage.inputs import checked_limit, utc
 from taskmgr.storage.sqlalchemy.audit import AuditOperations
@@ -23,8 +27,10 @@ from taskmgr.storage.sqlalchemy.claim import ClaimApplier
 from taskmgr.storage.sqlalchemy.database import DEFAULT_URL
 from taskmgr.storage.sqlalchemy.deferrals import DeferralOperations
 from taskmgr.storage.sqlalchemy.executions import ExecutionOperations
+from taskmgr.storage.sqlalchemy.failures import FailureOperations
 from taskmgr.storage.sqlalchemy.instances import InstanceOperations
 from taskmgr.storage.sqlalchemy.jobs import JobOperations
+from taskmgr.storage.sqlalchemy.pauses import PauseOperations, pause_from_row
 
 __all__ = ["DEFAULT_URL", "SQLAlchemyStorage"]
 
@@ -34,9 +40,11 @@ _NOBODY = object()
 class SQLAlchemyStorage(
     JobOperations,
     ExecutionOperations,
+    FailureOperations,
     DeferralOperations,
     InstanceOperations,
     AuditOperations,
+    PauseOperations,
 ):
     """Jobs, executions, instances and the audit log in SQL tables named
     ``<table_prefix>jobs`` etc.
@@ -86,34 +94,49 @@ class SQLAlchemyStorage(
             # A shared lock on our own row: the reaper cannot declare us dead between
             # this check and our commit.
             if not cap_at_database_now:
-                status = conn.execute(sql.instance_status, {"b_owner": owner}).scalar()
+                status, pausing = self._status(conn, owner, now)
             else:
-                status, now = self._status_and_now(conn, owner, now)
+                status, pausing, now = self._status_and_now(conn, owner, now)
             if status is not None and status != InstanceStatus.RUNNING.value:
                 return []
             applier = ClaimApplier(
-                conn, self.tables, sql, sqlite=self._sqlite, now=now, owner=owner
+                conn,
+                self.tables,
+                sql,
+                sqlite=self._sqlite,
+                now=now,
+                owner=owner,
+                pausing=pausing,
             )
             claimed = applier.run(limit, planner)
             if len(claimed) < limit:
                 # what next_due_at() would read right after this claim, read in its
                 # transaction instead of a new one (see take_next_due_hint)
-                self._hint().next_due = self._read_next_due(conn)
+                self._hint().next_due = self._read_next_due(conn, applier.pauses)
         return claimed
+
+    def _status(self, conn: Connection, owner: str, now: datetime) -> tuple[str | None, bool]:
+        """The owner's status, and whether a pause is stored or a job's has run out
+        (both unknown without an instance row: then the claim reads the pauses)."""
+        params = {"b_owner": owner, "b_now": now}
+        row = conn.execute(self._statements().instance_status, params).one_or_none()
+        return (None, True) if row is None else (row[0], bool(row[1]))
 
     def _status_and_now(
         self, conn: Connection, owner: str, now: datetime
-    ) -> tuple[str | None, datetime]:
-        """The owner's status and the earlier of ``now`` and the database's clock, read
+    ) -> tuple[str | None, bool, datetime]:
+        """As :meth:`_status`, and the earlier of ``now`` and the database's clock, read
         in the claim's first statement (PostgreSQL; SQLite's clock is the host's)."""
         sql = self._statements()
         if self._sqlite:
-            status = conn.execute(sql.instance_status, {"b_owner": owner}).scalar()
-            return status, min(now, self.database_now())  # no query: the host's clock
-        row = conn.execute(sql.instance_status_at, {"b_owner": owner}).one_or_none()
+            status, pausing = self._status(conn, owner, now)
+            return status, pausing, min(now, self.database_now())  # the host's clock
+        params = {"b_owner": owner, "b_now": now}
+        row = conn.execute(sql.instance_status_at, params).one_or_none()
         if row is None:  # no instance row (yet): the clock alone
-            return None, min(now, conn.execute(sql.database_now).scalar_one().astimezone(UTC))
-        return row[0], min(now, row[1].astimezone(UTC))
+            clock = conn.execute(sql.database_now).scalar_one().astimezone(UTC)
+            return None, True, min(now, clock)
+        return row[0], bool(row[1]), min(now, row[2].astimezone(UTC))
 
     def _hint(self) -> threading.local:
         return self._next_due_hints
@@ -128,9 +151,37 @@ class SQLAlchemyStorage(
 
     def next_due_at(self) -> datetime | None:
         with self._tx("next_due_at", write=False) as conn:
-            return self._read_next_due(conn)
+            return self._next_due_in(conn)
 
-    def _read_next_due(self, conn: Connection) -> datetime | None:
-        first_job, first_pending = conn.execute(self._statements().next_due).one()
-        times = [t for t in (first_job, first_pending) if t is not None]
-        return min(times, default=None)
+    def next_claim_at(self, *, now: datetime) -> datetime | None:
+        now = utc(now, "now")
+        # one read-only transaction: no lock taken, nothing written (a claim's shared
+        # lock on the instance row makes PostgreSQL write and flush its WAL)
+        with self._tx("next_claim_at", write=False) as conn:
+            due = self._next_due_in(conn)
+            if due is not None and due <= now:
+                return due
+            queued = conn.execute(self._statements().queued_due, {"b_now": now}).first()
+        return now if queued is not None else due
+
+    def _next_due_in(self, conn: Connection) -> datetime | None:
+        # every stored pause holds its jobs here; one that ran out is due itself
+        stored = conn.execute(sa.select(self.tables.pauses)).mappings().all()
+        return self._read_next_due(conn, [pause_from_row(row) for row in stored])
+
+    def _read_next_due(self, conn: Connection, pauses: Sequence[Pause] = ()) -> datetime | None:
+        """The earliest of: a job's next slot, a pending run's due time, a paused job's
+        ``until``, leaving out the jobs and runs that ``pauses`` hold; and the ``until``
+        of each of ``pauses``."""
+        sql = self._statements()
+        service = any(p.scope is PauseScope.SERVICE for p in pauses)
+        queues = [p.name for p in pauses if p.scope is PauseScope.QUEUE]
+        if queues and not service:
+            row = conn.execute(sql.paused.next_due, {"b_queues": queues}).one()
+        else:
+            row = conn.execute(sql.next_due).one()
+        first_job, first_pending, first_resume = row
+        if service:  # nothing starts: only the end of a pause is due
+            first_job = first_pending = None
+        times = [first_job, first_pending, first_resume, *(p.until for p in pauses)]
+        return min((t for t in times if t is not None), default=None)

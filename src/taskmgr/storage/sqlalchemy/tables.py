@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from taskmgr.core.models import MAX_CONCURRENCY_KEY, MAX_CONCURRENCY_VALUE, SLOT_TRIGGERS
+from taskmgr.core.pauses import MAX_QUEUE_NAME, MAX_REASON
 
 __all__ = [
     "IDEMPOTENCY_KEY_LENGTH",
@@ -88,7 +89,7 @@ def _json() -> sa.JSON:
 
 
 class Tables:
-    """The four tables of one metadata, by role."""
+    """The five tables of one metadata, by role."""
 
     def __init__(self, metadata: sa.MetaData, prefix: str) -> None:
         self.metadata = metadata
@@ -98,6 +99,7 @@ class Tables:
         self.executions: sa.Table = metadata.tables[f"{key}executions"]
         self.instances: sa.Table = metadata.tables[f"{key}instances"]
         self.audit: sa.Table = metadata.tables[f"{key}audit"]
+        self.pauses: sa.Table = metadata.tables[f"{key}pauses"]
 
 
 def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.MetaData:
@@ -141,9 +143,16 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("retention", sa.Float, nullable=True),
         # The name of the dispatcher that runs it; NULL: the service's default (tm0005).
         sa.Column("dispatch", sa.String(128), nullable=True),
+        # While paused: who paused it, why, since when, until when (tm0007).
+        sa.Column("paused_by", sa.String(255), nullable=True),
+        sa.Column("paused_reason", sa.String(MAX_REASON), nullable=True),
+        sa.Column("paused_at", when, nullable=True),
+        sa.Column("paused_until", when, nullable=True),
         sa.UniqueConstraint("job_key"),
         # The due-job scan: state = 'active' AND next_run_at <= now ORDER BY next_run_at.
         sa.Index(None, "state", "next_run_at"),
+        # The pauses whose until has come (a claim resumes those jobs).
+        sa.Index(None, "paused_until"),
     )
     sa.Table(
         f"{prefix}executions",
@@ -206,6 +215,17 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("started_at", when, nullable=False),
         sa.Column("last_heartbeat", when, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}pauses",
+        metadata,
+        # 'queue' (name: the queue) or 'service' (name: ''); a job's pause is on its row
+        sa.Column("scope", sa.String(16), primary_key=True),
+        sa.Column("name", sa.String(MAX_QUEUE_NAME), primary_key=True),
+        sa.Column("paused_by", sa.String(255), nullable=True),
+        sa.Column("reason", sa.String(MAX_REASON), nullable=True),
+        sa.Column("paused_at", when, nullable=False),
+        sa.Column("paused_until", when, nullable=True),
     )
     sa.Table(
         f"{prefix}audit",

@@ -1,0 +1,132 @@
+"""tm0007 on a populated tm0006 database: jobs get their pause columns (empty: a job
+paused before keeps its state, paused by nobody known, until resumed), the pauses
+table appears, and a backfilled slot is a slot (the unique index covers it); taskmgr
+pauses and backfills on it. ``taskmgr db downgrade --to tm0006`` turns backfilled rows
+into catch-up rows and drops the rest, keeping every job and execution; the database
+can then be upgraded again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from taskmgr.cli import main
+from taskmgr.core.enums import JobState, PauseScope
+from taskmgr.core.pauses import Pause
+from taskmgr.scheduling.backfill import backfill_runs
+from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
+from tests.integration.test_sqlalchemy_storage import _schema_diffs
+
+MakeStorage = Callable[..., SQLAlchemyStorage]
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def _job(job_id: int, key: str, state: str) -> dict[str, object]:
+    return {
+        "id": job_id,
+        "job_key": key,
+        "func": "tests.jobs.witness.witness",
+        "names": {},
+        "trigger": {"type": "interval", "every": 60, "start": "2026-06-01T11:00:00Z"},
+        "kwargs": {},
+        "max_instances": 1,
+        "overlap_policy": "skip",
+        "misfire_grace_time": None,
+        "coalesce": True,
+        "max_retries": 0,
+        "retry_backoff_base": 1.0,
+        "retry_backoff_max": 300.0,
+        "retry_jitter": 0.0,
+        "state": state,
+        "source": "api",
+        "next_run_at": T0,
+        "version": 1,
+        "created_at": T0 - 60 * MINUTE,
+        "updated_at": T0 - 60 * MINUTE,
+    }
+
+
+SLOT = {
+    "id": "00000000-0000-4000-8000-000000000001",
+    "job_id": 1,
+    "job_key": "nightly",
+    "scheduled_for": T0 - 2 * MINUTE,
+    "attempt": 1,
+    "chain_id": "00000000-0000-4000-8000-000000000001",
+    "trigger": "schedule",
+    "status": "success",
+    "due_at": T0 - 2 * MINUTE,
+    "queued": False,
+    "kwargs": {},
+    "created_at": T0 - 2 * MINUTE,
+    "completed_at": T0 - 2 * MINUTE,
+}
+
+
+def test_a_populated_tm0006_database_gets_pauses_and_backfills_and_gives_them_back(
+    make_storage: MakeStorage,
+) -> None:
+    probe = make_storage()
+    url, schema = probe._url, probe.tables.metadata.schema
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    env = {"TASKMGR_DATABASE_URL": url, "TASKMGR_DB_SCHEMA": schema or ""}
+    meta = sa.MetaData(schema=schema)
+    try:
+        migrate.upgrade(engine, "taskmgr_", schema, to="tm0006")
+        jobs = sa.Table("taskmgr_jobs", meta, autoload_with=engine)
+        executions = sa.Table("taskmgr_executions", meta, autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(jobs.insert(), [_job(1, "nightly", "active"), _job(2, "held", "paused")])
+            conn.execute(executions.insert(), [SLOT])
+
+        assert migrate.upgrade(engine, "taskmgr_", schema) is True
+        assert _schema_diffs(engine, "taskmgr_", schema) == []
+        storage = make_storage()
+        storage.open()
+        held = storage.get_job("held")
+        assert held.state is JobState.PAUSED
+        assert (held.paused_by, held.paused_at, held.paused_until) == (None, None, None)
+        pause = Pause(scope=PauseScope.QUEUE, name="reports", reason="x", paused_at=T0)
+        assert storage.set_pause(pause) == pause
+        job = storage.get_job("nightly")
+        minutes = [T0 - n * MINUTE for n in (3, 2, 1)]
+        written = storage.add_backfill(
+            backfill_runs(job, minutes, now=T0, actor=None), job=job, now=T0
+        )
+        assert [e.scheduled_for for e in written.created] == [T0 - 3 * MINUTE, T0 - MINUTE]
+        assert written.existing == 1  # the 0.x slot row holds its slot
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # the index covers it
+            conn.execute(
+                executions.insert(),
+                [{**SLOT, "id": "x", "chain_id": "x", "scheduled_for": T0 - MINUTE}],
+            )
+        storage.close()
+
+        downgrade = CliRunner().invoke(main, ["db", "downgrade", "--to", "tm0006"], env=env)
+        assert downgrade.exit_code == 0, downgrade.output
+        assert migrate.current_revision(engine, "taskmgr_", schema) == "tm0006"
+        with engine.connect() as conn:
+            names = set(sa.inspect(conn).get_table_names(schema=schema))
+            old_jobs = sa.Table("taskmgr_jobs", sa.MetaData(schema=schema), autoload_with=conn)
+            rows = conn.execute(sa.select(old_jobs.c.job_key, old_jobs.c.state)).all()
+            triggers = conn.execute(
+                sa.select(executions.c.trigger).order_by(executions.c.scheduled_for)
+            ).scalars()
+            kept = list(triggers)
+        assert "taskmgr_pauses" not in names
+        assert "paused_until" not in old_jobs.c
+        assert sorted(rows) == [("held", "paused"), ("nightly", "active")]
+        assert kept == ["catchup", "schedule", "catchup"]
+
+        assert migrate.upgrade(engine, "taskmgr_", schema) is True
+        again = make_storage()
+        again.open()
+        assert again.list_pauses(now=T0) == []
+        assert again.get_job("held").state is JobState.PAUSED
+    finally:
+        engine.dispose()

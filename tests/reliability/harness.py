@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -355,6 +356,38 @@ def expected_slots(
     step = timedelta(seconds=every)
     count = int((until - anchor) / step) + 1 if until >= anchor else 0
     return {(key, anchor + k * step) for key in keys for k in range(count)}
+
+
+def first_own_slot(anchor: datetime, created_by: datetime, every: float = 1.0) -> datetime:
+    """The first slot of an ``anchor`` grid a job created (or re-anchored) by
+    ``created_by`` has: on a slow machine the anchor may already have passed, and the
+    slots before its creation are not the job's."""
+    behind = max(0.0, (created_by - anchor).total_seconds())
+    return anchor + timedelta(seconds=every * math.ceil(behind / every))
+
+
+def ran_grid(
+    rows: Iterable[Row], keys: Iterable[str], first_due: datetime, every: float = 1.0
+) -> tuple[set[tuple[str, datetime]], dict[str, datetime]]:
+    """The slots each job must have started: its grid from its first row up to the
+    newest slot it ran (how far that reaches depends on the machine's speed; a hole
+    inside it is a lost slot), and the jobs whose first row comes after
+    ``first_due`` (their first own slots have no row at all)."""
+    rows = list(rows)
+    expected: set[tuple[str, datetime]] = set()
+    late: dict[str, datetime] = {}
+    for key in keys:
+        own = [r for r in rows if r.job_key == key]
+        ran = [r.scheduled_for for r in own if r.status == "success"]
+        if not own:
+            late[key] = first_due
+            continue
+        first = min(r.scheduled_for for r in own)
+        if first > first_due:
+            late[key] = first
+        if ran:
+            expected |= expected_slots([key], first, max(ran), every)
+    return expected, late
 
 
 def missing_slots(

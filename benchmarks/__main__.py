@@ -157,7 +157,7 @@ def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=[], help="scenarios")
     args = parser.parse_args(argv)
     print(f"machine: {machine()}", flush=True)

@@ -125,7 +125,7 @@ def run(
     ]
     runs: list[list[Result]] = []
     for _ in range(repeat):
-        rows = measure(idle, warmup, window)
+        rows = measure(idle, warmup, window) if idle else []
         for member in loaded:
             rows += measure([member], min(warmup, 5.0), rate_window)
         runs.append(rows)

@@ -169,3 +169,16 @@ def test_resources_measure_instances_idle_and_firing_beside_a_peer() -> None:
     }
     assert set(split[0].figures) == {*resources.THREADS, "total"}
     assert "vs APScheduler 3 sqlite" in cli.ratios(main)[main.index(idle)]
+
+
+def test_resources_note_the_peers_that_are_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in ("procrastinate", "pgqueuer"):
+        monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+    results = resources.run(
+        [], [], ["postgres"], window=0, rate_window=0, peers=("procrastinate", "pgqueuer")
+    )
+    assert [(r.variant, r.figures) for r in results] == [
+        ("procrastinate postgres", {}),
+        ("pgqueuer postgres", {}),
+    ]
+    assert all("not installed" in r.note and ".[bench]" in r.note for r in results)

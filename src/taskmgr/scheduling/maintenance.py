@@ -14,8 +14,8 @@ heartbeat is older than ``heartbeat_timeout`` become ``lost``, and jobs with ret
 left get their next attempt. One reaper runs at a time across all instances (the
 storage's lock); rows of instances gone for ``instance_retention`` are deleted (looked
 for at most once a minute, or every ``instance_retention`` when that is shorter: a
-transaction per sweep for rows that are due once a day cost an idle instance a
-fifth of its transactions). An instance sweeps only after a ``heartbeat_timeout`` of
+transaction per sweep for rows that are due after a day was a tenth of an idle
+instance's transactions). An instance sweeps only after a ``heartbeat_timeout`` of
 unbroken heartbeats of its own, so after a database outage nobody is declared dead
 before it could heartbeat again.
 """

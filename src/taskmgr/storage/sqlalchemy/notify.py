@@ -72,7 +72,7 @@ class ChangeListener:
                 self._stop.clear()
                 self._waker = socket.socketpair()
                 self._thread = threading.Thread(
-                    target=self._run, name="taskmgr-listen", daemon=True
+                    target=self._run, args=(self._waker[0],), name="taskmgr-listen", daemon=True
                 )
                 self._thread.start()
 
@@ -97,13 +97,11 @@ class ChangeListener:
             for end in waker:
                 end.close()
 
-    def _run(self) -> None:
-        waker = self._waker
-        assert waker is not None
+    def _run(self, waker: socket.socket) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                self._listen(waker[0])
+                self._listen(waker)
                 backoff = 0.5
             except Exception as exc:
                 logger.warning(

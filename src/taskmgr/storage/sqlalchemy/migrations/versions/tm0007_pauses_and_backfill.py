@@ -2,7 +2,7 @@
 
 Revision ID: tm0007
 Revises: tm0006
-Create Date: 2026-12-14
+Create Date: 2026-12-07
 
 Four nullable columns on ``<prefix>jobs``: ``paused_by``, ``paused_reason``,
 ``paused_at`` and ``paused_until`` (a job paused before has none of them: paused by

@@ -63,6 +63,7 @@ from taskmgr.exceptions import (
     ServiceStateError,
     StorageError,
     TaskmgrError,
+    TransactionTimedOutError,
     UnknownDispatcherError,
     VersionConflictError,
 )
@@ -139,6 +140,7 @@ __all__ = [
     "StorageError",
     "TaskmgrError",
     "TaskmgrSettings",
+    "TransactionTimedOutError",
     "UnknownDispatcherError",
     "VersionConflictError",
     "current_execution",

@@ -72,6 +72,7 @@ __all__ = [
     "ServiceStateError",
     "StorageError",
     "TaskmgrError",
+    "TransactionTimedOutError",
     "UnknownDispatcherError",
     "VersionConflictError",
 ]
@@ -253,6 +254,12 @@ class StorageError(TaskmgrError):
 class DataRejectedError(StorageError):
     """The database refused the data of a write (a value it cannot store): unlike an
     outage, writing the same data again fails the same way."""
+
+
+class TransactionTimedOutError(StorageError):
+    """The database ended a transaction that waited too long between two of its
+    statements (PostgreSQL's ``idle_in_transaction_session_timeout``): this process was
+    starved of CPU or stopped. Nothing of the transaction was written."""
 
 
 class ServiceStateError(TaskmgrError, RuntimeError):

@@ -101,6 +101,7 @@ PUBLIC_PATHS = {
         "StorageError",
         "TaskmgrError",
         "TaskmgrSettings",
+        "TransactionTimedOutError",
         "UnknownDispatcherError",
         "VersionConflictError",
         "current_execution",

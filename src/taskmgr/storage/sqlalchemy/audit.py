@@ -20,7 +20,7 @@ from taskmgr.storage.auditing import (
 )
 from taskmgr.storage.inputs import checked_limit, utc
 from taskmgr.storage.records import AuditFilter, AuditRecord
-from taskmgr.storage.sqlalchemy.database import Database
+from taskmgr.storage.sqlalchemy.database import Database, retried_once_if_timed_out
 from taskmgr.storage.sqlalchemy.rows import trusted_model
 
 __all__ = ["AuditOperations", "insert_entry"]
@@ -71,6 +71,7 @@ def _entry_from_row(row: Mapping[Any, Any]) -> AuditEntry:
 class AuditOperations(Database):
     """The audit half of the storage contract (see :class:`~taskmgr.storage.base.Storage`)."""
 
+    @retried_once_if_timed_out
     def record_audit(self, record: AuditRecord) -> AuditEntry:
         checked = checked_audit(record)
         with self._tx("record_audit") as conn:

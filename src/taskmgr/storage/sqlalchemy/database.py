@@ -9,13 +9,15 @@ them into ``SQLAlchemyStorage``. Every operation is one short transaction from
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -26,6 +28,7 @@ from taskmgr.exceptions import (
     ServiceStateError,
     StorageError,
     TaskmgrError,
+    TransactionTimedOutError,
 )
 from taskmgr.settings import redact_url
 from taskmgr.storage.base import Storage
@@ -43,7 +46,38 @@ from taskmgr.storage.sqlalchemy.urls import engine_url, url_of
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["DEFAULT_URL", "Database"]
+__all__ = ["DEFAULT_URL", "Database", "retried_once_if_timed_out"]
+
+logger = logging.getLogger("taskmgr.storage")
+
+#: PostgreSQL's SQLSTATE for a session ended by ``idle_in_transaction_session_timeout``.
+IDLE_IN_TRANSACTION_TIMEOUT = "25P03"
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def retried_once_if_timed_out(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a storage command again, once, when the database ended its transaction for
+    idling too long between statements (:class:`TransactionTimedOutError`).
+
+    The timeout protects the database from a process that froze while holding locks;
+    a command of a process starved of CPU for a few seconds is caught by it too. The
+    ended transaction wrote nothing, and the command runs again from its first
+    statement, so its checks see the database as it is now. For the commands a user
+    or the code sync issues; the scheduler's own transactions are retried by the loop.
+    """
+
+    @functools.wraps(method)
+    def retrying(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except TransactionTimedOutError as exc:
+            logger.warning("%s; running it again", exc)
+            return method(*args, **kwargs)
+
+    return retrying
+
 
 DEFAULT_URL = "sqlite:///taskmgr.db"
 _PREFIX = re.compile(r"[a-z][a-z0-9_]{0,19}")
@@ -211,6 +245,8 @@ class Database(Storage):
         except sa.exc.DataError as exc:
             raise DataRejectedError(f"{what} failed: {describe_error(exc)}") from exc
         except sa.exc.SQLAlchemyError as exc:
+            if getattr(getattr(exc, "orig", None), "sqlstate", None) == IDLE_IN_TRANSACTION_TIMEOUT:
+                raise TransactionTimedOutError(f"{what} failed: {describe_error(exc)}") from exc
             raise StorageError(f"{what} failed: {describe_error(exc)}") from exc
 
     def _lock(self, query: sa.Select[Any], *, skip_locked: bool = False) -> sa.Select[Any]:

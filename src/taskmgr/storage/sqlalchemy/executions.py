@@ -43,7 +43,7 @@ from taskmgr.storage.inputs import (
     utc,
 )
 from taskmgr.storage.sqlalchemy.audit import insert_entry
-from taskmgr.storage.sqlalchemy.database import Database
+from taskmgr.storage.sqlalchemy.database import Database, retried_once_if_timed_out
 from taskmgr.storage.sqlalchemy.rows import (
     execution_from_row,
     execution_values,
@@ -67,6 +67,7 @@ class ExecutionOperations(Database):
     """The execution half of the storage contract (see
     :class:`~taskmgr.storage.base.Storage`)."""
 
+    @retried_once_if_timed_out
     def add_execution(
         self,
         new: NewExecution,
@@ -279,6 +280,7 @@ class ExecutionOperations(Database):
                 self._changed(conn)
         return bool(result.rowcount == 1)
 
+    @retried_once_if_timed_out
     def cancel_pending(
         self,
         execution_id: str,

@@ -23,7 +23,7 @@ from taskmgr.storage.inputs import (
 )
 from taskmgr.storage.records import AuditRecord
 from taskmgr.storage.sqlalchemy.audit import insert_entry
-from taskmgr.storage.sqlalchemy.database import Database
+from taskmgr.storage.sqlalchemy.database import Database, retried_once_if_timed_out
 from taskmgr.storage.sqlalchemy.rows import job_from_row, job_values
 
 __all__ = ["JobOperations"]
@@ -35,6 +35,7 @@ _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 class JobOperations(Database):
     """The job half of the storage contract (see :class:`~taskmgr.storage.base.Storage`)."""
 
+    @retried_once_if_timed_out
     def add_job(
         self,
         definition: JobDefinition,
@@ -171,6 +172,7 @@ class JobOperations(Database):
             in_names,
         )
 
+    @retried_once_if_timed_out
     def update_job(
         self,
         key: str,
@@ -209,6 +211,7 @@ class JobOperations(Database):
             self._changed(conn)
         return updated
 
+    @retried_once_if_timed_out
     def delete_job(self, key: str, *, now: datetime, audit: AuditRecord | None = None) -> None:
         now = utc(now, "now")
         audit = checked_audit(audit)

@@ -30,7 +30,7 @@ from taskmgr.storage.pausing import (
 )
 from taskmgr.storage.records import AuditRecord, NewExecution
 from taskmgr.storage.sqlalchemy.audit import insert_entry
-from taskmgr.storage.sqlalchemy.database import Database
+from taskmgr.storage.sqlalchemy.database import Database, retried_once_if_timed_out
 from taskmgr.storage.sqlalchemy.rows import execution_values, job_from_row, job_values
 from taskmgr.storage.sqlalchemy.tables import Tables
 
@@ -125,6 +125,7 @@ def _resume_jobs(conn: Connection, tables: Tables, *, now: datetime, sqlite: boo
 class PauseOperations(Database):
     """Pauses and backfills (see :class:`~taskmgr.storage.pause_store.PauseStore`)."""
 
+    @retried_once_if_timed_out
     def set_pause(self, pause: Pause, *, audit: AuditRecord | None = None) -> Pause:
         pause = checked_pause(pause)
         audit = checked_audit(audit)
@@ -156,6 +157,7 @@ class PauseOperations(Database):
             self._changed(conn)
         return pause
 
+    @retried_once_if_timed_out
     def delete_pause(
         self, scope: PauseScope, name: str | None, *, audit: AuditRecord | None = None
     ) -> Pause | None:
@@ -181,6 +183,7 @@ class PauseOperations(Database):
             rows = conn.execute(sa.select(self.tables.pauses)).mappings().all()
         return _ordered([p for p in map(pause_from_row, rows) if in_effect(p, now)])
 
+    @retried_once_if_timed_out
     def add_backfill(
         self,
         news: Sequence[NewExecution],

@@ -11,13 +11,24 @@ from collections.abc import Callable, Sequence
 
 from benchmarks._common import Result, postgres_available, redis_available
 
-SCENARIOS = ("fire-rate", "scale", "celery", "http", "instances", "tasks", "resources")
+SCENARIOS = (
+    "fire-rate",
+    "saturation",
+    "scale",
+    "celery",
+    "http",
+    "instances",
+    "tasks",
+    "resources",
+)
 
 #: The figures compared (taskmgr / baseline) in each scenario.
 RATIO_KEYS = {
     "fire rate": ("fires/s", "p99 ms", "CPU us/fire"),
+    "saturation": ("fires/s", "p99 ms"),
+    "saturation: the most each sustains": ("fires/s",),
     "scale": ("CPU us/fire", "start-up s"),
-    "celery dispatch": ("executions/s", "p99 ms"),
+    "celery dispatch": ("executions/s", "p50 ms", "p99 ms"),
     "http": ("req/s", "p99 ms"),
     "instances": ("fires/s",),
     "tasks": ("single defers/s", "bulk defers/s", "executed/s", "start p50 ms"),
@@ -113,7 +124,16 @@ def machine() -> str:
 
 
 def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[Result]]]]:
-    from benchmarks import celery_dispatch, fire_rate, http_load, instances, resources, scale, tasks
+    from benchmarks import (
+        celery_dispatch,
+        fire_rate,
+        http_load,
+        instances,
+        resources,
+        saturation,
+        scale,
+        tasks,
+    )
 
     pg = postgres_available()
     redis = redis_available()
@@ -123,6 +143,14 @@ def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[
         steps.append(("fire-rate", lambda: fire_rate.run([2000], 3.0, ["sqlite"])))
         if pg:
             steps.append(("fire-rate", lambda: fire_rate.run([1000], 3.0, ["postgres"])))
+        steps.append(
+            (
+                "saturation",
+                lambda: saturation.run(
+                    [1000, 4000], 2.0, kinds, instances=(1,), peers=("APScheduler 3 (memory)",)
+                ),
+            )
+        )
         steps.append(("scale", lambda: scale.run([1000, 10000], 200, 2.0, celery_max=10000)))
         if pg and redis:
             steps.append(("celery", lambda: celery_dispatch.run(300)))
@@ -136,10 +164,18 @@ def plan(quick: bool, only: Sequence[str]) -> list[tuple[str, Callable[[], list[
     else:
         steps.append(("fire-rate", lambda: fire_rate.run([250, 500, 1000, 2000, 4000], 5.0, kinds)))
         steps.append(
+            (
+                "saturation",
+                lambda: saturation.run(
+                    [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000], 4.0, kinds
+                ),
+            )
+        )
+        steps.append(
             ("scale", lambda: scale.run([1000, 10000, 100000], 500, 5.0, celery_max=10000))
         )
         if pg and redis:
-            steps.append(("celery", lambda: celery_dispatch.run(2000)))
+            steps.append(("celery", lambda: celery_dispatch.run(2000, samples=200)))
         steps.append(("http", lambda: http_load.run(1000)))
         if pg:
             steps.append(("instances", lambda: instances.run(2000, 5.0)))

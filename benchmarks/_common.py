@@ -170,11 +170,12 @@ def insert_interval_jobs(
     first_at: datetime,
     chunk: int = 5000,
     idle_every: int = 86400,
+    grace: float | None = None,
 ) -> None:
     """Insert ``count`` jobs in bulk: the first ``due`` (default all) every second,
     their slots spread evenly over the second from ``first_at``; the others every
     ``idle_every`` seconds (default a day), first due one such period later
-    (registered, not due during the run)."""
+    (registered, not due during the run). ``grace``: their misfire grace time."""
     due = count if due is None else due
     table = storage.tables.jobs
     now = datetime.now(UTC)
@@ -185,7 +186,7 @@ def insert_interval_jobs(
         "kwargs": {},
         "max_instances": 1,
         "overlap_policy": "skip",
-        "misfire_grace_time": None,
+        "misfire_grace_time": grace,
         "coalesce": True,
         "max_retries": 0,
         "retry_backoff_base": 1.0,

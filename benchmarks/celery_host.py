@@ -34,7 +34,7 @@ def build(broker: str, database: str, queue: str) -> tuple[Celery, SchedulerServ
         heartbeat_timeout=5.0,
     )
 
-    @app.task(name="bench.raw_noop", ignore_result=True, serializer="json")  # type: ignore[untyped-decorator]
+    @app.task(name="bench.raw_noop", shared=False, ignore_result=True, serializer="json")  # type: ignore[untyped-decorator]
     def raw_noop(sent: float) -> None:
         """The same no-op as a plain Celery task: records (sent, started) in Redis."""
         started = time.time()

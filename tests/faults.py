@@ -81,6 +81,7 @@ class FaultyStorage(Storage):
         limit: int,
         planner: Planner,
         cap_at_database_now: bool = False,
+        lookahead: float = 0.0,
     ) -> list[Claimed]:
         if self.uncoordinated:
             return self._claim_uncoordinated(now, owner, limit)
@@ -90,6 +91,7 @@ class FaultyStorage(Storage):
             limit=limit,
             planner=planner,
             cap_at_database_now=cap_at_database_now,
+            lookahead=lookahead,
         )
         if claimed and self.pause_at == "after_claim_commit":
             self._park("after_claim_commit")

@@ -7,7 +7,16 @@ import sys
 
 import pytest
 from benchmarks import __main__ as cli
-from benchmarks import fire_rate, http_load, instances, loop_lag, resources, scale, tasks
+from benchmarks import (
+    fire_rate,
+    http_load,
+    instances,
+    loop_lag,
+    resources,
+    saturation,
+    scale,
+    tasks,
+)
 from benchmarks._common import Result
 from benchmarks._peers import FIGURES
 
@@ -29,6 +38,52 @@ def test_fire_rate_runs_taskmgr_and_its_baselines_on_sqlite() -> None:
     ours = next(r for r in results if r.variant == "taskmgr sqlite")
     assert set(ours.figures) == {"fires/s", "p50 ms", "p99 ms", "max ms", "missed", "CPU us/fire"}
     assert "vs APScheduler (memory)" in cli.ratios(results)[results.index(ours)]
+
+
+def test_saturation_raises_the_rate_until_a_variant_falls_behind() -> None:
+    results = saturation.run(
+        [20, 40], 0.5, ["sqlite"], instances=(1,), peers=("APScheduler 3 (memory)",)
+    )
+    curve = [r for r in results if r.scenario == saturation.SCENARIO]
+    assert {r.variant for r in curve} == {"taskmgr sqlite x1", "APScheduler 3 (memory)"}
+    ours = [r for r in curve if r.variant == "taskmgr sqlite x1"]
+    assert [r.case for r in ours] in (["20/s"], ["20/s", "40/s"])  # stops once behind
+    first = ours[0].figures
+    assert {"fires/s", "p99 ms", "missed", "unaccounted", "RSS MB", "load"} <= set(first)
+    summary = [r for r in results if r.scenario == saturation.SUMMARY]
+    assert {r.variant for r in summary} == {"taskmgr sqlite x1", "APScheduler 3 (memory)"}
+    rendered = cli.table(results)
+    assert f"### {saturation.SCENARIO}" in rendered
+    assert "max sustainable" in rendered
+
+
+def test_saturation_judges_a_rate_by_its_missed_slots_and_p99() -> None:
+    assert not saturation.behind({"p99 ms": 999.0, "missed": 0, "unaccounted": 0})
+    assert saturation.behind({"p99 ms": 1001.0, "missed": 0})
+    assert saturation.behind({"p99 ms": 5.0, "missed": 1})
+    assert saturation.behind({"p99 ms": 5.0, "missed": 0, "unaccounted": 2})
+    assert saturation.behind({"p99 ms": None})
+
+
+def test_saturation_compares_three_instances_with_one() -> None:
+    rows = [
+        Result(saturation.SUMMARY, "taskmgr postgres x1", {"fires/s": 2000}, "taskmgr postgres x1"),
+        Result(saturation.SUMMARY, "taskmgr postgres x3", {"fires/s": 4000}),
+    ]
+    for row in rows:
+        row.case = "max sustainable"
+    assert "vs taskmgr postgres x1: fires/s x2.0" in cli.ratios(rows)[1]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("peer", ["apscheduler4", "procrastinate"])
+def test_a_saturation_peer_runs_in_its_own_environment(peer: str) -> None:
+    require_postgres()
+    reason = saturation.peers_available()
+    if reason is not None:
+        pytest.skip(reason)
+    figures = saturation.run_peer(peer, 5, 1.0, warmup=2.0)
+    assert {"fires/s", "p99 ms", "missed", "RSS MB"} <= set(figures)
 
 
 def test_scale_runs_taskmgr_and_celery_beat() -> None:

@@ -114,6 +114,7 @@ def _anchors(markdown: str) -> set[str]:
         "docs/cli.md",
         "docs/configuration.md",
         "docs/operations.md",
+        "docs/alerting-and-maintenance.md",
         "docs/benchmarks.md",
     ],
 )

@@ -7,6 +7,7 @@ execution row you can query.
 
 import logging
 
+from taskmgr.core.alerts import AlertRule, AlertSettings, Incident, NotifyState
 from taskmgr.core.audit import AuditAction, AuditEntry, AuditPage, AuditSource
 from taskmgr.core.context import ExecutionContext, ExecutionLogFilter, current_execution
 from taskmgr.core.decorators import scheduled_job, task
@@ -29,7 +30,9 @@ from taskmgr.core.models import (
 )
 from taskmgr.core.pauses import BackfillResult, Pause, PauseScope
 from taskmgr.core.registry import JobRegistry
+from taskmgr.core.signing import verify_webhook_signature
 from taskmgr.core.triggers import Cron, Date, Interval, Manual
+from taskmgr.core.windows import MaintenanceWindow, WindowAction
 from taskmgr.dispatch import Dispatcher, InlineDispatcher
 from taskmgr.exceptions import (
     BackfillTooLargeError,
@@ -39,6 +42,7 @@ from taskmgr.exceptions import (
     ExecutionNotFoundError,
     FunctionAlreadyRegisteredError,
     FunctionNotRegisteredError,
+    InvalidAlertError,
     InvalidBackfillError,
     InvalidCronError,
     InvalidDatetimeError,
@@ -50,6 +54,8 @@ from taskmgr.exceptions import (
     InvalidPolicyError,
     InvalidTimezoneError,
     InvalidTriggerError,
+    InvalidWebhookError,
+    InvalidWindowError,
     JobBusyError,
     JobExistsError,
     JobNotFoundError,
@@ -66,13 +72,21 @@ from taskmgr.exceptions import (
     TransactionTimedOutError,
     UnknownDispatcherError,
     VersionConflictError,
+    WindowExistsError,
+    WindowInPastError,
+    WindowJobNotFoundError,
+    WindowNotFoundError,
+    WindowOverlapError,
 )
 from taskmgr.execution.events import EventKind, ExecutionEvent
+from taskmgr.scheduling.alerts import IncidentEvent, IncidentEventKind
 from taskmgr.service import AsyncSchedulerService, SchedulerService
 from taskmgr.settings import TaskmgrSettings
 from taskmgr.version import __version__ as __version__
 
 __all__ = [
+    "AlertRule",
+    "AlertSettings",
     "AsyncSchedulerService",
     "AuditAction",
     "AuditEntry",
@@ -99,10 +113,14 @@ __all__ = [
     "FunctionAlreadyRegisteredError",
     "FunctionNotRegisteredError",
     "Health",
+    "Incident",
+    "IncidentEvent",
+    "IncidentEventKind",
     "InlineDispatcher",
     "Instance",
     "InstanceStatus",
     "Interval",
+    "InvalidAlertError",
     "InvalidBackfillError",
     "InvalidCronError",
     "InvalidDatetimeError",
@@ -114,6 +132,8 @@ __all__ = [
     "InvalidPolicyError",
     "InvalidTimezoneError",
     "InvalidTriggerError",
+    "InvalidWebhookError",
+    "InvalidWindowError",
     "Job",
     "JobBusyError",
     "JobDefinition",
@@ -125,8 +145,10 @@ __all__ = [
     "JobRegistry",
     "JobSource",
     "JobState",
+    "MaintenanceWindow",
     "Manual",
     "NotFoundError",
+    "NotifyState",
     "OverlapPolicy",
     "Pause",
     "PauseScope",
@@ -143,9 +165,16 @@ __all__ = [
     "TransactionTimedOutError",
     "UnknownDispatcherError",
     "VersionConflictError",
+    "WindowAction",
+    "WindowExistsError",
+    "WindowInPastError",
+    "WindowJobNotFoundError",
+    "WindowNotFoundError",
+    "WindowOverlapError",
     "current_execution",
     "scheduled_job",
     "task",
+    "verify_webhook_signature",
 ]
 
 logging.getLogger("taskmgr").addHandler(logging.NullHandler())

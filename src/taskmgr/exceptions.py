@@ -13,19 +13,27 @@ catches ``ValueError``, ``LookupError`` or ``TypeError`` keeps working::
     │   │   ├── InvalidIntervalError
     │   │   └── InvalidDatetimeError
     │   ├── InvalidPolicyError                  overlap/misfire/retry/timeout options
+    │   │   └── InvalidAlertError               an alert threshold that is not > 0
     │   ├── InvalidKwargsError                  kwargs that are not plain JSON
     │   ├── DatabaseURLError                    a database URL taskmgr cannot connect with
     │   ├── InvalidFunctionError (TypeError)    lambdas, closures, bound methods, partials
     │   ├── UnknownDispatcherError              a job chooses a dispatcher the service has not
+    │   ├── InvalidWebhookError                 an alert webhook URL that is not http(s)
     │   ├── PauseUntilPastError                 a pause's ``until`` is not in the future
+    │   ├── InvalidWindowError                  a maintenance window that cannot be kept
+    │   │   ├── WindowInPastError               a one-off window already over
+    │   │   ├── WindowOverlapError              it overlaps a window of the same scope
+    │   │   └── WindowJobNotFoundError          it names a job that does not exist
     │   └── InvalidBackfillError                a backfill's range is empty or not in the past
     │       └── BackfillTooLargeError           it holds more slots than ``max_runs``
     ├── NotFoundError (LookupError)
     │   ├── JobNotFoundError
     │   ├── ExecutionNotFoundError
+    │   ├── WindowNotFoundError
     │   └── FunctionNotRegisteredError          a job names a function this process does not know
     ├── ConflictError
     │   ├── JobExistsError
+    │   ├── WindowExistsError
     │   ├── FunctionAlreadyRegisteredError
     │   ├── JobBusyError                        the overlap policy refused a manual run
     │   ├── JobPausedError / JobOrphanedError   the job cannot run in its current state
@@ -48,6 +56,7 @@ __all__ = [
     "ExecutionNotFoundError",
     "FunctionAlreadyRegisteredError",
     "FunctionNotRegisteredError",
+    "InvalidAlertError",
     "InvalidBackfillError",
     "InvalidCronError",
     "InvalidDatetimeError",
@@ -59,6 +68,7 @@ __all__ = [
     "InvalidPolicyError",
     "InvalidTimezoneError",
     "InvalidTriggerError",
+    "InvalidWebhookError",
     "JobBusyError",
     "JobExistsError",
     "JobNotFoundError",
@@ -75,6 +85,11 @@ __all__ = [
     "TransactionTimedOutError",
     "UnknownDispatcherError",
     "VersionConflictError",
+    "WindowExistsError",
+    "WindowInPastError",
+    "WindowJobNotFoundError",
+    "WindowNotFoundError",
+    "WindowOverlapError",
 ]
 
 
@@ -132,6 +147,20 @@ class InvalidPolicyError(InvalidInputError):
     """A job option (overlap, misfire, retry, timeout, instances) is out of range."""
 
 
+class InvalidAlertError(InvalidPolicyError):
+    """An alert threshold (``alert_late_after``, ``alert_failures``,
+    ``alert_max_runtime``, ``alert_no_success_within``) is not a positive number of
+    seconds (or runs) within its bound."""
+
+
+class InvalidWebhookError(InvalidInputError):
+    """The alert webhook's URL is not an ``http://`` or ``https://`` URL with a host (or
+    its secret is not a string)."""
+
+    def __init__(self, message: str, *, field: str | None = "webhook_url") -> None:
+        super().__init__(message, field=field)
+
+
 class InvalidKwargsError(InvalidInputError):
     """The kwargs are not a JSON object of plain JSON values."""
 
@@ -160,6 +189,31 @@ class PauseUntilPastError(InvalidInputError):
     """A pause's ``until`` is not in the future: a pause must end after it begins."""
 
     def __init__(self, message: str, *, field: str | None = "until") -> None:
+        super().__init__(message, field=field)
+
+
+class InvalidWindowError(InvalidInputError):
+    """A maintenance window cannot be kept: its end is not after its start, it is both
+    or neither one-off and recurring, its duration is not positive or is longer than
+    the time between two of its starts."""
+
+
+class WindowInPastError(InvalidWindowError):
+    """A one-off maintenance window is already over: its ``end`` is not in the future."""
+
+    def __init__(self, message: str, *, field: str | None = "end") -> None:
+        super().__init__(message, field=field)
+
+
+class WindowOverlapError(InvalidWindowError):
+    """A maintenance window overlaps another of the same scope (the same job, or both
+    service-wide)."""
+
+
+class WindowJobNotFoundError(InvalidWindowError):
+    """A maintenance window names a job that does not exist."""
+
+    def __init__(self, message: str, *, field: str | None = "job_key") -> None:
         super().__init__(message, field=field)
 
 
@@ -209,6 +263,14 @@ class FunctionNotRegisteredError(NotFoundError):
         )
 
 
+class WindowNotFoundError(NotFoundError):
+    """No maintenance window has this name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no maintenance window named {name!r}")
+
+
 # -- conflicts ---------------------------------------------------------------
 
 
@@ -222,6 +284,14 @@ class JobExistsError(ConflictError):
     def __init__(self, job_key: str) -> None:
         self.job_key = job_key
         super().__init__(f"a job with key {job_key!r} already exists")
+
+
+class WindowExistsError(ConflictError):
+    """A maintenance window with this name already exists."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a maintenance window named {name!r} already exists")
 
 
 class FunctionAlreadyRegisteredError(ConflictError):

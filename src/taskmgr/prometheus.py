@@ -15,7 +15,7 @@ across processes:
   many schedulers and Celery workers run): executions in the stored history by job
   and status, each job's last success and next run, each job's queue (pending
   executions due now, and how long the oldest has waited), jobs by state, live
-  instances.
+  instances, the open incidents (each job overdue or failing, the incidents by rule).
 * **From this process's events** (counters and histograms, summed across targets in
   PromQL): executions ended here by job and status, run duration, start delay
   (start minus scheduled time), defer-to-start latency of deferred tasks (start
@@ -48,6 +48,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "taskmgr.prometheus needs prometheus-client: pip install 'taskmgr[prometheus]'"
     ) from exc
 
+from taskmgr.core.alerts import AlertRule, Incident
 from taskmgr.core.models import ExecutionTrigger, Job, JobQueue, JobState
 from taskmgr.core.rules import next_run as next_run_of
 from taskmgr.execution.events import EventKind, ExecutionEvent
@@ -197,6 +198,15 @@ class TaskmgrCollector(Collector):
             for job, (buckets, total) in sorted(per_job.items()):
                 histogram.add_metric([job], buckets, total)
             yield histogram
+        deliveries = CounterMetricFamily(
+            "taskmgr_alert_webhook_deliveries",
+            "Webhook delivery attempts of incidents made by this process, by outcome "
+            "(delivered, failed; given_up: the last attempt failed).",
+            labels=["outcome"],
+        )
+        for outcome, n in self.service.alert_counts.snapshot().items():
+            deliveries.add_metric([outcome], n)
+        yield deliveries
 
     def _snapshot(self, histogram: _Histogram) -> tuple[list[tuple[str, float]], float]:
         buckets = [
@@ -221,6 +231,7 @@ class TaskmgrCollector(Collector):
             queues = storage.job_queues(now=now)
             jobs = storage.list_jobs()
             instances = storage.list_instances()
+            incidents = storage.list_incidents(open_only=True, limit=1000)
         except Exception:
             logger.exception("metrics: could not read the database")
             error.add_metric([], 1.0)
@@ -261,6 +272,7 @@ class TaskmgrCollector(Collector):
         yield next_run
 
         yield from _queue_metrics(jobs, queues, now)
+        yield from _incident_metrics(jobs, incidents)
 
         by_state = GaugeMetricFamily("taskmgr_jobs", "Jobs by state.", labels=["state"])
         for state, n in states.items():
@@ -303,6 +315,34 @@ def _queue_metrics(
     )
     for job, seconds in sorted(age.items()):
         family.add_metric([job], seconds)
+    yield family
+
+
+def _incident_metrics(jobs: Sequence[Job], incidents: Sequence[Incident]) -> Iterator[Metric]:
+    """From the open incidents: per job, whether it is overdue (``late``) and failing
+    (0 for a job without such an incident, so an alert rule sees it clear), and the open
+    incidents by rule."""
+    by_rule = dict.fromkeys((rule.value for rule in AlertRule), 0)
+    flags = {AlertRule.LATE: dict.fromkeys((job.key for job in jobs), 0.0)}
+    flags[AlertRule.FAILING] = dict(flags[AlertRule.LATE])
+    for incident in incidents:
+        by_rule[incident.rule.value] += 1
+        if incident.rule in flags and incident.job_key is not None:
+            flags[incident.rule][incident.job_key] = 1.0
+    helps = {
+        AlertRule.LATE: ("taskmgr_job_overdue", "1 while the job has an open late incident."),
+        AlertRule.FAILING: ("taskmgr_job_failing", "1 while the job has an open failing incident."),
+    }
+    for rule, (name, text) in helps.items():
+        family = GaugeMetricFamily(name, text, labels=["job"])
+        for job, value in sorted(flags[rule].items()):
+            family.add_metric([job], value)
+        yield family
+    family = GaugeMetricFamily(
+        "taskmgr_incidents_open", "Open incidents of the alert rules, by rule.", labels=["rule"]
+    )
+    for name, n in by_rule.items():
+        family.add_metric([name], float(n))
     yield family
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from taskmgr.exceptions import InvalidInputError
+from taskmgr.exceptions import InvalidAlertError, InvalidInputError, InvalidWebhookError
 
 __all__ = [
     "ENV_PREFIX",
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "TASKMGR_"
+#: The longest alert threshold a setting takes (seconds).
+_YEAR = 366 * 86400.0
 
 
 #: What a secret is replaced by wherever taskmgr shows a URL or an error.
@@ -235,6 +238,14 @@ class TaskmgrSettings(BaseSettings):
         "retention job (which runs when `history_retention_days` is set, or after "
         "`set_retention`).",
     )
+    incident_retention_days: float = Field(
+        400.0,
+        gt=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description="Incidents resolved more than this many days ago are deleted by the "
+        "retention job; open incidents are never deleted.",
+    )
     max_kwargs_bytes: int = Field(
         64 * 1024,  # taskmgr.core.validation.KWARGS_MAX_BYTES
         ge=2,
@@ -252,11 +263,87 @@ class TaskmgrSettings(BaseSettings):
         description="Upgrade a database that is behind the code on start, instead of "
         "refusing with `run: taskmgr db upgrade`. An empty database is always created.",
     )
+    alert_late_after: float | None = Field(
+        None,
+        description="Default of the jobs with a schedule that set no `alert_late_after`: "
+        "an incident opens when a slot has not started this many seconds after its time. "
+        "Unset: off.",
+    )
+    alert_failures: int | None = Field(
+        None,
+        description="Default of the jobs that set no `alert_failures`: an incident opens "
+        "when this many finished runs in a row failed. Unset: off.",
+    )
+    alert_max_runtime: float | None = Field(
+        None,
+        description="Default of the jobs that set no `alert_max_runtime`: an incident opens "
+        "when a run goes on this many seconds. Unset: off.",
+    )
+    alert_no_success_within: float | None = Field(
+        None,
+        description="Default of the jobs with a schedule that set no "
+        "`alert_no_success_within`: an incident opens when no run succeeded for this many "
+        "seconds (the dead-man rule). Unset: off.",
+    )
+    alert_interval: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="How often the alert rules are evaluated, seconds (by one instance of "
+        "the cluster at a time).",
+    )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="`http(s)://` URL that receives a signed JSON POST when an incident "
+        "opens or resolves (shown redacted). Unset: no webhook.",
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Key of the webhook's HMAC-SHA256 signature (`X-Taskmgr-Signature`); a "
+        "secret, never shown.",
+    )
 
-    @field_validator("db_schema", "celery_app", "misfire_grace_time", "max_retries", mode="before")
+    @field_validator(
+        "db_schema",
+        "celery_app",
+        "misfire_grace_time",
+        "max_retries",
+        "alert_late_after",
+        "alert_failures",
+        "alert_max_runtime",
+        "alert_no_success_within",
+        "alert_webhook_url",
+        "alert_webhook_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator(
+        "alert_late_after", "alert_failures", "alert_max_runtime", "alert_no_success_within"
+    )
+    @classmethod
+    def _positive_threshold(cls, value: float | None, info: Any) -> float | None:
+        # the bounds of taskmgr.core.alert_options, refused with the same error
+        top = 1000 if info.field_name == "alert_failures" else _YEAR
+        if value is not None and not (0 < value <= top):
+            raise InvalidAlertError(
+                f"must be more than 0 and at most {top:.0f}, got {value!r}", field=info.field_name
+            )
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+                raise InvalidWebhookError(
+                    "must be an http:// or https:// URL with a host", field="alert_webhook_url"
+                )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -277,6 +364,10 @@ class TaskmgrSettings(BaseSettings):
         """Every setting as JSON-ready values, the URL's password replaced."""
         data = self.model_dump(mode="json")
         data["database_url"] = redact_url(self.url())
+        if self.alert_webhook_url is not None:
+            data["alert_webhook_url"] = redact_url(self.alert_webhook_url)
+        if self.alert_webhook_secret is not None:
+            data["alert_webhook_secret"] = MASK
         return data
 
     def __repr_args__(self) -> Any:
@@ -291,6 +382,9 @@ def load_settings(**values: Any) -> TaskmgrSettings:
         return TaskmgrSettings(**values)
     except ValidationError as exc:
         error = exc.errors()[0]
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidInputError):  # a check of taskmgr's own: its error
+            raise cause from None
         field = ".".join(str(part) for part in error["loc"]) or "settings"
         raise InvalidInputError(
             f"{error['msg']} (env {ENV_PREFIX}{field.upper()})", field=field
@@ -313,7 +407,8 @@ def settings_table() -> str:
         "|---|---|---|---|---|",
     ]
     for name, field in TaskmgrSettings.model_fields.items():
-        kind = "secret string" if name == "database_url" else _kind(field.annotation)
+        secret = name in ("database_url", "alert_webhook_secret")
+        kind = "secret string" if secret else _kind(field.annotation)
         default = field.default
         if isinstance(default, SecretStr):
             default = default.get_secret_value()

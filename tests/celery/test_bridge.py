@@ -6,7 +6,7 @@ real worker."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from celery import Celery, Task
 from taskmgr import (
     ExecutionStatus,
     ExecutionTrigger,
+    InvalidAlertError,
     InvalidFunctionError,
     InvalidKwargsError,
     InvalidPolicyError,
@@ -89,6 +90,34 @@ def test_bad_declarations_are_refused_at_once(app: Celery) -> None:
         celery_job(app.tasks["t.add"], interval=60, kwargs={"x": 1}, concurrency=2)
     with pytest.raises(InvalidPolicyError, match="concurrency"):
         celery_job(app.tasks["t.add"], max_instances=2)
+
+
+def test_alert_thresholds_and_exclusion_dates_are_options_as_on_the_decorators(
+    app: Celery,
+) -> None:
+    nightly = celery_job(
+        app.tasks["t.add"],
+        key="sums.nightly",
+        cron="0 2 * * *",
+        kwargs={"x": 1},
+        alert_failures=2,
+        alert_late_after=timedelta(minutes=5),
+        alert_max_runtime=600,
+        alert_no_success_within=timedelta(days=2),
+        exclude_dates=["2026-12-25", date(2027, 1, 1)],
+    ).__taskmgr_job__
+    assert (nightly.alert_failures, nightly.alert_late_after, nightly.alert_max_runtime) == (
+        2,
+        300.0,
+        600.0,
+    )
+    assert nightly.alert_no_success_within == 2 * 86400.0
+    assert nightly.exclude_dates == (date(2026, 12, 25), date(2027, 1, 1))
+    assert celery_job("t.add", app=app, alert_failures=3).__taskmgr_job__.alert_failures == 3
+    with pytest.raises(InvalidAlertError, match="alert_failures"):
+        celery_job("t.add", app=app, alert_failures=0)
+    with pytest.raises(InvalidPolicyError, match="a task has none"):
+        celery_job("t.add", app=app, exclude_dates=["2026-12-25"])
 
 
 def test_the_tasks_own_options_become_the_jobs(app: Celery) -> None:

@@ -116,6 +116,23 @@ def chains_and_keyboard(page: Any, server: str) -> None:
     page.wait_for_function("() => document.querySelectorAll('#jobs tbody tr').length === 1")
     assert page.locator("#filter-state").input_value() == "paused"
     assert page.locator("#jobs tbody tr").get_attribute("data-key") == FLAKY
+    # ... and which maintenance windows are open (on the paused job: nothing changes)
+    now = datetime.now(UTC)
+    window = {
+        "name": "flaky-fix",
+        "job_key": FLAKY,
+        "start": (now - timedelta(minutes=1)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(),
+        "reason": "fixing it",
+    }
+    added = page.context.request.post(f"{server}windows", data=window, headers=ADMIN)
+    assert added.status == 201, added.text()
+    page.reload()
+    badge = page.locator(".badge.window", has_text=f"⚒ window flaky-fix (skip, job {FLAKY})")
+    badge.wait_for()
+    assert badge.get_attribute("title") == "fixing it · by alice"
+    removed = page.context.request.delete(f"{server}windows/flaky-fix", headers={**ADMIN, **ACTION})
+    assert removed.status == 204, removed.text()
 
     # the job's history: one row for the run, its two failed attempts folded under it
     page.goto(server + f"#job/{FLAKY}")

@@ -39,6 +39,7 @@ OPERATIONS = [
     "taskmgr_list_queues",
     "taskmgr_list_audit",
     "taskmgr_list_job_audit",
+    "taskmgr_list_incidents",
     "taskmgr_list_instances",
     "taskmgr_get_health",
     "taskmgr_cleanup_history",
@@ -49,6 +50,9 @@ OPERATIONS = [
     "taskmgr_pause_queue",
     "taskmgr_resume_queue",
     "taskmgr_backfill_job",
+    "taskmgr_list_windows",
+    "taskmgr_add_window",
+    "taskmgr_delete_window",
 ]
 
 ADMIN = {"Authorization": "Bearer admin-token"}

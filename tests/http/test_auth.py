@@ -25,7 +25,12 @@ from tests.http.conftest import (
 )
 
 DASHBOARD = ["/", "/app.js", "/app.css", "/icon.svg"]
-SAMPLE_PARAMS = {"job_key": "http.sync", "execution_id": "abc-123", "queue": "reports"}
+SAMPLE_PARAMS = {
+    "job_key": "http.sync",
+    "execution_id": "abc-123",
+    "queue": "reports",
+    "name": "sunday-db",
+}
 WRITE_OPERATIONS = {
     "taskmgr_create_job",
     "taskmgr_update_job",
@@ -41,6 +46,8 @@ WRITE_OPERATIONS = {
     "taskmgr_pause_queue",
     "taskmgr_resume_queue",
     "taskmgr_backfill_job",
+    "taskmgr_add_window",
+    "taskmgr_delete_window",
 }
 
 

@@ -441,6 +441,7 @@ def test_503_never_names_the_database(
         "oldest_overdue_at",
         "overdue_seconds",
         "pauses",
+        "open_incidents",
         "error",
     }
     for response in (problem_response, health):

@@ -17,6 +17,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from fastapi import Depends
 from taskmgr import SchedulerService, task
 from taskmgr.fastapi import create_app
 from taskmgr.storage.memory import MemoryStorage
+from tests.http.browser_incidents import incident_app_server, incidents_in_the_header
 from tests.http.browser_steps import (
     CHAIN_TEXT,
     DOCS,
@@ -58,6 +60,14 @@ FLAGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 15_000
+#: Whether the every-minute job's countdown reads "in 42 s" for the slot it showed (a
+#: refresh may have brought the next slot meanwhile: that one is still to come too).
+COUNTDOWN_READS = """(shown) => {
+  const node = document.querySelector('tr[data-key="demo.every-minute"] .countdown');
+  if (node === null) return false;
+  if (node.dataset.at === shown) return node.textContent === "in 42 s";
+  return node.textContent.startsWith("in ");
+}"""
 TASK = "demo.send-email"
 #: Holds the task's run until the server stops: its other runs wait pending.
 GATE = threading.Event()
@@ -142,7 +152,15 @@ def test_dashboard_in_headless_chromium(server: str, tmp_path: Path) -> None:
             keys = set(rows.evaluate_all("rows => rows.map(r => r.dataset.key)"))
             assert {"demo.tick", "demo.every-minute", "demo.flaky", "demo.async-nap"} <= keys
             minute = page.locator('tr[data-key="demo.every-minute"]')
-            assert minute.locator(".countdown").inner_text().startswith("in ")
+            # The countdown says "due now" from half a second before its slot: read on the
+            # real clock, the slot of an every-minute job is that close about one run in
+            # a hundred. Frozen 42 s before the slot the row shows, the page must read
+            # exactly "in 42 s"; then it is given back the real time.
+            shown = minute.locator(".countdown").get_attribute("data-at")
+            assert shown is not None
+            page.clock.set_fixed_time(datetime.fromisoformat(shown) - timedelta(seconds=42))
+            page.wait_for_function(COUNTDOWN_READS, arg=shown)
+            page.clock.set_system_time(datetime.now(UTC))
             assert "every minute" in minute.inner_text()
             # demo.tick runs every 2 s: its sparkline fills and its last status shows
             page.wait_for_selector('tr[data-key="demo.tick"] .last-run .s-success')
@@ -303,3 +321,28 @@ def test_a_page_on_another_port_cannot_act(server: str, other_port_page: str) ->
     }
     assert job["state"] == "active"
     assert all(run["trigger"] != "manual" for run in runs["items"])
+
+
+@pytest.fixture
+def incident_server() -> Iterator[str]:
+    with incident_app_server() as base:
+        yield base
+
+
+def test_open_incidents_in_the_header(incident_server: str, tmp_path: Path) -> None:
+    sync_playwright = _require_browser()
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            context = browser.new_context(
+                extra_http_headers=ADMIN, viewport={"width": 1400, "height": 900}
+            )
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            incidents_in_the_header(page, incident_server, tmp_path)
+        finally:
+            browser.close()
+    assert problems == []

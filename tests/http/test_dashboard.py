@@ -66,7 +66,7 @@ def test_page_has_no_inline_script_or_style_and_only_relative_urls() -> None:
         assert not link.startswith(("/", "http:", "https:", "//", "data:")), link
 
 
-SCRIPTS = ("core.js", "history.js", "app.js")
+SCRIPTS = ("core.js", "history.js", "incidents.js", "app.js")
 
 
 def test_no_external_urls_and_small_scripts() -> None:

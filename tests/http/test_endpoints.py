@@ -366,6 +366,7 @@ def test_health(client: TestClient) -> None:
         "oldest_overdue_at": None,
         "overdue_seconds": 0.0,
         "pauses": [],
+        "open_incidents": 0,
         "error": None,
     }
 

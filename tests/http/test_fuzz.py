@@ -46,7 +46,8 @@ NO_INPUT = {
 #: must fit the function's signature. A 422 there is still checked to be a problem
 #: document by the other checks.
 #: Pauses and backfills depend on the time of the request: a pause's until must be in the
-#: future, a backfill's range in the past and hold no more slots than max_runs.
+#: future, a backfill's range in the past and hold no more slots than max_runs; a
+#: maintenance window must be one-off or recurring, not over, and overlap no other.
 NOT_DESCRIBABLE = {
     "taskmgr_create_job",
     "taskmgr_update_job",
@@ -54,6 +55,7 @@ NOT_DESCRIBABLE = {
     "taskmgr_pause_queue",
     "taskmgr_pause_service",
     "taskmgr_backfill_job",
+    "taskmgr_add_window",
 }
 #: Opaque values only the API issues: a generated one is well formed but names no page.
 ISSUED_ONLY = {"cursor"}

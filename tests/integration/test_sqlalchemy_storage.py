@@ -312,6 +312,8 @@ def test_custom_table_prefix(make_storage: MakeStorage) -> None:
         "myapp_sched_instances",
         "myapp_sched_audit",
         "myapp_sched_pauses",
+        "myapp_sched_windows",
+        "myapp_sched_incidents",
         "myapp_sched_alembic_version",
     }
     assert _schema_diffs(storage.engine, "myapp_sched_", schema) == []

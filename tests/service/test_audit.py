@@ -234,6 +234,7 @@ def test_retention_keeps_each_job_its_own_history_and_the_log_its_days(
         "deleted": 1,
         "deleted_failures": 0,
         "deleted_audit": 3,
+        "deleted_incidents": 0,
         "complete": True,
     }
     left = storage.list_executions(ExecutionFilter(), limit=100)

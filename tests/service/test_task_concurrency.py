@@ -23,6 +23,7 @@ from taskmgr import (
     OverlapPolicy,
     task,
 )
+from taskmgr.core.alert_options import ALERT_OPTIONS
 from taskmgr.core.definition import build_definition
 from taskmgr.service import SchedulerService
 from taskmgr.storage import Storage
@@ -197,7 +198,8 @@ def test_a_job_without_a_key_keeps_the_fingerprint_it_had_before_the_option() ->
     """Otherwise every job declared in code would look changed after the upgrade."""
     plain = build_definition(key="k", func="f", trigger=Interval(60), options={})
     before = plain.model_dump(mode="json")
-    for later in ("concurrency_key", "retention", "dispatch"):  # options added since
+    added_since = ("concurrency_key", "retention", "dispatch", "exclude_dates", *ALERT_OPTIONS)
+    for later in added_since:
         before.pop(later, None)
     digest = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:32]
     assert plain.fingerprint() == digest

@@ -16,8 +16,8 @@ taskmgr cannot honour them (``autoretry_for``, ``rate_limit``): see
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from celery.app.task import Task
@@ -125,6 +125,11 @@ def celery_job(
     queue: str | None = None,
     retention: timedelta | float | None = None,
     dispatch: str | None = None,
+    alert_late_after: timedelta | float | None = None,
+    alert_failures: int | None = None,
+    alert_max_runtime: timedelta | float | None = None,
+    alert_no_success_within: timedelta | float | None = None,
+    exclude_dates: Iterable[date | str] | None = None,
     enabled: bool = True,
 ) -> CeleryJob:
     """Declare a job whose body is an existing Celery task: the task object, or its
@@ -137,8 +142,9 @@ def celery_job(
         service.defer("emails.welcome", user_id=7)
 
     With a schedule (``cron=``, ``interval=``, ``at=``, ``trigger=``) the options are
-    those of ``@scheduled_job``; without one it is a task, with the options of
-    ``@task`` (``concurrency``, ``concurrency_key``). ``key`` defaults to the task's
+    those of ``@scheduled_job`` (``exclude_dates`` too); without one it is a task, with
+    the options of ``@task`` (``concurrency``, ``concurrency_key``). The ``alert_*``
+    thresholds apply to both, as on the decorators. ``key`` defaults to the task's
     name. Runs go to the service's default dispatcher unless ``dispatch`` names
     another (``dispatch="celery"`` when the default is inline). Arguments are keyword
     arguments, JSON, checked against the task's signature.
@@ -167,8 +173,14 @@ def celery_job(
         "queue": queue,
         "retention": retention,
         "dispatch": dispatch,
+        "alert_late_after": alert_late_after,
+        "alert_failures": alert_failures,
+        "alert_max_runtime": alert_max_runtime,
+        "alert_no_success_within": alert_no_success_within,
         "enabled": enabled,
     }
+    if exclude_dates is not None:  # a task has no slots to exclude: refused as @task would
+        options["exclude_dates"] = exclude_dates
     if isinstance(spec, Manual):  # a task, as @task() declares one
         if max_instances is not None or overlap_policy is not None:
             raise InvalidPolicyError(

@@ -37,7 +37,6 @@ from typing import Any, Literal
 from taskmgr.celery.receipts import QueueProbe, Unreceived
 from taskmgr.celery.reconcile import Reconciling
 from taskmgr.celery.worker import install
-from taskmgr.core import tracing as _tracing
 from taskmgr.dispatch.base import DispatchContext, Dispatcher, Runtime
 from taskmgr.dispatch.inline import InlineDispatcher
 from taskmgr.dispatch.routing import INLINE, INLINE_QUEUE
@@ -194,32 +193,8 @@ class CeleryDispatcher(Reconciling, Dispatcher):
                 )
                 deferred.extend(publish)
                 publish = []
-        failed: list[Claimed] = []  # a publish raised: its message may be in the broker
-        for item in publish:
-            task_id = task_ids.get(item.execution.id)
-            if task_id is None:
-                continue  # no longer waiting under this instance (reaped, released)
-            if self._backing_off():
-                deferred.append(item)
-                continue
-            try:
-                if _tracing.enabled():
-                    with _tracing.dispatch_span(
-                        _span_attributes(item),
-                        producer=True,
-                        stored=item.execution.trace_context,  # the caller that asked for it
-                    ):
-                        self._publish(item.execution, item.job, task_id)
-                else:
-                    self._publish(item.execution, item.job, task_id)
-            except Exception as exc:
-                self._publish_failed(exc)
-                failed.append(item)
-            else:
-                self._publish_succeeded()  # first: a broker back looks at earlier messages
-                self._unreceived.published(
-                    item.execution.id, task_id, self._queue_of(item.job), time.monotonic()
-                )
+        # failed: a publish raised, its message may be in the broker
+        failed = self._publish_claimed(publish, task_ids, deferred) if publish else []
         if inline:
             self.inline.dispatch(inline)
         if not deferred and not failed:
@@ -303,14 +278,3 @@ class CeleryDispatcher(Reconciling, Dispatcher):
                 break
             time.sleep(0.1)
         self._unreceived.clear()
-
-
-def _span_attributes(item: Claimed) -> dict[str, Any]:
-    execution = item.execution
-    return _tracing.execution_attributes(
-        execution_id=execution.id,
-        job_key=execution.job_key,
-        scheduled_for=execution.scheduled_for,
-        attempt=execution.attempt,
-        dispatch="celery",
-    )

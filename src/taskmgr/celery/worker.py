@@ -41,6 +41,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from celery import signals
+from taskmgr.celery.commits import WorkerWrites
 from taskmgr.celery.loop import WorkerLoop
 from taskmgr.celery.request import JSON, RUNTIME, TASK_NAME
 from taskmgr.celery.request import parse_fence as _parse
@@ -58,6 +59,7 @@ from taskmgr.execution.outcomes import refused
 from taskmgr.execution.run import ExecutionRun
 from taskmgr.scheduling.runtime import WORKER_MODE, InstanceRuntime
 from taskmgr.storage.base import Outcome
+from taskmgr.storage.task_handover import TakeOver
 
 __all__ = ["JSON", "TASK_NAME", "WorkerRuntime", "install"]
 
@@ -143,6 +145,7 @@ class WorkerRuntime:
         self.loop = WorkerLoop()
         self._node_pid: int | None = None
         self._lock = threading.Lock()
+        self._writes: WorkerWrites | None = None
 
     # -- signals -------------------------------------------------------------------
 
@@ -291,19 +294,11 @@ class WorkerRuntime:
             self.start_node()
         assert self.instance_id is not None
         execution_id, owner, attempt = fence
-        storage, clock = self.runtime.storage, self.runtime.clock
-        claimed = _retrying(
-            "take over an execution",
-            lambda: storage.take_over(
-                execution_id,
-                from_owner=owner,
-                to_owner=self.instance_id or "",
-                attempt=attempt,
-                now=clock.now(),
-                celery_task_id=task_id,
-            ),
-            deadline=30.0,
-        )
+        clock = self.runtime.clock
+        request = TakeOver(execution_id, owner, attempt, task_id)
+        take_over = self.writes().take_overs
+        # with the take-overs of the messages this process runs at the same time
+        claimed = _retrying("take over an execution", lambda: take_over(request), deadline=30.0)
         if claimed is None:
             self._ignored(execution_id, task_id)
             return {"execution_id": execution_id, "status": "ignored"}
@@ -361,13 +356,28 @@ class WorkerRuntime:
             extra={"taskmgr_execution_id": execution_id},
         )
 
+    def writes(self) -> WorkerWrites:
+        """This process's group commits for this node's instance (made on first use in
+        each process, and again for a node started anew)."""
+        instance_id = self.instance_id
+        assert instance_id is not None
+        writes = self._writes
+        if writes is None or not writes.serves(instance_id):
+            with self._lock:
+                writes = self._writes
+                if writes is None or not writes.serves(instance_id):
+                    writes = WorkerWrites(self.runtime.storage, self.runtime.clock, instance_id)
+                    self._writes = writes
+        return writes
+
     def record(self, outcome: Outcome) -> bool:
-        """Write ``outcome`` fenced by this worker, retried while the database is down."""
-        storage = self.runtime.storage
+        """Write ``outcome`` fenced by this worker (with the outcomes of the executions
+        this process runs at the same time), retried while the database is down."""
+        record = self.writes().outcomes
 
         def write() -> list[bool]:
             try:
-                return storage.record_outcomes([outcome])
+                return [record(outcome)]
             except DataRejectedError as exc:  # permanent: store a placeholder instead
                 logger.error(
                     "the database refused the outcome %s of execution %s (%s); recording "
@@ -377,7 +387,7 @@ class WorkerRuntime:
                     exc,
                     extra={"taskmgr_execution_id": outcome.execution_id},
                 )
-                return storage.record_outcomes([refused(outcome, exc)])
+                return [record(refused(outcome, exc))]
 
         applied = _retrying("record an execution outcome", write, deadline=3600.0)
         if not applied[0]:

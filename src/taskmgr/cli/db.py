@@ -25,7 +25,10 @@ from taskmgr.cli.common import (
 from taskmgr.settings import TaskmgrSettings
 from taskmgr.storage.sqlalchemy import migrate
 
-__all__ = ["config", "db", "healthcheck"]
+__all__ = ["INCIDENTS_OPEN", "config", "db", "healthcheck"]
+
+#: The exit code of ``taskmgr healthcheck`` while incidents are open (1: unhealthy).
+INCIDENTS_OPEN = 2
 
 
 def _db_settings(target: Target, table_prefix: str | None, schema: str | None) -> TaskmgrSettings:
@@ -201,14 +204,21 @@ def db_sql(
     show_default=True,
     help="Also require this many live instances (fresh heartbeats).",
 )
-def healthcheck(target: Target, min_instances: int) -> None:
+@click.option(
+    "--ignore-incidents",
+    is_flag=True,
+    help="Exit 0 even while incidents of the alert rules are open.",
+)
+def healthcheck(target: Target, min_instances: int, ignore_incidents: bool) -> None:
     """Exit 0 when healthy, 1 when not: database reachable, schema at head, work not
-    overdue (and enough live instances). For container probes."""
+    overdue (and enough live instances); 2 when healthy but incidents of the alert rules
+    are open (unless --ignore-incidents). For container probes and monitors."""
     with open_service(target) as service:
         health = service.health()
     overdue = health.oldest_overdue_at is not None
     healthy = health.ok and not overdue and health.live_instances >= min_instances
-    data = {**health.model_dump(mode="json"), "healthy": healthy}
+    alerting = health.open_incidents > 0 and not ignore_incidents
+    data = {**health.model_dump(mode="json"), "healthy": healthy, "alerting": alerting}
     problems = []
     if health.error:
         problems.append(health.error.splitlines()[0])
@@ -218,17 +228,22 @@ def healthcheck(target: Target, min_instances: int) -> None:
         problems.append(f"work is {health.overdue_seconds:.0f}s overdue")
     if health.live_instances < min_instances:
         problems.append(f"{health.live_instances} live instance(s), want {min_instances}")
+    incidents = f"{health.open_incidents} open incident(s): see `taskmgr incidents list`"
     emit(
         target,
         data,
         lambda: click.echo(
-            f"healthy: {health.live_instances} live instance(s)"
-            if healthy
-            else "unhealthy: " + "; ".join(problems)
+            "unhealthy: " + "; ".join(problems)
+            if not healthy
+            else f"alerting: {incidents}"
+            if alerting
+            else f"healthy: {health.live_instances} live instance(s)"
         ),
     )
     if not healthy:
         sys.exit(1)
+    if alerting:
+        sys.exit(INCIDENTS_OPEN)
 
 
 @click.group()

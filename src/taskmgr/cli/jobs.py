@@ -74,6 +74,8 @@ def _show_job(job: Job) -> None:
             ("timeout", job.timeout),
             ("queue", job.queue),
             ("dispatch", job.dispatch or "default"),
+            ("excluded dates", ", ".join(d.isoformat() for d in job.exclude_dates) or None),
+            ("alerts", _alerts(job)),
             ("paused by", job.paused_by),
             ("paused since", None if job.paused_at is None else when(job.paused_at)),
             ("paused until", None if job.paused_until is None else when(job.paused_until)),
@@ -81,6 +83,19 @@ def _show_job(job: Job) -> None:
             ("version", job.version),
         ]
     )
+
+
+def _alerts(job: Job) -> str:
+    """The job's own alert thresholds, in words (those it leaves to the service's
+    defaults are not shown)."""
+    own = [
+        ("late after", job.alert_late_after, "s"),
+        ("failures", job.alert_failures, " in a row"),
+        ("max runtime", job.alert_max_runtime, "s"),
+        ("no success within", job.alert_no_success_within, "s"),
+    ]
+    shown = [f"{name} {value:g}{unit}" for name, value, unit in own if value is not None]
+    return ", ".join(shown) or "the service's"
 
 
 @jobs.command("show")

@@ -235,12 +235,14 @@ def worker(app: str, celery_args: tuple[str, ...]) -> None:
 def _add_operator_commands() -> None:
     from taskmgr.cli.audit import audit
     from taskmgr.cli.db import config, db, healthcheck
+    from taskmgr.cli.incidents import incidents
     from taskmgr.cli.jobs import executions, instances, jobs
     from taskmgr.cli.pauses import pause, pauses, queues, resume
+    from taskmgr.cli.windows import windows
 
-    for command in (jobs, executions, instances, audit, db, healthcheck, config):
+    for command in (jobs, executions, instances, audit, incidents, db, healthcheck, config):
         main.add_command(command)
-    for command in (queues, pause, resume, pauses):
+    for command in (queues, pause, resume, pauses, windows):
         main.add_command(command)
 
 

@@ -1,8 +1,9 @@
 """The audit log's models: who changed what, when and through which door.
 
 Every change to a job (created, updated, deleted, paused, resumed, run by hand,
-backfilled) or to the service's state (a queue or the service paused or resumed, an
-execution cancelled, history removed by retention) is one
+backfilled) or to the service's state (a queue or the service paused or resumed, a
+maintenance window added or deleted, an execution cancelled, history removed by
+retention) is one
 :class:`AuditEntry`, written by the storage in the same transaction as the change.
 """
 
@@ -35,6 +36,10 @@ class AuditAction(StrEnum):
     RETENTION = "retention"
     #: Past slots of a job were created as runs (``backfill``).
     BACKFILL = "backfill"
+    #: A maintenance window was created (``details["window"]``: the window).
+    ADD_WINDOW = "add_window"
+    #: A maintenance window was deleted (``details["window"]``: the window as it was).
+    DELETE_WINDOW = "delete_window"
 
 
 class AuditSource(StrEnum):

@@ -6,8 +6,8 @@ host hands decorated functions (or their modules) to a ``SchedulerService``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from taskmgr.core.definition import (
@@ -56,6 +56,11 @@ def scheduled_job(
     queue: str | None = None,
     retention: timedelta | float | None = None,
     dispatch: str | None = None,
+    alert_late_after: timedelta | float | None = None,
+    alert_failures: int | None = None,
+    alert_max_runtime: timedelta | float | None = None,
+    alert_no_success_within: timedelta | float | None = None,
+    exclude_dates: Iterable[date | str] | None = None,
     enabled: bool = True,
 ) -> Callable[[F], F]:
     """Declare a function as a scheduled job.
@@ -67,7 +72,13 @@ def scheduled_job(
     history retention (the retention job applies it). ``dispatch`` names the
     service's dispatcher that runs it (``"celery"``, ``"inline"``, or any name given
     to ``SchedulerService(dispatchers=...)``; None: the service's default); the
-    service refuses a name it does not have. Everything is validated
+    service refuses a name it does not have. The ``alert_*`` thresholds (seconds or
+    timedeltas; ``alert_failures`` a count) open an incident when a slot is that late,
+    that many runs in a row fail, a run goes on that long, or no run succeeds for that
+    long (``docs/alerting-and-maintenance.md``); None takes the service's default.
+    ``exclude_dates`` (dates, or ISO strings ``YYYY-MM-DD``) are days, read in the
+    trigger's time zone, whose slots are recorded ``skipped`` instead of run.
+    Everything is validated
     here, so a bad declaration fails at import, not at 3 a.m.::
 
         @scheduled_job(cron="0 9 * * MON-FRI", timezone="Europe/Berlin", max_retries=3)
@@ -99,6 +110,11 @@ def scheduled_job(
         "queue": queue,
         "retention": retention,
         "dispatch": dispatch,
+        "alert_late_after": alert_late_after,
+        "alert_failures": alert_failures,
+        "alert_max_runtime": alert_max_runtime,
+        "alert_no_success_within": alert_no_success_within,
+        "exclude_dates": exclude_dates,
         "enabled": enabled,
     }
 
@@ -118,6 +134,10 @@ def task(
     queue: str | None = None,
     retention: timedelta | float | None = None,
     dispatch: str | None = None,
+    alert_late_after: timedelta | float | None = None,
+    alert_failures: int | None = None,
+    alert_max_runtime: timedelta | float | None = None,
+    alert_no_success_within: timedelta | float | None = None,
     enabled: bool = True,
 ) -> Callable[[F], F]:
     """Declare a function as a task: a job without a schedule, run when it is deferred
@@ -127,7 +147,8 @@ def task(
     ``concurrency_key`` (the name of one of its arguments) the bound holds per value
     of that argument instead: at most ``concurrency`` runs per value at once.
     ``retention`` keeps its finished runs that long instead of the global retention;
-    ``dispatch`` chooses the dispatcher its runs go to, as for ``@scheduled_job``::
+    ``dispatch`` chooses the dispatcher its runs go to, and the ``alert_*`` thresholds
+    open incidents, as for ``@scheduled_job``::
 
         @task("emails.welcome", max_retries=3, timeout=30)
         def send_welcome(user_id: int) -> None: ...
@@ -150,6 +171,10 @@ def task(
         "queue": queue,
         "retention": retention,
         "dispatch": dispatch,
+        "alert_late_after": alert_late_after,
+        "alert_failures": alert_failures,
+        "alert_max_runtime": alert_max_runtime,
+        "alert_no_success_within": alert_no_success_within,
         "enabled": enabled,
     }
     if concurrency is not None and (

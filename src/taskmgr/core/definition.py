@@ -45,6 +45,11 @@ OPTION_NAMES = (
     "queue",
     "retention",
     "dispatch",
+    "alert_late_after",
+    "alert_failures",
+    "alert_max_runtime",
+    "alert_no_success_within",
+    "exclude_dates",
     "enabled",
 )
 TRIGGER_ARGS = ("cron", "interval", "at", "trigger")

@@ -9,6 +9,7 @@ import json
 import keyword
 import math
 import re
+from datetime import date
 from typing import Any
 
 from pydantic import (
@@ -20,7 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from taskmgr.core.alert_options import ALERT_OPTIONS, checked_alert_option
 from taskmgr.core.enums import OverlapPolicy
+from taskmgr.core.exclusions import check_exclude_dates
 from taskmgr.core.triggers import Manual, TriggerSpec
 from taskmgr.core.validation import (
     reraise_validation,
@@ -131,6 +134,14 @@ class JobDefinition(FrozenModel):
     retention: float | None = None
     #: The name of the service's dispatcher that runs it (None: the default one).
     dispatch: str | None = None
+    #: The alert thresholds (:mod:`taskmgr.core.alert_options`); None: the service's.
+    alert_late_after: float | None = None
+    alert_failures: int | None = None
+    alert_max_runtime: float | None = None
+    alert_no_success_within: float | None = None
+    #: Dates on which its slots are skipped, read in its trigger's time zone
+    #: (:mod:`taskmgr.core.windows`); sorted, each once.
+    exclude_dates: tuple[date, ...] = ()
     enabled: bool = True
 
     def __init__(self, **data: Any) -> None:
@@ -232,6 +243,16 @@ class JobDefinition(FrozenModel):
     def _retention(cls, value: Any) -> float | None:
         return retention_seconds(value)
 
+    @field_validator(*ALERT_OPTIONS, mode="before")
+    @classmethod
+    def _alert(cls, value: Any, info: Any) -> float | int | None:
+        return checked_alert_option(info.field_name, value)
+
+    @field_validator("exclude_dates", mode="before")
+    @classmethod
+    def _exclude_dates(cls, value: Any) -> tuple[date, ...]:
+        return check_exclude_dates(value)
+
     @field_validator("dispatch", mode="before")
     @classmethod
     def _dispatch(cls, value: Any) -> str | None:
@@ -290,6 +311,15 @@ class JobDefinition(FrozenModel):
         return self
 
     @model_validator(mode="after")
+    def _dates_of_a_schedule(self) -> JobDefinition:
+        if self.exclude_dates and isinstance(self.trigger, Manual):
+            raise InvalidPolicyError(
+                "only a job with a schedule has slots to exclude (a task has none)",
+                field="exclude_dates",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_place_to_run(self) -> JobDefinition:
         # queue="inline" is the older way to say dispatch="inline": never both ways apart
         if self.queue == "inline" and self.dispatch not in (None, "inline"):
@@ -306,8 +336,10 @@ class JobDefinition(FrozenModel):
         # before the options existed, so upgrading does not make every job look changed.
         unset = {
             name
-            for name in ("concurrency_key", "retention", "dispatch")
+            for name in ("concurrency_key", "retention", "dispatch", *ALERT_OPTIONS)
             if getattr(self, name) is None
         }
+        if not self.exclude_dates:
+            unset.add("exclude_dates")
         data = self.model_dump(mode="json", exclude=unset or None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]

@@ -10,7 +10,7 @@ the storage layer ever sees a database row. The enums are in
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import Field
@@ -107,6 +107,13 @@ class Job(FrozenModel):
     retention: float | None = None
     #: The name of the dispatcher that runs it (None: the service's default).
     dispatch: str | None = None
+    #: The alert thresholds of its own (None: the service's; see ``JobDefinition``).
+    alert_late_after: float | None = None
+    alert_failures: int | None = None
+    alert_max_runtime: float | None = None
+    alert_no_success_within: float | None = None
+    #: Dates on which its slots are skipped, in its trigger's time zone (sorted).
+    exclude_dates: tuple[date, ...] = ()
     state: JobState
     source: JobSource
     fingerprint: str | None
@@ -218,6 +225,8 @@ class Health(FrozenModel):
     error: str | None = None
     #: The pauses of queues and of the whole service in effect (who, why, until when).
     pauses: list[Pause] = Field(default_factory=list)
+    #: Incidents of the alert rules still open (counted up to 1000).
+    open_incidents: int = 0
 
     @property
     def ok(self) -> bool:

@@ -137,6 +137,11 @@ class InlineDispatcher(Dispatcher):
                 self._timers.add(timer)
 
         def work() -> Outcome:
+            # a run that waited for a worker beyond its misfire grace time (the process
+            # is saturated) does not start late: it ends missed, with the reason
+            late = run.too_late(run.clock.now())
+            if late is not None:
+                return run.missed(late)
             if timer is not None:
                 timer.start()
             began = time.monotonic()
@@ -181,6 +186,9 @@ class InlineDispatcher(Dispatcher):
         loop = self._event_loop()
 
         async def work() -> Outcome:
+            late = run.too_late(run.clock.now())  # as for sync jobs
+            if late is not None:
+                return run.missed(late)
             return await run.call_async(func)
 
         def done(future: Future[Outcome]) -> None:

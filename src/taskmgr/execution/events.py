@@ -47,6 +47,7 @@ _OUTCOME_KINDS = {
     ExecutionStatus.FAILED: EventKind.FAILED,
     ExecutionStatus.TIMEOUT: EventKind.FAILED,
     ExecutionStatus.LOST: EventKind.LOST,
+    ExecutionStatus.MISSED: EventKind.MISSED,  # claimed ahead, started too late
 }
 _ROW_KINDS = {ExecutionStatus.MISSED: EventKind.MISSED, ExecutionStatus.SKIPPED: EventKind.SKIPPED}
 
@@ -170,6 +171,12 @@ class EventHub:
         if self._listeners:
             self._put(("lost", claimed, completed_at))
 
+    def later(self, deliver: Callable[[], None]) -> None:
+        """Call ``deliver()`` on the listeners' thread, after what is queued (the
+        incident listeners share the thread: a host's listeners are never called on a
+        scheduler's or a job's thread)."""
+        self._put(("later", deliver))
+
     def _put(self, item: tuple[Any, ...]) -> None:
         with self._idle:
             self._pending += 1
@@ -183,6 +190,9 @@ class EventHub:
             if item is _STOP:
                 return
             try:
+                if item[0] == "later":
+                    item[1]()
+                    continue
                 for event in self._events(item):
                     self._deliver(event)
             except Exception:

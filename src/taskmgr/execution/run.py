@@ -81,6 +81,10 @@ def summarize_result(value: Any) -> Any:
     return {"type": type(value).__qualname__, "repr": storable_text(repr(value)[:500], 500)}
 
 
+#: The triggers of a schedule's slots (the runs a misfire grace time applies to).
+_SLOT_TRIGGERS = frozenset({ExecutionTrigger.SCHEDULE, ExecutionTrigger.CATCHUP})
+
+
 class ExecutionRun:
     """One claimed execution: its context, timing and outcome."""
 
@@ -255,6 +259,31 @@ class ExecutionRun:
             execution_id=self.claimed.execution.id,
             owner=self.owner,
             status=ExecutionStatus.CANCELLED,
+            started_at=None,
+            completed_at=self.clock.now(),
+            error_message=reason,
+        )
+
+    def too_late(self, now: datetime) -> str | None:
+        """Why this run must not start at ``now``: a slot of a schedule past its job's
+        misfire grace time (judged at the actual start, as the planner judges it at the
+        claim); None when it may start."""
+        execution = self.claimed.execution
+        grace = self.claimed.job.misfire_grace_time
+        if grace is None or execution.trigger not in _SLOT_TRIGGERS:
+            return None
+        late = (now - execution.scheduled_for).total_seconds()
+        if late <= grace:
+            return None
+        return f"started {late:.3f}s late, beyond the misfire grace time of {grace:g}s"
+
+    def missed(self, reason: str) -> Outcome:
+        """The execution was claimed but could not start within its job's misfire grace
+        time (:meth:`too_late`): it never started."""
+        return Outcome(
+            execution_id=self.claimed.execution.id,
+            owner=self.owner,
+            status=ExecutionStatus.MISSED,
             started_at=None,
             completed_at=self.clock.now(),
             error_message=reason,

@@ -1,4 +1,4 @@
-"""The dashboard's routes: six static files shipped in the package, served by plain
+"""The dashboard's routes: the static files shipped in the package, served by plain
 routes behind the router's dependencies.
 
 ``APIRouter.mount(StaticFiles)`` is silently dropped by ``include_router``
@@ -33,6 +33,7 @@ _FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/core.js": ("core.js", "text/javascript; charset=utf-8"),
     "/history.js": ("history.js", "text/javascript; charset=utf-8"),
+    "/incidents.js": ("incidents.js", "text/javascript; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
     "/icon.svg": ("icon.svg", "image/svg+xml"),

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from taskmgr.fastapi.audit_routes import add_audit_routes
 from taskmgr.fastapi.dashboard import add_dashboard_routes
 from taskmgr.fastapi.history_routes import add_history_routes
+from taskmgr.fastapi.incident_routes import add_incident_routes
 from taskmgr.fastapi.job_routes import add_job_routes
 from taskmgr.fastapi.limits import (
     DEFAULT_MAX_BODY_BYTES,
@@ -34,6 +35,7 @@ from taskmgr.fastapi.problems import ProblemRoute
 from taskmgr.fastapi.services import AnyService, awaitable_service
 from taskmgr.fastapi.system_routes import add_system_routes
 from taskmgr.fastapi.task_routes import add_task_routes
+from taskmgr.fastapi.window_routes import add_window_routes
 
 __all__ = ["Writes", "create_router"]
 
@@ -112,9 +114,11 @@ def create_router(
     who: Callable[..., Any] = actor if actor is not None else _anonymous
     add_job_routes(router, aservice, guards, limiter, who)
     add_pause_routes(router, aservice, guards, who)
+    add_window_routes(router, aservice, guards, who)
     add_task_routes(router, aservice, guards, who)
     add_history_routes(router, aservice)
     add_audit_routes(router, aservice)
+    add_incident_routes(router, aservice)
     add_system_routes(router, aservice, guards, False if read_only else dashboard_write, who)
     if read_only:  # no write route at all: the app answers them (404, 405)
         router.routes = [

@@ -5,6 +5,13 @@ so a change made by any process is acted on within one tick. A failing tick (the
 database is down, a lock timed out) is logged and retried with backoff: the loop
 never dies while the service runs.
 
+Precise fires: with a ``lookahead`` (a running service's loop has
+:data:`LOOKAHEAD`), a claim also takes the slots due within that many seconds; they
+are stored ``running`` at once (claimed once, cluster-wide, like any other) and a
+timer thread starts each one when the clock reaches its slot, never before. The loop
+wakes half a look-ahead before the next due slot, so each claim carries every slot of
+the next few tens of milliseconds and is committed before their time.
+
 An idle loop polls without claiming: when a whole ``poll_interval`` passed with
 nothing due in it and nothing woke the loop, it only reads when a claim may next find
 work (:meth:`~taskmgr.storage.base.Storage.next_claim_at`: one read-only transaction,
@@ -16,18 +23,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from datetime import datetime
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from taskmgr.core.clock import Clock, DatabaseClock
+from taskmgr.core.models import ExecutionTrigger
 from taskmgr.dispatch.base import Dispatcher
 from taskmgr.dispatch.routing import Budget, DispatchRouter
 from taskmgr.execution.events import EventHub
 from taskmgr.execution.run import ExecutionRun
 from taskmgr.scheduling.planner import Planner
+from taskmgr.scheduling.timer import ArmedRuns
 from taskmgr.storage.base import ClaimBatch, Claimed, ClaimPlan, Outcome, Storage
 
-__all__ = ["SchedulerLoop"]
+__all__ = ["LOOKAHEAD", "SchedulerLoop", "Vitals"]
 
 logger = logging.getLogger("taskmgr.scheduler")
 
@@ -38,6 +49,23 @@ _MAX_BACKOFF = 30.0
 _MIN_TICK = 0.01
 #: Sleep while the dispatcher is full.
 _BUSY_DELAY = 0.005
+#: How far ahead (seconds) a running service's loop claims slots, to start each one
+#: at its time from a timer. Short, so that a job changed, paused or deleted in that
+#: time is the same race as a change committed right after a claim.
+LOOKAHEAD = 0.05
+#: The timer wakes this long (seconds) after the earliest armed slot, so that the
+#: slots of that millisecond start together: at thousands of fires a second one wake
+#: per slot would cost more (thread switches under one GIL) than it saves.
+_QUANTUM = 0.001
+
+
+class Vitals(Protocol):
+    """Proves the instance alive on demand
+    (:class:`~taskmgr.scheduling.maintenance.Maintenance`)."""
+
+    def epoch(self) -> int: ...
+
+    def confirm(self, epoch: int) -> bool: ...
 
 
 class SchedulerLoop:
@@ -54,6 +82,8 @@ class SchedulerLoop:
         may_claim: Callable[[], bool] | None = None,
         report: Callable[[Outcome], None] | None = None,
         events: EventHub | None = None,
+        lookahead: float = 0.0,
+        vitals: Vitals | None = None,
     ) -> None:
         self.storage = storage
         self.dispatcher = dispatcher
@@ -78,6 +108,17 @@ class SchedulerLoop:
         # the last one) cannot start a slot early or mark one missed before it is due.
         # An injected clock (tests, FakeClock) decides time alone.
         self._capped = isinstance(clock, DatabaseClock)
+        #: Seconds ahead of their time that slots are claimed (0: claimed when due).
+        self.lookahead = lookahead
+        #: Proves the instance alive when its heartbeat looks stale after a claim.
+        self.vitals = vitals
+        self._armed = ArmedRuns()
+        self._timer: threading.Thread | None = None
+        self._stopping = False
+        #: Dispatchers are handed work by one thread at a time (the loop, the timer).
+        self._dispatch_lock = threading.Lock()
+        #: The latest slot the last claim could take (its horizon).
+        self._horizon: datetime | None = None
 
     def tick(self) -> list[Claimed]:
         """Claim what is due now (at most what the dispatcher can take) and dispatch it."""
@@ -94,13 +135,18 @@ class SchedulerLoop:
                 return self.planner.plan(batch, budget)
 
             events = self.events
+            epoch = self.vitals.epoch() if self.vitals is not None else 0
+            options: dict[str, float] = {"lookahead": self.lookahead} if self.lookahead else {}
+            now = self.clock.now()
+            self._horizon = now
             if events is None or not events.active:
                 claimed = self.storage.claim(
-                    now=self.clock.now(),
+                    now=now,
                     owner=self.owner,
                     limit=limit,
                     planner=plan,
                     cap_at_database_now=self._capped,
+                    **options,
                 )
             else:
                 plans: list[ClaimPlan] = []
@@ -110,32 +156,93 @@ class SchedulerLoop:
                     return plans[-1]
 
                 claimed = self.storage.claim(
-                    now=self.clock.now(),
+                    now=now,
                     owner=self.owner,
                     limit=limit,
                     planner=planner,
                     cap_at_database_now=self._capped,
+                    **options,
                 )
                 events.claimed(claimed, plans[-1] if plans else None)
-            if claimed:
-                if self._froze_since_claiming(claimed):
-                    return []
-                self.dispatcher.dispatch(claimed)
+            if self.lookahead:
+                self._horizon = now + timedelta(seconds=self.lookahead)
+            if not claimed:
+                return claimed
+            due, ahead = claimed, list[Claimed]()
+            if self.lookahead:
+                now = self.clock.now()
+                due = []
+                for item in claimed:
+                    early = _slot(item) and item.execution.scheduled_for > now
+                    (ahead if early else due).append(item)
+            if ahead:
+                self._armed.arm(ahead, epoch)
+            if due and not self._dispatch(due, epoch):
+                return ahead  # given up: this instance is no longer alive
             return claimed
 
-    def _froze_since_claiming(self, claimed: list[Claimed]) -> bool:
-        """A process frozen between its claim and the dispatch (longer than its peers
-        wait) may have had these executions marked ``lost`` and retried elsewhere:
-        give them up (``cancelled``, fenced) rather than start them late."""
-        if self.may_claim is None or self.may_claim() or self.report is None:
-            return False
-        for item in claimed:
-            self.report(
-                ExecutionRun(item, self.owner, self.clock).cancelled(
-                    "not started: this instance stopped heartbeating right after claiming it"
-                )
+    def fire_due(self) -> int:
+        """Start the claimed runs whose slot has come by the clock (what the timer thread
+        does); returns how many were handed to the dispatcher."""
+        armed = self._armed.take_due(self.clock.now())
+        if not armed:
+            return 0
+        by_epoch: dict[int, list[Claimed]] = {}
+        for item in armed:
+            by_epoch.setdefault(item.epoch, []).append(item.claimed)
+        return sum(self._dispatch(self._in_grace(runs), epoch) for epoch, runs in by_epoch.items())
+
+    def armed(self) -> int:
+        """How many claimed runs wait for their slot's time."""
+        return len(self._armed)
+
+    def _in_grace(self, runs: list[Claimed]) -> list[Claimed]:
+        """The runs that may still start now; the others, past their misfire grace time
+        (judged at the actual start), end ``missed`` with the reason."""
+        if self.report is None:
+            return runs
+        now = self.clock.now()
+        kept = []
+        for item in runs:
+            run = ExecutionRun(item, self.owner, self.clock)
+            reason = run.too_late(now)
+            if reason is None:
+                kept.append(item)
+            else:
+                self.report(run.missed(reason))
+        return kept
+
+    def _dispatch(self, runs: Sequence[Claimed], epoch: int) -> int:
+        if not runs:
+            return 0
+        if not self._still_owned(epoch):
+            self._give_up(
+                runs, "not started: this instance stopped heartbeating right after claiming it"
             )
-        return True
+            return 0
+        with self._dispatch_lock:
+            self.dispatcher.dispatch(runs)
+        return len(runs)
+
+    def _still_owned(self, epoch: int) -> bool:
+        """Whether the runs claimed under ``epoch`` are still this instance's own. A
+        process frozen since its claim (longer than its peers wait) may have had them
+        marked ``lost`` and retried elsewhere: they are then given up, never started
+        late. A stale-looking heartbeat alone proves nothing (the heartbeat thread may
+        just be late on a loaded process): a heartbeat made here decides."""
+        vitals = self.vitals
+        if vitals is not None and vitals.epoch() != epoch:
+            return self.report is None  # declared dead (and registered again) since
+        if self.may_claim is None or self.may_claim() or self.report is None:
+            return True
+        return vitals is not None and vitals.confirm(epoch)
+
+    def _give_up(self, runs: Sequence[Claimed], reason: str) -> None:
+        """End claimed runs that will not start as ``cancelled`` (fenced)."""
+        if self.report is None:
+            return  # nothing records outcomes: the reaper marks them lost
+        for item in runs:
+            self.report(ExecutionRun(item, self.owner, self.clock).cancelled(reason))
 
     def wake(self) -> None:
         """Run a tick now instead of at the next due time (a local change was made)."""
@@ -143,15 +250,55 @@ class SchedulerLoop:
 
     def start(self) -> None:
         self._stop.clear()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="taskmgr-scheduler", daemon=True)
         self._thread.start()
+        if self.lookahead:
+            self._timer = threading.Thread(target=self._fire, name="taskmgr-timer", daemon=True)
+            self._timer.start()
 
     def stop(self) -> None:
+        """Stop claiming. Runs claimed ahead start at their time (within the look-ahead)
+        before this returns; those whose time the clock has still not reached by then
+        end ``cancelled``: none is left ``running`` with nobody to start it."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        with self._armed.changed:
+            self._stopping = True
+            self._armed.changed.notify_all()
+        if self._timer is not None:
+            self._timer.join()
+            self._timer = None
+        self._give_up(
+            [armed.claimed for armed in self._armed.take_all()],
+            "not started: the service stopped before its slot's time",
+        )
+
+    def _fire(self) -> None:
+        """The timer thread: start each armed run when the clock reaches its slot."""
+        changed = self._armed.changed
+        deadline: float | None = None  # once stopping: how long armed runs are waited for
+        while True:
+            try:
+                self.fire_due()
+            except Exception:
+                logger.exception("starting claimed runs failed")
+            with changed:
+                if self._stopping and deadline is None:
+                    deadline = time.monotonic() + self.lookahead
+                if deadline is not None and (not len(self._armed) or time.monotonic() >= deadline):
+                    return
+                first = self._armed.next_at()
+                if first is None:
+                    changed.wait()
+                    continue
+                # on the clock's time; re-checked on waking (a FakeClock may not have moved)
+                delay = (first - self.clock.now()).total_seconds()
+                if delay > 0:
+                    changed.wait(min(delay + _QUANTUM, self.lookahead))
 
     def _run(self) -> None:
         backoff = 0.0
@@ -208,8 +355,26 @@ class SchedulerLoop:
         if delay <= 0:
             self._idle = False
             return 0.0 if claimed else _CONTENDED_DELAY
+        if self.lookahead:
+            horizon = self._horizon
+            if horizon is None or next_due > horizon:
+                # wake half a look-ahead early: the claim then takes every slot of the
+                # next look-ahead, each started at its time by the timer
+                delay = max(0.0, delay - self.lookahead / 2)
+            # else a slot the last claim read but left (its job still running): claimed
+            # at its time, which judges it as always
+            self._idle = delay >= self.poll_interval
+            return min(delay, self.poll_interval)
         # Never wake for less than _MIN_TICK: slots due within it are claimed together
         # (one transaction for several fires instead of one each, at the cost of at
         # most _MIN_TICK of lateness). A local change still wakes the loop at once.
         self._idle = delay >= self.poll_interval
         return min(max(delay, _MIN_TICK), self.poll_interval)
+
+
+def _slot(claimed: Claimed) -> bool:
+    """Whether ``claimed`` is a slot of a schedule (the only runs claimed ahead)."""
+    return claimed.execution.trigger in _SLOTS
+
+
+_SLOTS = frozenset({ExecutionTrigger.SCHEDULE, ExecutionTrigger.CATCHUP})

@@ -67,6 +67,9 @@ class Maintenance:
         self._healthy_since: float | None = None
         self._stale_logged = False
         self._cleaned_at: float | None = None
+        #: How many times this instance registered again after being declared dead.
+        self._epoch = 0
+        self._beat_lock = threading.Lock()
 
     def start(self) -> None:
         self._stop.clear()
@@ -110,24 +113,50 @@ class Maintenance:
         self._stale_logged = not fresh
         return fresh
 
-    def heartbeat(self) -> None:
+    def epoch(self) -> int:
+        """Changes each time this instance is found declared dead (and registers
+        again): runs claimed under an older epoch may have been marked ``lost``."""
+        return self._epoch
+
+    def confirm(self, epoch: int) -> bool:
+        """Heartbeat now, on the caller's thread, and tell whether this instance's row
+        stayed alive since ``epoch`` was read (before a claim): then its peers have not
+        declared it dead since, and the runs it claimed are still its own. False when
+        it was declared dead meanwhile, or the heartbeat failed (nothing is proven).
+
+        For the scheduler loop when the last heartbeat looks stale (:meth:`alive`): on a
+        loaded process the heartbeat thread may merely be late."""
+        if epoch != self._epoch:
+            return False
         try:
-            if self.calibrate is not None:
-                self.calibrate()
-            if not self.storage.heartbeat(self.instance_id, now=self.clock.now()):
-                logger.error(
-                    "instance %s was declared dead by its peers (no heartbeat for %ss); "
-                    "registering again",
-                    self.instance_id,
-                    self.liveness.heartbeat_timeout,
-                )
-                self.register()
+            self.heartbeat()
         except Exception:
-            self._healthy_since = None
-            raise
-        self._last_beat = time.monotonic()
-        if self._healthy_since is None:
-            self._healthy_since = self._last_beat
+            logger.warning(
+                "instance %s could not heartbeat to confirm it is alive", self.instance_id
+            )
+            return False
+        return epoch == self._epoch
+
+    def heartbeat(self) -> None:
+        with self._beat_lock:  # the heartbeat thread and a confirm() may call at once
+            try:
+                if self.calibrate is not None:
+                    self.calibrate()
+                if not self.storage.heartbeat(self.instance_id, now=self.clock.now()):
+                    logger.error(
+                        "instance %s was declared dead by its peers (no heartbeat for %ss); "
+                        "registering again",
+                        self.instance_id,
+                        self.liveness.heartbeat_timeout,
+                    )
+                    self._epoch += 1
+                    self.register()
+            except Exception:
+                self._healthy_since = None
+                raise
+            self._last_beat = time.monotonic()
+            if self._healthy_since is None:
+                self._healthy_since = self._last_beat
 
     def sweep(self) -> int:
         """Mark the executions of dead instances ``lost``; schedule their retries.

@@ -7,10 +7,11 @@ plan atomically."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from taskmgr.core.exclusions import excluded_date
 from taskmgr.core.models import (
     Execution,
     ExecutionStatus,
@@ -27,7 +28,8 @@ from taskmgr.core.rules import (
     holding_pause,
     run_group,
 )
-from taskmgr.core.triggers import Date
+from taskmgr.core.triggers import Cron, Date
+from taskmgr.core.windows import MaintenanceWindow, holding_window, skipping_window
 from taskmgr.dispatch.routing import Budget
 from taskmgr.storage.base import ClaimBatch, ClaimPlan, JobAdvance, NewExecution, PendingDecision
 
@@ -81,14 +83,21 @@ class Planner:
                     extra={"taskmgr_job_key": job.key},
                 )
                 continue
+            if job.next_run_at is not None and job.next_run_at > batch.now:
+                ahead = self._ahead(job, batch, active, budget)  # within the look-ahead
+                if ahead is not None:
+                    advances.append(ahead)
+                continue
             if batch.pauses and holding_pause(job, batch.pauses) is not None:
                 passed = self._pass(job, batch.now)
                 if passed is not None:
                     advances.append(passed)
                 continue
+            if batch.windows and _held(job, batch):
+                continue  # a defer window holds its slots until it closes
             if budget is not None and not budget.has_room(job):
                 continue  # its dispatcher is full: the job stays due
-            advance = self._advance(job, batch.now, active)
+            advance = self._advance(job, batch.now, active, batch.windows)
             if budget is not None:
                 budget.take(
                     job, sum(r.status is ExecutionStatus.RUNNING for r in advance.executions)
@@ -133,6 +142,43 @@ class Planner:
 
     # -- due slots -----------------------------------------------------------------
 
+    def _ahead(
+        self, job: Job, batch: ClaimBatch, active: dict[Group, int], budget: Budget | None
+    ) -> JobAdvance | None:
+        """A job whose next slot comes after ``now`` but within the claim's look-ahead:
+        that one slot is claimed now (``running``, to be started at its time by the
+        loop's timer) when it would run as things stand: not held by a pause, room on
+        its dispatcher, admitted by its overlap policy, planned as one running row.
+        Otherwise the job is left as it is, and the claim at the slot's time judges it
+        as always (a run still active now may well end before then)."""
+        slot = job.next_run_at
+        assert slot is not None
+        if batch.pauses and holding_pause(job, batch.pauses) is not None:
+            return None
+        if budget is not None and not budget.has_room(job):
+            return None
+        group = run_group(job, None)
+        used = active.get(group, 0)
+        admission = admit(
+            job.overlap_policy,
+            active=used,
+            max_instances=job.max_instances,
+            trigger=ExecutionTrigger.SCHEDULE,
+        )
+        if admission is not Admission.RUN:
+            return None
+        advance = self._advance(job, slot, active, batch.windows)  # as if at the slot's time
+        if [row.status for row in advance.executions] != [ExecutionStatus.RUNNING]:
+            active[group] = used
+            return None
+        if budget is not None:
+            budget.take(job, 1)
+        # created and handed to this owner now; started at the slot's time
+        rows = [
+            replace(r, created_at=batch.now, dispatched_at=batch.now) for r in advance.executions
+        ]
+        return replace(advance, executions=rows)
+
     @staticmethod
     def _pass(job: Job, now: datetime) -> JobAdvance | None:
         """A due job held by a pause of its queue or of the service: its slots up to
@@ -149,14 +195,29 @@ class Planner:
             last_run_at=None,
         )
 
-    def _advance(self, job: Job, now: datetime, active: dict[Group, int]) -> JobAdvance:
+    def _advance(
+        self,
+        job: Job,
+        now: datetime,
+        active: dict[Group, int],
+        windows: Sequence[MaintenanceWindow] = (),
+    ) -> JobAdvance:
         assert job.next_run_at is not None  # due jobs have one
         slots, next_run_at, truncated = due_slots(job, now)
-        runs = self._runs(job, slots, now)
+        if windows:
+            slots, next_run_at, truncated = _until_held(
+                job, slots, next_run_at, truncated, windows, now
+            )
+        blocked = _blocked(job, slots, windows)
+        runs = self._runs(job, [slot for slot in slots if slot not in blocked], now)
         trigger = ExecutionTrigger.SCHEDULE if len(slots) == 1 else ExecutionTrigger.CATCHUP
         rows: list[NewExecution] = []
         last_run_at = None
         for slot in slots:
+            why = blocked.get(slot)  # a maintenance window, an exclusion date
+            if why is not None:
+                rows.append(self._final(job, slot, now, ExecutionStatus.SKIPPED, why))
+                continue
             reason = runs.get(slot)
             if reason is not None:
                 rows.append(self._final(job, slot, now, ExecutionStatus.MISSED, reason))
@@ -307,3 +368,45 @@ def due_slots(job: Job, now: datetime) -> tuple[list[datetime], datetime | None,
 
 def _with_message(row: NewExecution, message: str) -> NewExecution:
     return replace(row, error_message=message)
+
+
+def _held(job: Job, batch: ClaimBatch) -> bool:
+    """Whether a ``defer`` window still open holds the job's next slot."""
+    slot = job.next_run_at
+    return slot is not None and holding_window(job.key, slot, batch.windows, batch.now) is not None
+
+
+def _until_held(
+    job: Job,
+    slots: list[datetime],
+    next_run_at: datetime | None,
+    truncated: bool,
+    windows: Sequence[MaintenanceWindow],
+    now: datetime,
+) -> tuple[list[datetime], datetime | None, bool]:
+    """The due slots cut before the first one a ``defer`` window still open at ``now``
+    holds: that one becomes the job's next slot, and it and those after it wait until
+    the window closes (then the misfire policy decides them)."""
+    for index, slot in enumerate(slots):
+        if holding_window(job.key, slot, windows, now) is not None:
+            return slots[:index], slot, False
+    return slots, next_run_at, truncated
+
+
+def _blocked(
+    job: Job, slots: list[datetime], windows: Sequence[MaintenanceWindow]
+) -> dict[datetime, str]:
+    """The slots recorded ``skipped`` instead of run, with the reason: inside a ``skip``
+    window that covers the job, or on one of its exclusion dates (in its trigger's time
+    zone)."""
+    if not windows and not job.exclude_dates:
+        return {}
+    zone = job.trigger.timezone if isinstance(job.trigger, Cron) else "UTC"
+    blocked: dict[datetime, str] = {}
+    for slot in slots:
+        window = skipping_window(job.key, slot, windows) if windows else None
+        if window is not None:
+            blocked[slot] = window.reason_text()
+        elif (day := excluded_date(job.exclude_dates, zone, slot)) is not None:
+            blocked[slot] = f"excluded date {day.isoformat()}"
+    return blocked

@@ -1,5 +1,5 @@
-"""History retention: a built-in job that deletes old finished executions and old
-audit entries.
+"""History retention: a built-in job that deletes old finished executions, old audit
+entries and old resolved incidents.
 
 It is an ordinary job under the reserved key ``taskmgr.retention``: declared in code
 by the service when retention is configured, claimed once per slot by whichever
@@ -10,7 +10,8 @@ wait behind a long delete (on SQLite, where one writer holds the whole database,
 batch is the longest they wait). What is left over is deleted at the next slot.
 
 A job with a ``retention`` of its own keeps its executions that long instead of the
-global ``days``/``failed_days``; audit entries are kept ``audit_days``. A run that
+global ``days``/``failed_days``; audit entries are kept ``audit_days``, and incidents
+``incident_days`` after they resolved (an open one is never deleted). A run that
 removed anything records how much in the audit log (action ``retention``, source
 ``code``), after its batches.
 """
@@ -36,6 +37,7 @@ from taskmgr.storage.base import AuditRecord, Storage
 
 __all__ = [
     "DEFAULT_AUDIT_DAYS",
+    "DEFAULT_INCIDENT_DAYS",
     "FAILURE_STATUSES",
     "MAX_DAYS",
     "RETENTION_KEY",
@@ -56,6 +58,8 @@ MAX_DAYS = 36_500
 DEFAULT_RETENTION_CRON = "7 * * * *"
 #: Days an audit entry is kept unless the settings say otherwise.
 DEFAULT_AUDIT_DAYS = 400.0
+#: Days a resolved incident is kept unless the settings say otherwise.
+DEFAULT_INCIDENT_DAYS = 400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +76,11 @@ class RetentionPolicy:
     pause: float = 0.02
     #: Days audit entries are kept.
     audit_days: float = DEFAULT_AUDIT_DAYS
+    #: Days resolved incidents are kept (counted from their resolution).
+    incident_days: float = DEFAULT_INCIDENT_DAYS
 
     def __post_init__(self) -> None:
-        for name in ("days", "failed_days", "audit_days"):
+        for name in ("days", "failed_days", "audit_days", "incident_days"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -105,6 +111,7 @@ class RetentionPolicy:
                     "failed_days": self.failed_days,
                     "batch_size": self.batch_size,
                     "audit_days": self.audit_days,
+                    "incident_days": self.incident_days,
                 },
                 "max_instances": 1,
                 "coalesce": True,
@@ -135,6 +142,7 @@ class Retention:
         failed_days: float,
         batch_size: int,
         audit_days: float = DEFAULT_AUDIT_DAYS,
+        incident_days: float = DEFAULT_INCIDENT_DAYS,
     ) -> dict[str, Any]:
         storage = self._storage()
         now = self.clock.now()
@@ -161,6 +169,11 @@ class Retention:
             delete = functools.partial(storage.delete_audit, before=cutoff)
             return in_batches(delete, batch_size, deadline, self.pause)
 
+        def old_incidents() -> tuple[int, bool]:
+            cutoff = now - timedelta(days=incident_days)
+            delete = functools.partial(storage.delete_incidents, resolved_before=cutoff)
+            return in_batches(delete, batch_size, deadline, self.pause)
+
         steps: dict[str, Callable[[], tuple[int, bool]]] = {
             "deleted_by_job": own_retention,
             "deleted": lambda: executions(
@@ -174,6 +187,7 @@ class Retention:
                 default_retention=True,
             ),
             "deleted_audit": old_audit,
+            "deleted_incidents": old_incidents,
         }
         deleted: dict[str, Any] = dict.fromkeys(steps, 0)
         deleted["complete"] = True
@@ -185,11 +199,12 @@ class Retention:
         if any(deleted[field] for field in steps):
             logger.info(
                 "retention deleted %d execution(s), %d failure(s), %d of jobs with a "
-                "retention of their own and %d audit entries%s",
+                "retention of their own, %d audit entries and %d resolved incidents%s",
                 deleted["deleted"],
                 deleted["deleted_failures"],
                 deleted["deleted_by_job"],
                 deleted["deleted_audit"],
+                deleted["deleted_incidents"],
                 "" if deleted["complete"] else "; the rest at the next run",
                 extra={"taskmgr_job_key": RETENTION_KEY},
             )

@@ -95,6 +95,12 @@ class InstanceRuntime:
         or None when nothing maintains it (time driven by hand)."""
         return self._maintenance.alive if self._maintenance is not None else None
 
+    @property
+    def vitals(self) -> Maintenance | None:
+        """What proves this instance alive on demand (:meth:`Maintenance.confirm`), or
+        None when nothing maintains it."""
+        return self._maintenance
+
     def stop(self) -> None:
         """Stop the upkeep and mark the row ``stopped`` (a failure is logged: peers then
         see it stop heartbeating and reap it)."""

@@ -82,6 +82,9 @@ class AsyncSchedulerService:
     run_due = awaitable(SchedulerService.run_due)
     add_listener = awaitable(SchedulerService.add_listener)
     remove_listener = awaitable(SchedulerService.remove_listener)
+    add_incident_listener = awaitable(SchedulerService.add_incident_listener)
+    remove_incident_listener = awaitable(SchedulerService.remove_incident_listener)
+    check_alerts = awaitable(SchedulerService.check_alerts)
 
     # -- jobs ----------------------------------------------------------------------
     # mypy cannot prove ``**options`` never holds "self": the call is still typed.
@@ -98,6 +101,9 @@ class AsyncSchedulerService:
     resume_service = awaitable(SchedulerService.resume_service)
     list_pauses = awaitable(SchedulerService.list_pauses)
     backfill = awaitable(SchedulerService.backfill)
+    add_window = awaitable(SchedulerService.add_window)
+    delete_window = awaitable(SchedulerService.delete_window)
+    list_windows = awaitable(SchedulerService.list_windows)
     cleanup_history = awaitable(SchedulerService.cleanup_history)
 
     # -- queries -------------------------------------------------------------------
@@ -111,6 +117,7 @@ class AsyncSchedulerService:
     recent_executions = awaitable(SchedulerService.recent_executions)
     job_queues = awaitable(SchedulerService.job_queues)
     list_instances = awaitable(SchedulerService.list_instances)
+    list_incidents = awaitable(SchedulerService.list_incidents)
     health = awaitable(SchedulerService.health)
     wait = awaitable(SchedulerService.wait)
     cancel_execution = awaitable(SchedulerService.cancel_execution)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import sqlalchemy as sa
 
+from taskmgr.core.alerts import AlertSettings
 from taskmgr.core.clock import Clock
 from taskmgr.core.importing import import_object
 from taskmgr.core.registry import JobRegistry
@@ -24,11 +25,13 @@ from taskmgr.dispatch.routing import DispatchRouter, check_dispatcher_name
 from taskmgr.exceptions import InvalidInputError
 from taskmgr.execution.events import EventHub
 from taskmgr.execution.outcomes import OutcomeWriter
+from taskmgr.scheduling.alerts import AlertRuntime, IncidentListeners
 from taskmgr.scheduling.handover import Handover
-from taskmgr.scheduling.loop import SchedulerLoop
+from taskmgr.scheduling.loop import LOOKAHEAD, SchedulerLoop
 from taskmgr.scheduling.planner import Planner
 from taskmgr.scheduling.runtime import InstanceRuntime
-from taskmgr.settings import TaskmgrSettings
+from taskmgr.scheduling.webhook import DeliveryCounts
+from taskmgr.settings import MASK, TaskmgrSettings, redact_url
 from taskmgr.storage.base import Outcome, Storage
 
 if TYPE_CHECKING:
@@ -226,7 +229,24 @@ def configuration(
         held = getattr(service, key, None)
         if isinstance(held, int | float) and not isinstance(held, bool):
             data[key] = held
+    alerts = getattr(service, "alerts", None)
+    if isinstance(alerts, AlertSettings):  # what the service alerts with, given or not
+        data.update(alert_settings(alerts))
     return data
+
+
+def alert_settings(alerts: AlertSettings) -> dict[str, Any]:
+    """``alerts`` under the names of the ``alert_*`` settings, the webhook's URL
+    redacted and its secret masked."""
+    return {
+        "alert_late_after": alerts.late_after,
+        "alert_failures": alerts.failures,
+        "alert_max_runtime": alerts.max_runtime,
+        "alert_no_success_within": alerts.no_success_within,
+        "alert_interval": alerts.interval,
+        "alert_webhook_url": None if alerts.webhook_url is None else redact_url(alerts.webhook_url),
+        "alert_webhook_secret": None if alerts.webhook_secret is None else MASK,
+    }
 
 
 def make_liveness(
@@ -267,6 +287,10 @@ class Parts:
     host_loop: asyncio.AbstractEventLoop | None = None
     #: How long a stopping instance keeps firing until a newer one does (see Handover).
     handover_timeout: float = 0.0
+    #: The alerting, evaluated (with ``background``) on threads of its own.
+    alerts: AlertSettings | None = None
+    incident_listeners: IncidentListeners | None = None
+    alert_counts: DeliveryCounts | None = None
 
 
 @dataclass(slots=True)
@@ -279,6 +303,8 @@ class Started:
     unsubscribe: Callable[[], None] | None = None
     #: The hand-over of a stopping background loop, when it has a timeout.
     handover: Handover | None = None
+    #: The alert evaluation and webhook deliveries of a background service.
+    alerts: AlertRuntime | None = None
 
     def hand_over(self) -> None:
         """Keep firing until a newer instance does (or the hand-over ends otherwise);
@@ -292,6 +318,8 @@ class Started:
             self.handover.cancel()  # a stop without waiting ends a hand-over in progress
         if self.unsubscribe is not None:
             self.unsubscribe()
+        if self.alerts is not None:
+            self.alerts.stop()
         self.loop.stop()
         parts.dispatcher.shutdown(wait=wait)
         self.outcomes.stop()
@@ -339,11 +367,26 @@ def start_components(
         may_claim=instance.may_claim,
         report=outcomes.submit,
         events=events,
+        # a running loop claims a little ahead and starts each slot from a timer; a
+        # loop driven by hand (run_due) claims only what is due
+        lookahead=LOOKAHEAD if parts.background else 0.0,
+        vitals=instance.vitals,
     )
     started = Started(loop=loop, outcomes=outcomes, parts=parts)
     if parts.background:
         loop.start()
         started.unsubscribe = storage.subscribe(loop.wake)
+        if parts.alerts is not None:
+            started.alerts = AlertRuntime(
+                storage,
+                parts.clock,
+                parts.alerts,
+                instance_id=instance.instance_id,
+                listeners=parts.incident_listeners or IncidentListeners(),
+                hub=events,
+                counts=parts.alert_counts or DeliveryCounts(),
+            )
+            started.alerts.start()
         if parts.handover_timeout > 0:
             started.handover = Handover(
                 storage,

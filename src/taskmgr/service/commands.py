@@ -335,13 +335,16 @@ class JobCommands(ServiceBase):
         batch_size: int = 500,
         max_seconds: float = 60.0,
         audit_days: float | None = None,
+        incident_days: float | None = None,
     ) -> None:
         """Delete finished executions ``days`` after they completed (failed, timed-out
         and lost ones after ``failed_days``, default ``days``), with the built-in job
         ``taskmgr.retention`` (hourly unless ``cron=``/``every=`` seconds). A job with a
         ``retention`` of its own keeps its executions that long instead. The same job
         deletes audit entries older than ``audit_days`` (default: the
-        ``audit_retention_days`` setting, 400) and records what each run removed.
+        ``audit_retention_days`` setting, 400), and incidents resolved more than
+        ``incident_days`` ago (default: the ``incident_retention_days`` setting, 400;
+        open incidents are never deleted), and records what each run removed.
         ``None`` turns it off (the job is then orphaned at the next start). Call it
         before ``start()`` on every process that may run jobs (Celery workers too)."""
         if days is None:
@@ -355,6 +358,11 @@ class JobCommands(ServiceBase):
             every=every,
             max_seconds=max_seconds,
             audit_days=audit_days if audit_days is not None else self.settings.audit_retention_days,
+            incident_days=(
+                incident_days
+                if incident_days is not None
+                else self.settings.incident_retention_days
+            ),
         )
         job = Retention(self._opened_storage, self.clock, max_seconds=max_seconds)
         self.registry.register_builtin(RETENTION_KEY, job, policy.definition())

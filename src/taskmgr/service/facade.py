@@ -17,14 +17,18 @@ import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from taskmgr.core.alerts import AlertSettings
 from taskmgr.core.clock import Clock, DatabaseClock
 from taskmgr.core.models import Execution
 from taskmgr.core.registry import JobRegistry
 from taskmgr.dispatch.base import Dispatcher, Runtime
 from taskmgr.exceptions import InvalidInputError, ServiceStateError
 from taskmgr.execution.events import EventHub, EventKind, Listener
+from taskmgr.scheduling.alerts import IncidentListeners
 from taskmgr.scheduling.runtime import InstanceRuntime
 from taskmgr.scheduling.sync import sync_code_jobs
+from taskmgr.scheduling.webhook import DeliveryCounts
+from taskmgr.service.alerting import AlertCommands
 from taskmgr.service.arguments import non_negative, positive
 from taskmgr.service.assembly import (
     Parts,
@@ -40,6 +44,7 @@ from taskmgr.service.commands import JobCommands
 from taskmgr.service.pausing import PauseCommands
 from taskmgr.service.queries import Queries
 from taskmgr.service.tasks import TaskCommands
+from taskmgr.service.windows import WindowCommands
 from taskmgr.settings import TaskmgrSettings, load_settings
 from taskmgr.storage.base import Outcome
 
@@ -48,7 +53,9 @@ __all__ = ["SchedulerService"]
 logger = logging.getLogger("taskmgr.service")
 
 
-class SchedulerService(JobCommands, TaskCommands, PauseCommands, Queries):
+class SchedulerService(
+    JobCommands, TaskCommands, PauseCommands, WindowCommands, AlertCommands, Queries
+):
     """Durable scheduled jobs for one application process.
 
     ``storage`` is a :class:`~taskmgr.storage.Storage`, a database URL (its asyncio
@@ -89,6 +96,11 @@ class SchedulerService(JobCommands, TaskCommands, PauseCommands, Queries):
     the older form). A job that chooses a name the service does not have is refused
     (:class:`~taskmgr.exceptions.UnknownDispatcherError`) when it is created, changed
     or declared; nothing is stored.
+
+    ``alerts`` (an :class:`~taskmgr.AlertSettings`; default: the ``alert_*`` settings)
+    holds the alert thresholds a job without its own inherits, how often the rules are
+    evaluated and the webhook told about incidents
+    (``docs/alerting-and-maintenance.md``).
     """
 
     def __init__(
@@ -113,6 +125,7 @@ class SchedulerService(JobCommands, TaskCommands, PauseCommands, Queries):
         table_prefix: str | None = None,
         schema: str | None = None,
         max_connections: int | None = None,
+        alerts: AlertSettings | None = None,
     ) -> None:
         # Explicit arguments win over ``settings``; without ``settings``, the
         # ``TASKMGR_*`` environment (then the defaults) fills in the rest.
@@ -165,6 +178,13 @@ class SchedulerService(JobCommands, TaskCommands, PauseCommands, Queries):
         self.instance_id = self._instance.instance_id
         #: The host's listeners (see :meth:`add_listener`).
         self.events = EventHub(self.instance_id, self.storage)
+        if alerts is not None and not isinstance(alerts, AlertSettings):
+            raise InvalidInputError(
+                f"must be AlertSettings, got {type(alerts).__name__}", field="alerts"
+            )
+        self.alerts = alerts if alerts is not None else AlertSettings.from_settings(conf)
+        self._incident_listeners = IncidentListeners()
+        self.alert_counts = DeliveryCounts()
         self._lock = threading.RLock()
         self._opened = False
         self._started: Started | None = None
@@ -270,6 +290,9 @@ class SchedulerService(JobCommands, TaskCommands, PauseCommands, Queries):
                     background=self.background,
                     host_loop=host_loop,
                     handover_timeout=self.handover_timeout,
+                    alerts=self.alerts,
+                    incident_listeners=self._incident_listeners,
+                    alert_counts=self.alert_counts,
                 ),
                 self._on_outcomes,
             )

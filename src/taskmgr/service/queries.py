@@ -240,8 +240,8 @@ class Queries(ServiceBase):
         return self.storage.list_instances()
 
     def health(self, *, overdue_after: float | None = None) -> Health:
-        """Database reachability, live instances, overdue work and the pauses of queues
-        and of the whole service in effect, for probes.
+        """Database reachability, live instances, overdue work, the pauses of queues
+        and of the whole service in effect and the open incidents, for probes.
 
         Work counts as overdue when its due time is more than ``overdue_after``
         seconds past (default: twice the poll interval plus a second). Never raises
@@ -259,6 +259,7 @@ class Queries(ServiceBase):
             due = self.storage.next_due_at()
             schema_current = self.storage.schema_current()
             pauses = self.storage.list_pauses(now=now)
+            incidents = len(self.storage.list_incidents(open_only=True, limit=1000))
         except Exception as exc:
             return Health(
                 database=False,
@@ -276,6 +277,7 @@ class Queries(ServiceBase):
             oldest_overdue_at=due if overdue else None,
             overdue_seconds=late if overdue else 0.0,
             pauses=pauses,
+            open_incidents=incidents,
         )
 
 

@@ -33,6 +33,7 @@ from taskmgr.core.models import (
     JobState,
 )
 from taskmgr.storage.audit_log import AuditLog
+from taskmgr.storage.incident_store import IncidentStore
 from taskmgr.storage.instance_registry import InstanceRegistry
 from taskmgr.storage.pause_store import PauseStore
 from taskmgr.storage.records import (
@@ -50,6 +51,7 @@ from taskmgr.storage.records import (
     PendingDecision,
 )
 from taskmgr.storage.task_handover import TaskHandOver
+from taskmgr.storage.window_store import WindowStore
 
 __all__ = [
     "AuditFilter",
@@ -87,6 +89,11 @@ UPDATABLE_JOB_FIELDS = frozenset(
         "queue",
         "retention",
         "dispatch",
+        "alert_late_after",
+        "alert_failures",
+        "alert_max_runtime",
+        "alert_no_success_within",
+        "exclude_dates",
         "state",
         "source",
         "fingerprint",
@@ -106,7 +113,7 @@ def _nothing() -> None:
     return None
 
 
-class Storage(AuditLog, InstanceRegistry, TaskHandOver, PauseStore):
+class Storage(AuditLog, InstanceRegistry, TaskHandOver, PauseStore, IncidentStore, WindowStore):
     """Durable state of jobs, executions and instances.
 
     Implementations must be safe to call from several threads at once. Every method
@@ -263,8 +270,14 @@ class Storage(AuditLog, InstanceRegistry, TaskHandOver, PauseStore):
         limit: int,
         planner: Planner,
         cap_at_database_now: bool = False,
+        lookahead: float = 0.0,
     ) -> list[Claimed]:
         """Claim due work for ``owner`` in one short transaction.
+
+        With a ``lookahead`` (seconds, >= 0), the active jobs due up to ``now +
+        lookahead`` are read (:attr:`ClaimBatch.horizon`), so that a slot can be claimed
+        a little before its time and started at it; pending executions, pauses and the
+        times written are still judged at ``now``.
 
         With ``cap_at_database_now``, the claim reads the database's clock first
         (:meth:`database_now`, inside the transaction where the database has a server)
@@ -281,7 +294,10 @@ class Storage(AuditLog, InstanceRegistry, TaskHandOver, PauseStore):
         (:func:`~taskmgr.storage.pausing.resumed_at_until`) and the pauses of queues and
         of the service whose ``until`` has come are removed, each once however many
         claims race, with an audit entry by ``taskmgr`` (source ``schedule``); the
-        pauses left are :attr:`ClaimBatch.pauses`. Then it reads the due jobs and due
+        pauses left are :attr:`ClaimBatch.pauses`. The stored maintenance windows are
+        :attr:`ClaimBatch.windows` (read only while one is stored), and the jobs whose
+        next slot lies inside a ``defer`` window open at ``now`` that covers them are
+        not read as due. Then it reads the due jobs and due
         pending executions (see :class:`ClaimBatch` for their order and what pauses
         leave out; rows another process is claiming at the same time may be
         skipped), calls ``planner`` once with them, then applies its plan, in order:
@@ -321,7 +337,9 @@ class Storage(AuditLog, InstanceRegistry, TaskHandOver, PauseStore):
     def next_due_at(self) -> datetime | None:
         """The earliest ``next_run_at`` of an active job or ``due_at`` of a pending,
         non-queued execution that no stored pause holds, ``paused_until`` of a job or
-        ``until`` of a stored pause; None when there is none."""
+        ``until`` of a stored pause; None when there is none. A job whose next slot a
+        ``defer`` window covering it holds counts when that window closes
+        (:func:`~taskmgr.core.windows.due_after_holds`)."""
 
     def next_claim_at(self, *, now: datetime) -> datetime | None:
         """When a :meth:`claim` may find work, read without claiming (what the

@@ -139,6 +139,19 @@ def checked_limit(value: object, field: str = "limit") -> int:
     return value
 
 
+def checked_lookahead(value: object) -> float:
+    """A claim's look-ahead: a finite number of seconds, at least 0, at most 60."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= 60  # also refuses NaN
+    ):
+        raise InvalidInputError(
+            f"must be a number of seconds from 0 to 60, got {value!r}", field="lookahead"
+        )
+    return float(value)
+
+
 def checked_job_id(value: object, field: str = "job_id") -> int | None:
     """A job id (a positive integer), or None."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

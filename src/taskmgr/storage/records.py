@@ -16,6 +16,7 @@ from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.core.failures import FAILURE_STATUSES
 from taskmgr.core.models import Execution, ExecutionStatus, ExecutionTrigger, Job
 from taskmgr.core.pauses import Pause
+from taskmgr.core.windows import MaintenanceWindow
 
 __all__ = [
     "AuditFilter",
@@ -93,7 +94,8 @@ class ClaimBatch:
     """What the planner sees inside the claim transaction."""
 
     now: datetime
-    #: Active jobs with ``next_run_at <= now``, earliest first (at most ``limit``).
+    #: Active jobs with ``next_run_at <= horizon`` (``now`` without a look-ahead),
+    #: earliest first (at most ``limit``).
     due_jobs: Sequence[Job]
     #: Pending executions with ``due_at <= now``, earliest first (at most ``limit``),
     #: but for the queued runs of full groups (see ``active_groups``).
@@ -124,6 +126,14 @@ class ClaimBatch:
     #: their slot until the pause ends; the pending runs of held jobs are left out of
     #: ``due_pending`` (they wait).
     pauses: Sequence[Pause] = ()
+    #: How far ahead the claim read the due jobs (``now`` plus the claim's
+    #: ``lookahead``; None: ``now``). A job in ``due_jobs`` may be due after ``now``,
+    #: up to this; everything else (pending runs, pauses, misfires) is judged at ``now``.
+    horizon: datetime | None = None
+    #: Every stored maintenance window (empty when none is): the planner skips or holds
+    #: the slots they cover (:mod:`taskmgr.core.windows`). The jobs a ``defer`` window
+    #: open at ``now`` holds (their next slot inside it) are left out of ``due_jobs``.
+    windows: Sequence[MaintenanceWindow] = ()
 
 
 @dataclass(frozen=True, slots=True)

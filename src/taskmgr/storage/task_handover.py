@@ -5,12 +5,26 @@ that runs it (a Celery worker) exactly once, or goes back to be claimed again (s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from taskmgr.storage.records import Claimed
 
-__all__ = ["TaskHandOver"]
+__all__ = ["TakeOver", "TaskHandOver"]
+
+
+@dataclass(frozen=True, slots=True)
+class TakeOver:
+    """One message's request to take its execution over (the arguments of
+    :meth:`TaskHandOver.take_over` that differ from one message to the next)."""
+
+    execution_id: str
+    #: The instance that claimed it and published the message.
+    from_owner: str
+    attempt: int
+    #: The message's task id: the nonce recorded on the execution before publishing.
+    celery_task_id: str
 
 
 class TaskHandOver(ABC):
@@ -85,6 +99,33 @@ class TaskHandOver(ABC):
         If the execution's job was deleted meanwhile, nothing could run it: it becomes
         ``cancelled`` (``completed_at = now``) and None is returned.
         """
+
+    def take_over_many(
+        self, requests: Sequence[TakeOver], *, to_owner: str, now: datetime
+    ) -> list[Claimed | None]:
+        """:meth:`take_over` for each request, in order, all for ``to_owner`` at
+        ``now``: what messages arriving together at one worker process need, in as few
+        round trips as the backend can (one statement on PostgreSQL). Returns, per
+        request, what :meth:`take_over` would have returned for it called in turn: two
+        requests for one execution start it at most once (the first that matches).
+
+        Each request is its own compare-and-set; how they are grouped into transactions
+        is the backend's choice (this default calls :meth:`take_over` for each). A call
+        that raises may have applied some of them: a request applied before is seen
+        started by a repeated call, which returns None for it, as for any redelivered
+        message.
+        """
+        return [
+            self.take_over(
+                request.execution_id,
+                from_owner=request.from_owner,
+                to_owner=to_owner,
+                attempt=request.attempt,
+                now=now,
+                celery_task_id=request.celery_task_id,
+            )
+            for request in requests
+        ]
 
     @abstractmethod
     def release(self, execution_id: str, *, owner: str, due_at: datetime) -> bool:

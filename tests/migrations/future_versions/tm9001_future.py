@@ -1,7 +1,7 @@
 """A revision from a "newer taskmgr", only for tests: makes a database behind/ahead.
 
 Revision ID: tm9001
-Revises: tm0007
+Revises: tm0009
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "tm9001"
-down_revision = "tm0007"
+down_revision = "tm0009"
 branch_labels = None
 depends_on = None
 

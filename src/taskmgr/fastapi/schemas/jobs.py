@@ -3,11 +3,13 @@ job looks like, and the bodies of a manual run and of a defer."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from taskmgr.core.alert_options import MAX_ALERT_FAILURES, MAX_ALERT_SECONDS
+from taskmgr.core.exclusions import MAX_EXCLUDE_DATES
 from taskmgr.core.models import (
     DISPATCH_NAME_REGEX,
     LANGUAGE_TAG_REGEX,
@@ -55,6 +57,9 @@ __all__ = [
     "TriggerRequest",
     "trigger_out",
 ]
+
+#: A date as a job's exclusion dates take it: ``YYYY-MM-DD``.
+ISO_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 # -- triggers ----------------------------------------------------------------------
@@ -210,6 +215,40 @@ class _ScheduleFields(InModel):
         examples=[259200],
         json_schema_extra=seconds_schema(0, MAX_RETENTION, exclusive=True),
     )
+    alert_late_after: float | None = Field(
+        None,
+        description="Seconds after its time a slot or run may still not have started "
+        "before an incident opens (null: the service's default).",
+        json_schema_extra=seconds_schema(0, MAX_ALERT_SECONDS, exclusive=True),
+    )
+    alert_failures: int | None = Field(
+        None,
+        description="Finished runs in a row that may fail before an incident opens "
+        "(null: the service's default).",
+        json_schema_extra={"minimum": 1, "maximum": MAX_ALERT_FAILURES},
+    )
+    alert_max_runtime: float | None = Field(
+        None,
+        description="Seconds a run may go on before an incident opens "
+        "(null: the service's default).",
+        json_schema_extra=seconds_schema(0, MAX_ALERT_SECONDS, exclusive=True),
+    )
+    alert_no_success_within: float | None = Field(
+        None,
+        description="Seconds the job may go without a successful run before an incident "
+        "opens (null: the service's default).",
+        json_schema_extra=seconds_schema(0, MAX_ALERT_SECONDS, exclusive=True),
+    )
+    exclude_dates: list[Annotated[str, Field(pattern=ISO_DATE_PATTERN)]] | None = Field(
+        None,
+        max_length=MAX_EXCLUDE_DATES,
+        description=(
+            "Dates (YYYY-MM-DD) on which the job's slots are recorded skipped instead of "
+            "run, read in its trigger's time zone (a cron job's timezone, else UTC); "
+            "null or [] for none. Jobs with a schedule only."
+        ),
+        examples=[["2026-12-25", "2027-01-01"]],
+    )
 
 
 class JobCreate(_ScheduleFields):
@@ -303,6 +342,22 @@ class JobOut(OutModel):
     )
     dispatch: str | None = Field(
         description="The dispatcher that runs the job; null: the service's default."
+    )
+    alert_late_after: float | None = Field(
+        None, description="Its own late threshold, seconds (null: the service's)."
+    )
+    alert_failures: int | None = Field(
+        None, description="Its own failed-runs-in-a-row threshold (null: the service's)."
+    )
+    alert_max_runtime: float | None = Field(
+        None, description="Its own longest run, seconds (null: the service's)."
+    )
+    alert_no_success_within: float | None = Field(
+        None, description="Its own dead-man window, seconds (null: the service's)."
+    )
+    exclude_dates: list[date] = Field(
+        default_factory=list,
+        description="Dates whose slots are skipped, in its trigger's time zone.",
     )
     state: JobState
     source: JobSource

@@ -55,6 +55,9 @@ class HealthOut(OutModel):
         default_factory=list,
         description="The pauses of queues and of the whole service in effect.",
     )
+    open_incidents: int = Field(
+        0, description="Incidents of the alert rules still open (GET incidents?open=true)."
+    )
     error: str | None = Field(
         description=(
             "Set when the database is not healthy; says so without the driver's message, "

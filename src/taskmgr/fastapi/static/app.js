@@ -40,8 +40,8 @@ async function loadHealth() {
 }
 
 // -- header badges ------------------------------------------------------------------
-// What is paused (GET pauses: the service, queues, jobs), told in words in the header;
-// open incidents will join here.
+// What is paused (GET pauses: the service, queues, jobs) and the maintenance windows
+// open now, told in words in the header; open incidents will join here.
 
 function pauseWhy(pause) {
   return [pause.paused_by && `by ${pause.paused_by}`, pause.reason, pause.until && `until ${localTime(pause.until)}`]
@@ -65,12 +65,22 @@ function pauseBadges(pauses) {
   return badges;
 }
 
+// The maintenance windows open now (GET windows?open=true): one badge each.
+function windowBadges(windows) {
+  return windows.map((w) => {
+    const scope = w.job_key ? `job ${w.job_key}` : "all jobs";
+    const why = [w.reason, w.created_by && `by ${w.created_by}`].filter(Boolean).join(" · ");
+    return el("span", { class: "badge window", title: why },
+      `⚒ window ${w.name} (${w.action}, ${scope}) until ${localTime(w.open_until)}`);
+  });
+}
+
 async function loadBadges() {
   try {
-    const body = await api("pauses");
-    replaceRows($("badges"), pauseBadges(body.items || []));
+    const [body, windows] = await Promise.all([api("pauses"), api("windows?open=true")]);
+    replaceRows($("badges"), [...pauseBadges(body.items || []), ...windowBadges(windows.items || [])]);
   } catch (error) { // the header's extras never stop a view
-    $("badges").replaceChildren(el("span", { class: "bad small" }, "✗ pauses unknown"));
+    $("badges").replaceChildren(el("span", { class: "bad small" }, "✗ pauses and windows unknown"));
   }
 }
 
@@ -329,7 +339,7 @@ async function refresh(keepRows = true) {
   try {
     const { view, key, params } = parseRoute();
     showView(view);
-    const work = [loadHealth(), loadBadges()];
+    const work = [loadHealth(), loadBadges(), loadIncidents()];
     if (view === "jobs") work.push(loadJobs().then(() => { if (seq === state.seq) renderJobs(); }));
     else if (view === "job") work.push(loadJobPage(key, params, keepRows && state.job && state.job.key === key, seq));
     else if (view === "runs") work.push(loadRuns(params, keepRows, seq), loadJobKeys());

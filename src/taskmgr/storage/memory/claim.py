@@ -10,6 +10,7 @@ from typing import Any
 
 from taskmgr.core.audit import AuditAction
 from taskmgr.core.models import ExecutionStatus, JobState
+from taskmgr.core.windows import deferral
 from taskmgr.storage.auditing import by_code, job_changes
 from taskmgr.storage.base import ClaimBatch, Claimed, JobAdvance, PendingDecision, Planner
 from taskmgr.storage.common import apply_job_changes, execution_from_new, for_owner
@@ -23,11 +24,20 @@ __all__ = ["claim"]
 
 
 def claim(
-    state: State, *, now: datetime, owner: str, limit: int, planner: Planner
+    state: State,
+    *,
+    now: datetime,
+    owner: str,
+    limit: int,
+    planner: Planner,
+    horizon: datetime | None = None,
 ) -> list[Claimed]:
     pauses = honour_pauses(state, now)
     hold = queries.hold_of(pauses)
-    due_jobs = queries.due_jobs(state, now, limit, hold)
+    horizon = now if horizon is None else horizon
+    windows = [state.windows[name] for name in sorted(state.windows)]
+    deferrals = deferral(windows, now) if windows else []
+    due_jobs = queries.due_jobs(state, horizon, limit, hold, deferrals)
     due_pending = queries.due_pending(state, now, limit, hold)
     referenced = {job.id for job in due_jobs} | {e.job_id for e in due_pending}
     jobs = {job_id: state.jobs[job_id] for job_id in sorted(referenced) if job_id in state.jobs}
@@ -39,6 +49,8 @@ def claim(
         active=queries.active_counts(state, jobs),
         active_groups=queries.active_group_counts(state, jobs),
         pauses=pauses,
+        horizon=horizon,
+        windows=windows,
     )
     plan = checked_plan(planner(batch))
     claimed = _advance(state, plan.advances, owner, now)

@@ -21,6 +21,7 @@ from taskmgr.core.models import (
 from taskmgr.core.pauses import Pause
 from taskmgr.core.rules import is_active_run
 from taskmgr.core.triggers import Date
+from taskmgr.core.windows import Deferral, MaintenanceWindow, due_after_holds, is_deferred
 from taskmgr.storage.base import ExecutionFilter, HistorySummary
 from taskmgr.storage.inputs import fold_ascii
 from taskmgr.storage.memory.state import State
@@ -42,6 +43,7 @@ __all__ = [
     "job_queues",
     "jobs_matching",
     "matching",
+    "next_claim_at",
     "next_due_at",
 ]
 
@@ -80,10 +82,18 @@ def held(job: Job | None, hold: Hold) -> bool:
     return job is not None and (service or (job.queue is not None and job.queue in queues))
 
 
-def due_jobs(state: State, now: datetime, limit: int, hold: Hold = NO_HOLD) -> list[Job]:
-    """Active jobs due at ``now``: earliest ``next_run_at`` first, ties by lowest id
-    (ids only grow, so: in the order the jobs were added, as SQLite's index reads them).
-    One-shot jobs that ``hold`` holds are left out: they keep their slot."""
+def due_jobs(
+    state: State,
+    now: datetime,
+    limit: int,
+    hold: Hold = NO_HOLD,
+    deferrals: Sequence[Deferral] = (),
+) -> list[Job]:
+    """Active jobs due at ``now`` (a claim's horizon): earliest ``next_run_at`` first,
+    ties by lowest id (ids only grow, so: in the order the jobs were added, as SQLite's
+    index reads them).
+    One-shot jobs that ``hold`` holds are left out: they keep their slot; so are the
+    jobs an open ``defer`` window holds (``deferrals``)."""
     due = [
         job
         for job in state.jobs.values()
@@ -91,6 +101,7 @@ def due_jobs(state: State, now: datetime, limit: int, hold: Hold = NO_HOLD) -> l
         and job.next_run_at is not None
         and job.next_run_at <= now
         and not (isinstance(job.trigger, Date) and held(job, hold))
+        and not (deferrals and is_deferred(job.key, job.next_run_at, deferrals))
     ]
     due.sort(key=lambda job: (job.next_run_at, job.id))
     return due[:limit]
@@ -171,13 +182,16 @@ def full_jobs(state: State) -> set[int]:
     return {job_id for job_id, n in counts.items() if n >= state.jobs[job_id].max_instances}
 
 
-def next_due_at(state: State, pauses: Sequence[Pause] = ()) -> datetime | None:
+def next_due_at(
+    state: State, pauses: Sequence[Pause] = (), windows: Sequence[MaintenanceWindow] = ()
+) -> datetime | None:
     """As the SQL backend reads it: the earliest slot of an active job and due time of
     a pending run that are not held by ``pauses``, ``until`` of a paused job, and the
-    ``until`` of each of ``pauses``."""
+    ``until`` of each of ``pauses``; a job's slot held by a ``defer`` window of
+    ``windows`` counts when the window closes."""
     hold = hold_of(pauses)
     times = [
-        job.next_run_at
+        due_after_holds(job.key, job.next_run_at, windows) if windows else job.next_run_at
         for job in state.jobs.values()
         if job.state is JobState.ACTIVE and job.next_run_at is not None and not held(job, hold)
     ]
@@ -191,6 +205,20 @@ def next_due_at(state: State, pauses: Sequence[Pause] = ()) -> datetime | None:
     times += [job.paused_until for job in state.jobs.values() if job.paused_until is not None]
     times += [pause.until for pause in pauses if pause.until is not None]
     return min(times, default=None)
+
+
+def next_claim_at(state: State, now: datetime) -> datetime | None:
+    """As the SQL backend reads it: :func:`next_due_at` with every stored pause and
+    window (a job a ``defer`` window holds counts when it closes), or ``now`` while a
+    queued run due by ``now`` waits (it may start as soon as the run ahead of it ends)."""
+    due = next_due_at(state, list(state.pauses.values()), list(state.windows.values()))
+    if due is not None and due <= now:
+        return due
+    queued = any(
+        e.status is ExecutionStatus.PENDING and e.queued and e.due_at <= now
+        for e in state.executions.values()
+    )
+    return now if queued else due
 
 
 def hold_of(pauses: Sequence[Pause]) -> Hold:

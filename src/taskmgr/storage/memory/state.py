@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from taskmgr.core.alerts import Incident
 from taskmgr.core.audit import AuditEntry
 from taskmgr.core.models import SLOT_TRIGGERS, Execution, ExecutionTrigger, Instance, Job
 from taskmgr.core.pauses import Pause
+from taskmgr.core.windows import MaintenanceWindow
 from taskmgr.storage.base import NewExecution
 
 __all__ = ["State", "UniqueKey", "unique_keys"]
@@ -51,8 +53,13 @@ class State:
     #: The pauses of queues and of the service, by ``(scope, name)`` (the service's
     #: name: '').
     pauses: dict[tuple[str, str], Pause] = field(default_factory=dict)
+    #: The maintenance windows, by name.
+    windows: dict[str, MaintenanceWindow] = field(default_factory=dict)
+    #: The incidents of the alert rules, by id (ids only grow).
+    incidents: dict[int, Incident] = field(default_factory=dict)
     next_job_id: int = 1
     next_audit_id: int = 1
+    next_incident_id: int = 1
     _undo: list[tuple[dict[Any, Any], Any, Any]] | None = None
 
     @contextmanager
@@ -60,6 +67,7 @@ class State:
         """What the block writes stays only if it ends without an exception."""
         undo: list[tuple[dict[Any, Any], Any, Any]] = []
         self._undo, next_job_id, next_audit_id = undo, self.next_job_id, self.next_audit_id
+        next_incident_id = self.next_incident_id
         try:
             yield
         except BaseException:
@@ -70,6 +78,7 @@ class State:
                     table[key] = old
             self.next_job_id = next_job_id
             self.next_audit_id = next_audit_id
+            self.next_incident_id = next_incident_id
             raise
         finally:
             self._undo = None

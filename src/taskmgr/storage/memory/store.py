@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from taskmgr.core.models import (
@@ -53,6 +53,7 @@ from taskmgr.storage.inputs import (
     checked_instance,
     checked_job_id,
     checked_limit,
+    checked_lookahead,
     checked_outcome,
     checked_task_id_changes,
     checked_task_ids,
@@ -65,15 +66,23 @@ from taskmgr.storage.memory import liveness, queries
 from taskmgr.storage.memory.audit import MemoryAuditLog, write_entry
 from taskmgr.storage.memory.claim import claim as apply_claim
 from taskmgr.storage.memory.failures import MemoryFailureReads
+from taskmgr.storage.memory.incidents import MemoryIncidentOperations
 from taskmgr.storage.memory.jobs import MemoryJobOperations
 from taskmgr.storage.memory.pauses import MemoryPauseOperations
 from taskmgr.storage.memory.state import State
+from taskmgr.storage.memory.windows import MemoryWindowOperations
 
 __all__ = ["MemoryStorage"]
 
 
 class MemoryStorage(
-    MemoryJobOperations, MemoryFailureReads, MemoryPauseOperations, MemoryAuditLog, Storage
+    MemoryJobOperations,
+    MemoryFailureReads,
+    MemoryPauseOperations,
+    MemoryAuditLog,
+    MemoryIncidentOperations,
+    MemoryWindowOperations,
+    Storage,
 ):
     """Everything in dicts behind one re-entrant lock. ``open``/``close`` keep the data,
     so a service can be restarted on the same storage in a test."""
@@ -109,9 +118,11 @@ class MemoryStorage(
         limit: int,
         planner: Planner,
         cap_at_database_now: bool = False,
+        lookahead: float = 0.0,
     ) -> list[Claimed]:
         now = utc(now, "now")
         checked_limit(limit)
+        ahead = timedelta(seconds=checked_lookahead(lookahead))
         with self._lock:
             if cap_at_database_now:
                 now = min(now, self.database_now())
@@ -119,12 +130,25 @@ class MemoryStorage(
             if me is not None and me.status is not InstanceStatus.RUNNING:
                 return []
             with self._state.atomic():
-                return apply_claim(self._state, now=now, owner=owner, limit=limit, planner=planner)
+                return apply_claim(
+                    self._state,
+                    now=now,
+                    owner=owner,
+                    limit=limit,
+                    planner=planner,
+                    horizon=now + ahead,
+                )
 
     def next_due_at(self) -> datetime | None:
         with self._lock:
             # every stored pause holds its jobs here; one that ran out is due itself
-            return queries.next_due_at(self._state, list(self._state.pauses.values()))
+            st = self._state
+            return queries.next_due_at(st, list(st.pauses.values()), list(st.windows.values()))
+
+    def next_claim_at(self, *, now: datetime) -> datetime | None:
+        now = utc(now, "now")
+        with self._lock:
+            return queries.next_claim_at(self._state, now)
 
     # -- executions ----------------------------------------------------------------
 

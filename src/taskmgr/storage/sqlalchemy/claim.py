@@ -22,6 +22,7 @@ from taskmgr.core.audit import AuditAction
 from taskmgr.core.enums import PauseScope
 from taskmgr.core.models import Execution, ExecutionStatus, ExecutionTrigger, Job, JobState
 from taskmgr.core.pauses import Pause
+from taskmgr.core.windows import MaintenanceWindow, deferral
 from taskmgr.exceptions import StorageError
 from taskmgr.storage.auditing import by_code, job_changes
 from taskmgr.storage.base import (
@@ -48,6 +49,7 @@ from taskmgr.storage.sqlalchemy.statements import (
     active_group_counts,
 )
 from taskmgr.storage.sqlalchemy.tables import Tables
+from taskmgr.storage.sqlalchemy.windows import deferred_condition, read_windows
 
 __all__ = ["ClaimApplier"]
 
@@ -70,9 +72,13 @@ class ClaimApplier:
         now: datetime,
         owner: str,
         pausing: bool = True,
+        horizon: datetime | None = None,
+        windowing: bool = True,
     ) -> None:
         self.conn = conn
         self.now = now
+        #: Jobs due up to this are read (a look-ahead); everything else is judged at now.
+        self.horizon = now if horizon is None else horizon
         self.owner = owner
         self.sqlite = sqlite
         self.tables = tables
@@ -80,6 +86,10 @@ class ClaimApplier:
         self.pausing = pausing
         #: The pauses of queues and of the service in effect (read by :meth:`read`).
         self.pauses: list[Pause] = []
+        #: Whether a maintenance window may be stored (read with the owner's status).
+        self.windowing = windowing
+        #: The stored maintenance windows (read by :meth:`read`).
+        self.windows: list[MaintenanceWindow] = []
         self.jobs = tables.jobs
         self.executions = tables.executions
         self.audit = tables.audit
@@ -110,7 +120,7 @@ class ClaimApplier:
                 self.pending[execution.id] = execution
 
     def read(self, limit: int) -> ClaimBatch:
-        params: dict[str, Any] = {"b_now": self.now, "b_limit": limit}
+        params: dict[str, Any] = {"b_now": self.now, "b_due": self.horizon, "b_limit": limit}
         due_sql, pending_sql = self.sql.due_jobs, self.sql.due_pending
         service = False
         if self.pausing:
@@ -122,6 +132,11 @@ class ClaimApplier:
                 params["b_service"] = service
                 params["b_queues"] = [p.name for p in pauses if p.scope is PauseScope.QUEUE]
                 due_sql, pending_sql = self.sql.paused.due_jobs, self.sql.paused.due_pending
+        if self.windowing:
+            self.windows = read_windows(self.conn, self.tables)
+            deferrals = deferral(self.windows, self.now)
+            if deferrals:  # the jobs a defer window holds are not due until it closes
+                due_sql = due_sql.where(~deferred_condition(self.tables, deferrals))
         due_jobs = [job_from_row(row) for row in self.conn.execute(due_sql, params).mappings()]
         self.held.update((job.id, job) for job in due_jobs)
 
@@ -157,6 +172,8 @@ class ClaimApplier:
             active=active,
             active_groups=active_group_counts(self.conn, self.sql, keyed),
             pauses=self.pauses,
+            horizon=self.horizon,
+            windows=self.windows,
         )
 
     # -- apply ---------------------------------------------------------------------

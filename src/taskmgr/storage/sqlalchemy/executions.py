@@ -44,6 +44,7 @@ from taskmgr.storage.inputs import (
 )
 from taskmgr.storage.sqlalchemy.audit import insert_entry
 from taskmgr.storage.sqlalchemy.database import Database, retried_once_if_timed_out
+from taskmgr.storage.sqlalchemy.handover import autocommitted, record_all, take_over_all
 from taskmgr.storage.sqlalchemy.rows import (
     execution_from_row,
     execution_values,
@@ -55,6 +56,7 @@ from taskmgr.storage.sqlalchemy.statements import (
     active_counts,
     outcome_arrays,
 )
+from taskmgr.storage.task_handover import TakeOver
 
 __all__ = ["ExecutionOperations"]
 
@@ -110,6 +112,16 @@ class ExecutionOperations(Database):
         outcomes = [checked_outcome(outcome) for outcome in outcomes]
         sql = self._statements()
         ids = sorted({outcome.execution_id for outcome in outcomes})
+        if (
+            not self._sqlite
+            and len(ids) == len(outcomes)
+            and all(o.retry is None for o in outcomes)
+        ):
+            # no retry to insert with them: one statement, one round trip
+            with autocommitted(self.engine, "record_outcomes") as conn:
+                params = outcome_arrays([_outcome_params(outcome) for outcome in outcomes])
+                written = record_all(conn, self.tables, params)
+            return [outcome.execution_id in written for outcome in outcomes]
         with self._tx("record_outcomes") as conn:
             # Lock in id order so concurrent writers (reap) cannot deadlock with us.
             rows = conn.execute(sql.outcome_owners, {"b_ids": ids})
@@ -199,66 +211,91 @@ class ExecutionOperations(Database):
         now = utc(now, "now")
         if not isinstance(celery_task_id, str):
             return None  # no message carries no id (and ``== None`` would match NULL)
+        with self._tx("take_over") as conn:
+            return self._take_over(
+                conn,
+                TakeOver(execution_id, from_owner, attempt, celery_task_id),
+                to_owner=to_owner,
+                now=now,
+            )
+
+    def take_over_many(
+        self, requests: Sequence[TakeOver], *, to_owner: str, now: datetime
+    ) -> list[Claimed | None]:
+        now = utc(now, "now")
+        valid = [r for r in requests if isinstance(r.celery_task_id, str)]
+        if not valid:
+            return [None] * len(requests)
+        if not self._sqlite:  # one statement: atomic, one round trip
+            with autocommitted(self.engine, "take_over_many") as conn:
+                found = iter(take_over_all(conn, self.tables, valid, to_owner=to_owner, now=now))
+        else:
+            with self._tx("take_over_many") as conn:
+                found = iter([self._take_over(conn, r, to_owner=to_owner, now=now) for r in valid])
+        return [next(found) if isinstance(r.celery_task_id, str) else None for r in requests]
+
+    def _take_over(
+        self, conn: sa.Connection, request: TakeOver, *, to_owner: str, now: datetime
+    ) -> Claimed | None:
+        execution_id, from_owner = request.execution_id, request.from_owner
+        attempt, celery_task_id = request.attempt, request.celery_task_id
         executions, jobs, i = self.tables.executions, self.tables.jobs, self.tables.instances.c
         c = executions.c
-        with self._tx("take_over") as conn:
-            # like claim: a shared lock on the taker's row keeps the reaper from
-            # declaring it dead between this check and the commit
-            mine = sa.select(i.status).where(i.id == to_owner)
-            if not self._sqlite:
-                mine = mine.with_for_update(read=True)
-            status = conn.execute(mine).scalar()
-            if status is not None and status != InstanceStatus.RUNNING.value:
-                return None
-            row = (
-                conn.execute(
-                    self._lock(
-                        sa.select(executions).where(
-                            c.id == execution_id,
-                            c.status == _RUNNING,
-                            c.owner == from_owner,
-                            c.attempt == attempt,
-                            # not started, and this message is the one published for
-                            # it: a forged or replayed one starts nothing
-                            c.started_at.is_(None),
-                            c.celery_task_id == celery_task_id,
-                        )
+        # like claim: a shared lock on the taker's row keeps the reaper from
+        # declaring it dead between this check and the commit
+        mine = sa.select(i.status).where(i.id == to_owner)
+        if not self._sqlite:
+            mine = mine.with_for_update(read=True)
+        status = conn.execute(mine).scalar()
+        if status is not None and status != InstanceStatus.RUNNING.value:
+            return None
+        row = (
+            conn.execute(
+                self._lock(
+                    sa.select(executions).where(
+                        c.id == execution_id,
+                        c.status == _RUNNING,
+                        c.owner == from_owner,
+                        c.attempt == attempt,
+                        # not started, and this message is the one published for
+                        # it: a forged or replayed one starts nothing
+                        c.started_at.is_(None),
+                        c.celery_task_id == celery_task_id,
                     )
                 )
-                .mappings()
-                .first()
             )
-            if row is None:
-                return None
-            job_row = (
-                conn.execute(sa.select(jobs).where(jobs.c.id == row["job_id"])).mappings().first()
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        job_row = conn.execute(sa.select(jobs).where(jobs.c.id == row["job_id"])).mappings().first()
+        changes: dict[str, Any]
+        if job_row is None:
+            changes = {
+                "status": ExecutionStatus.CANCELLED.value,
+                "completed_at": now,
+                "error_message": JOB_DELETED_BEFORE_START,
+            }
+        else:
+            changes = {"owner": to_owner, "started_at": now}
+        conn.execute(
+            sa.update(executions)
+            .where(
+                c.id == execution_id,
+                c.status == _RUNNING,
+                c.owner == from_owner,
+                c.started_at.is_(None),
+                c.celery_task_id == celery_task_id,
             )
-            changes: dict[str, Any]
-            if job_row is None:
-                changes = {
-                    "status": ExecutionStatus.CANCELLED.value,
-                    "completed_at": now,
-                    "error_message": JOB_DELETED_BEFORE_START,
-                }
-            else:
-                changes = {"owner": to_owner, "started_at": now}
-            conn.execute(
-                sa.update(executions)
-                .where(
-                    c.id == execution_id,
-                    c.status == _RUNNING,
-                    c.owner == from_owner,
-                    c.started_at.is_(None),
-                    c.celery_task_id == celery_task_id,
-                )
-                .values(changes)
-            )
-            if job_row is None:
-                return None
-            execution = execution_from_row(row).model_copy(
-                update={"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
-            )
-            return Claimed(execution, job_from_row(job_row))
+            .values(changes)
+        )
+        if job_row is None:
+            return None
+        execution = execution_from_row(row).model_copy(
+            update={"owner": to_owner, "started_at": now, "celery_task_id": celery_task_id}
+        )
+        return Claimed(execution, job_from_row(job_row))
 
     def release(self, execution_id: str, *, owner: str, due_at: datetime) -> bool:
         due_at = utc(due_at, "due_at")

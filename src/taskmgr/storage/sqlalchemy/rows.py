@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -66,6 +66,11 @@ def job_values(job: Job) -> dict[str, Any]:
         "queue": job.queue,
         "retention": job.retention,
         "dispatch": job.dispatch,
+        "alert_late_after": job.alert_late_after,
+        "alert_failures": job.alert_failures,
+        "alert_max_runtime": job.alert_max_runtime,
+        "alert_no_success_within": job.alert_no_success_within,
+        "exclude_dates": [day.isoformat() for day in job.exclude_dates] or None,
         "state": job.state.value,
         "source": job.source.value,
         "fingerprint": job.fingerprint,
@@ -176,6 +181,11 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _dates(value: Any) -> tuple[date, ...]:
+    """A job's exclusion dates, stored as a JSON list of ISO dates (NULL: none)."""
+    return tuple(map(date.fromisoformat, value)) if value else ()
+
+
 def job_from_row(row: Mapping[Any, Any]) -> Job:
     return trusted_model(
         Job,
@@ -202,6 +212,11 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
             "queue": row["queue"],
             "retention": _float(row["retention"]),
             "dispatch": row["dispatch"],
+            "alert_late_after": _float(row["alert_late_after"]),
+            "alert_failures": row["alert_failures"],
+            "alert_max_runtime": _float(row["alert_max_runtime"]),
+            "alert_no_success_within": _float(row["alert_no_success_within"]),
+            "exclude_dates": _dates(row["exclude_dates"]),
             "state": _STATE[row["state"]],
             "source": _SOURCE[row["source"]],
             "fingerprint": row["fingerprint"],

@@ -105,7 +105,7 @@ class Statements:
         limit = sa.bindparam("b_limit", type_=sa.Integer)
         self.due_jobs = lock(
             sa.select(jobs)
-            .where(j.state == JobState.ACTIVE.value, j.next_run_at <= sa.bindparam("b_now"))
+            .where(j.state == JobState.ACTIVE.value, j.next_run_at <= sa.bindparam("b_due"))
             .order_by(j.next_run_at)
             .limit(limit)
         )
@@ -150,11 +150,15 @@ class Statements:
             sa.exists(sa.select(p.scope)),
             sa.exists(sa.select(j.id).where(j.paused_until <= sa.bindparam("b_now"))),
         ).label("pausing")
-        self.instance_status = sa.select(i.status, pausing).where(i.id == sa.bindparam("b_owner"))
-        # the same, with the database's clock (PostgreSQL: a claim capped at it)
-        self.instance_status_at = sa.select(i.status, pausing, sa.func.clock_timestamp()).where(
+        # ... and whether a maintenance window is stored (then the claim reads them)
+        windowing = sa.exists(sa.select(tables.windows.c.name)).label("windowing")
+        self.instance_status = sa.select(i.status, pausing, windowing).where(
             i.id == sa.bindparam("b_owner")
         )
+        # the same, with the database's clock (PostgreSQL: a claim capped at it)
+        self.instance_status_at = sa.select(
+            i.status, pausing, sa.func.clock_timestamp(), windowing
+        ).where(i.id == sa.bindparam("b_owner"))
         self.pausing = sa.select(pausing)
         self.database_now = sa.select(sa.func.clock_timestamp())
         if not sqlite:
@@ -174,7 +178,8 @@ class Statements:
             .scalar_subquery()
         )
         next_resume = sa.select(sa.func.min(j.paused_until)).scalar_subquery()
-        self.next_due = sa.select(next_job, next_pending, next_resume)
+        #: ``(first job, first pending run, first job resume, a window is stored)``
+        self.next_due = sa.select(next_job, next_pending, next_resume, windowing)
         #: A queued run due by now (an idle poll's second question, see next_claim_at):
         #: a range of the (status, due_at) index that holds only queued runs then.
         self.queued_due = (
@@ -184,6 +189,7 @@ class Statements:
         )
         # -- while queues or the service are paused (see PausedStatements) --
         self.paused = PausedStatements(tables, lock, next_resume, pending)
+        self.paused.next_due = self.paused.next_due.add_columns(windowing)
         self.active_counts = (
             sa.select(c.job_id, sa.func.count())
             .where(c.job_id.in_(ids), active_run(executions))
@@ -266,7 +272,7 @@ class PausedStatements:
             sa.select(jobs)
             .where(
                 j.state == JobState.ACTIVE.value,
-                j.next_run_at <= sa.bindparam("b_now"),
+                j.next_run_at <= sa.bindparam("b_due"),
                 ~sa.and_(one_shot, sa.or_(service, in_paused_queue)),
             )
             .order_by(j.next_run_at)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,17 +21,24 @@ from sqlalchemy.engine import Connection
 from taskmgr.core.enums import PauseScope
 from taskmgr.core.models import InstanceStatus
 from taskmgr.core.pauses import Pause
+from taskmgr.core.windows import MaintenanceWindow
 from taskmgr.storage.base import Claimed, Planner
-from taskmgr.storage.inputs import checked_limit, utc
+from taskmgr.storage.inputs import checked_limit, checked_lookahead, utc
 from taskmgr.storage.sqlalchemy.audit import AuditOperations
 from taskmgr.storage.sqlalchemy.claim import ClaimApplier
 from taskmgr.storage.sqlalchemy.database import DEFAULT_URL
 from taskmgr.storage.sqlalchemy.deferrals import DeferralOperations
 from taskmgr.storage.sqlalchemy.executions import ExecutionOperations
 from taskmgr.storage.sqlalchemy.failures import FailureOperations
+from taskmgr.storage.sqlalchemy.incidents import IncidentOperations
 from taskmgr.storage.sqlalchemy.instances import InstanceOperations
 from taskmgr.storage.sqlalchemy.jobs import JobOperations
 from taskmgr.storage.sqlalchemy.pauses import PauseOperations, pause_from_row
+from taskmgr.storage.sqlalchemy.windows import (
+    WindowOperations,
+    next_job_after_holds,
+    read_windows,
+)
 
 __all__ = ["DEFAULT_URL", "SQLAlchemyStorage"]
 
@@ -45,6 +53,8 @@ class SQLAlchemyStorage(
     InstanceOperations,
     AuditOperations,
     PauseOperations,
+    IncidentOperations,
+    WindowOperations,
 ):
     """Jobs, executions, instances and the audit log in SQL tables named
     ``<table_prefix>jobs`` etc.
@@ -85,18 +95,20 @@ class SQLAlchemyStorage(
         limit: int,
         planner: Planner,
         cap_at_database_now: bool = False,
+        lookahead: float = 0.0,
     ) -> list[Claimed]:
         now = utc(now, "now")
         checked_limit(limit)
+        ahead = timedelta(seconds=checked_lookahead(lookahead))
         sql = self._statements()
         self._hint().__dict__.pop("next_due", None)
         with self._tx("claim") as conn:
             # A shared lock on our own row: the reaper cannot declare us dead between
             # this check and our commit.
             if not cap_at_database_now:
-                status, pausing = self._status(conn, owner, now)
+                status, pausing, windowing = self._status(conn, owner, now)
             else:
-                status, pausing, now = self._status_and_now(conn, owner, now)
+                status, pausing, windowing, now = self._status_and_now(conn, owner, now)
             if status is not None and status != InstanceStatus.RUNNING.value:
                 return []
             applier = ClaimApplier(
@@ -107,36 +119,39 @@ class SQLAlchemyStorage(
                 now=now,
                 owner=owner,
                 pausing=pausing,
+                horizon=now + ahead,
+                windowing=windowing,
             )
             claimed = applier.run(limit, planner)
             if len(claimed) < limit:
                 # what next_due_at() would read right after this claim, read in its
                 # transaction instead of a new one (see take_next_due_hint)
-                self._hint().next_due = self._read_next_due(conn, applier.pauses)
+                self._hint().next_due = self._read_next_due(conn, applier.pauses, applier.windows)
         return claimed
 
-    def _status(self, conn: Connection, owner: str, now: datetime) -> tuple[str | None, bool]:
-        """The owner's status, and whether a pause is stored or a job's has run out
-        (both unknown without an instance row: then the claim reads the pauses)."""
+    def _status(self, conn: Connection, owner: str, now: datetime) -> tuple[str | None, bool, bool]:
+        """The owner's status, whether a pause is stored or a job's has run out, and
+        whether a maintenance window is stored (all unknown without an instance row:
+        then the claim reads the pauses and the windows)."""
         params = {"b_owner": owner, "b_now": now}
         row = conn.execute(self._statements().instance_status, params).one_or_none()
-        return (None, True) if row is None else (row[0], bool(row[1]))
+        return (None, True, True) if row is None else (row[0], bool(row[1]), bool(row[2]))
 
     def _status_and_now(
         self, conn: Connection, owner: str, now: datetime
-    ) -> tuple[str | None, bool, datetime]:
+    ) -> tuple[str | None, bool, bool, datetime]:
         """As :meth:`_status`, and the earlier of ``now`` and the database's clock, read
         in the claim's first statement (PostgreSQL; SQLite's clock is the host's)."""
         sql = self._statements()
         if self._sqlite:
-            status, pausing = self._status(conn, owner, now)
-            return status, pausing, min(now, self.database_now())  # the host's clock
+            status, pausing, windowing = self._status(conn, owner, now)
+            return status, pausing, windowing, min(now, self.database_now())  # the host's
         params = {"b_owner": owner, "b_now": now}
         row = conn.execute(sql.instance_status_at, params).one_or_none()
         if row is None:  # no instance row (yet): the clock alone
             clock = conn.execute(sql.database_now).scalar_one().astimezone(UTC)
-            return None, True, min(now, clock)
-        return row[0], bool(row[1]), min(now, row[2].astimezone(UTC))
+            return None, True, True, min(now, clock)
+        return row[0], bool(row[1]), bool(row[3]), min(now, row[2].astimezone(UTC))
 
     def _hint(self) -> threading.local:
         return self._next_due_hints
@@ -169,19 +184,32 @@ class SQLAlchemyStorage(
         stored = conn.execute(sa.select(self.tables.pauses)).mappings().all()
         return self._read_next_due(conn, [pause_from_row(row) for row in stored])
 
-    def _read_next_due(self, conn: Connection, pauses: Sequence[Pause] = ()) -> datetime | None:
+    def _read_next_due(
+        self,
+        conn: Connection,
+        pauses: Sequence[Pause] = (),
+        windows: Sequence[MaintenanceWindow] | None = None,
+    ) -> datetime | None:
         """The earliest of: a job's next slot, a pending run's due time, a paused job's
         ``until``, leaving out the jobs and runs that ``pauses`` hold; and the ``until``
-        of each of ``pauses``."""
+        of each of ``pauses``. A job's slot a ``defer`` window holds counts when the
+        window closes (``windows``: the stored windows; None: read them if any is)."""
         sql = self._statements()
         service = any(p.scope is PauseScope.SERVICE for p in pauses)
         queues = [p.name for p in pauses if p.scope is PauseScope.QUEUE]
+        values: tuple[Any, ...]
         if queues and not service:
-            row = conn.execute(sql.paused.next_due, {"b_queues": queues}).one()
+            values = tuple(conn.execute(sql.paused.next_due, {"b_queues": queues}).one())
         else:
-            row = conn.execute(sql.next_due).one()
-        first_job, first_pending, first_resume = row
+            values = tuple(conn.execute(sql.next_due).one())
+        first_job, first_pending, first_resume, windowing = values
         if service:  # nothing starts: only the end of a pause is due
             first_job = first_pending = None
+        if windows is None:
+            windows = read_windows(conn, self.tables) if windowing else []
+        if windows and first_job is not None:
+            first_job = next_job_after_holds(
+                conn, self.tables, first_job, windows, queues=[q for q in queues if q]
+            )
         times = [first_job, first_pending, first_resume, *(p.until for p in pauses)]
         return min((t for t in times if t is not None), default=None)

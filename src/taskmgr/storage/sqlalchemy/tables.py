@@ -14,12 +14,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from taskmgr.core.cron import MAX_EXPRESSION_LENGTH
 from taskmgr.core.models import MAX_CONCURRENCY_KEY, MAX_CONCURRENCY_VALUE, SLOT_TRIGGERS
 from taskmgr.core.pauses import MAX_QUEUE_NAME, MAX_REASON
 
 __all__ = [
     "IDEMPOTENCY_KEY_LENGTH",
     "NAMING_CONVENTION",
+    "OPEN_INCIDENT",
     "SCHEDULED_SLOT",
     "Tables",
     "UTCDateTime",
@@ -79,6 +81,10 @@ SCHEDULED_SLOT = sa.text(
 )
 
 
+#: The incidents still open: one per job and rule (a partial unique index).
+OPEN_INCIDENT = sa.text('"resolved_at" IS NULL')
+
+
 #: The audit log's id: 64 bits (INTEGER on SQLite, where only that is the row id).
 AUDIT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -89,7 +95,7 @@ def _json() -> sa.JSON:
 
 
 class Tables:
-    """The five tables of one metadata, by role."""
+    """The tables of one metadata, by role."""
 
     def __init__(self, metadata: sa.MetaData, prefix: str) -> None:
         self.metadata = metadata
@@ -100,6 +106,8 @@ class Tables:
         self.instances: sa.Table = metadata.tables[f"{key}instances"]
         self.audit: sa.Table = metadata.tables[f"{key}audit"]
         self.pauses: sa.Table = metadata.tables[f"{key}pauses"]
+        self.windows: sa.Table = metadata.tables[f"{key}windows"]
+        self.incidents: sa.Table = metadata.tables[f"{key}incidents"]
 
 
 def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.MetaData:
@@ -148,6 +156,13 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("paused_reason", sa.String(MAX_REASON), nullable=True),
         sa.Column("paused_at", when, nullable=True),
         sa.Column("paused_until", when, nullable=True),
+        # ISO dates on which its slots are skipped, in its trigger's time zone (tm0008).
+        sa.Column("exclude_dates", _json(), nullable=True),
+        # Alert thresholds of its own; NULL: the service's default (tm0009).
+        sa.Column("alert_late_after", sa.Float, nullable=True),
+        sa.Column("alert_failures", sa.Integer, nullable=True),
+        sa.Column("alert_max_runtime", sa.Float, nullable=True),
+        sa.Column("alert_no_success_within", sa.Float, nullable=True),
         sa.UniqueConstraint("job_key"),
         # The due-job scan: state = 'active' AND next_run_at <= now ORDER BY next_run_at.
         sa.Index(None, "state", "next_run_at"),
@@ -226,6 +241,55 @@ def build_metadata(prefix: str = "taskmgr_", schema: str | None = None) -> sa.Me
         sa.Column("reason", sa.String(MAX_REASON), nullable=True),
         sa.Column("paused_at", when, nullable=False),
         sa.Column("paused_until", when, nullable=True),
+    )
+    sa.Table(
+        f"{prefix}windows",
+        metadata,
+        # Maintenance windows (tm0008): one-off (starts_at, ends_at) or recurring (cron
+        # in timezone, lasting duration seconds); job_key NULL: the whole service.
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("job_key", sa.String(255), nullable=True),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("starts_at", when, nullable=True),
+        sa.Column("ends_at", when, nullable=True),
+        sa.Column("cron", sa.String(MAX_EXPRESSION_LENGTH), nullable=True),
+        sa.Column("timezone", sa.String(64), nullable=True),
+        sa.Column("duration", sa.Float, nullable=True),
+        sa.Column("reason", sa.String(MAX_REASON), nullable=True),
+        sa.Column("created_by", sa.String(255), nullable=True),
+        sa.Column("created_at", when, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}incidents",
+        metadata,
+        # An alert rule's breach, open until it resolves (tm0009). Ids only grow, as the
+        # audit log's: the list pages by id.
+        sa.Column("id", AUDIT_ID, primary_key=True, autoincrement=True),
+        # '' for the whole service. No foreign key: an incident outlives its job.
+        sa.Column("job_key", sa.String(255), nullable=False),
+        sa.Column("rule", sa.String(32), nullable=False),
+        sa.Column("since", when, nullable=False),
+        sa.Column("opened_at", when, nullable=False),
+        sa.Column("resolved_at", when, nullable=True),
+        sa.Column("message", sa.Text, nullable=False),
+        sa.Column("details", _json(), nullable=False),
+        # The webhook's delivery: NULL (none to send), pending, delivered or failed.
+        sa.Column("notify_state", sa.String(16), nullable=True),
+        sa.Column("notify_attempts", sa.Integer, nullable=False),
+        sa.Column("notify_next_at", when, nullable=True),
+        sa.Column("notified_at", when, nullable=True),
+        sa.Column("notify_error", sa.Text, nullable=True),
+        # One open incident per job and rule, however many instances evaluate (G9).
+        sa.Index(
+            None,
+            "job_key",
+            "rule",
+            unique=True,
+            postgresql_where=OPEN_INCIDENT,
+            sqlite_where=OPEN_INCIDENT,
+        ),
+        sa.Index(None, "notify_state", "notify_next_at"),  # deliveries due
+        sqlite_autoincrement=True,
     )
     sa.Table(
         f"{prefix}audit",

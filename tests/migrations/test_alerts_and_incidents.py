@@ -1,0 +1,139 @@
+"""tm0009 on a populated tm0008 database: jobs get their alert thresholds (empty: the
+service's defaults), the incidents table appears with its one-open-incident-per-job-
+and-rule index, and taskmgr evaluates the rules on it. ``taskmgr db downgrade --to
+tm0008`` drops the table and the columns, keeping every job and execution; the
+database can then be upgraded again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from taskmgr.cli import main
+from taskmgr.core.alerts import AlertDefaults, AlertRule
+from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
+from tests.integration.test_sqlalchemy_storage import _schema_diffs
+
+MakeStorage = Callable[..., SQLAlchemyStorage]
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def _job(job_id: int, key: str) -> dict[str, object]:
+    return {
+        "id": job_id,
+        "job_key": key,
+        "func": "tests.jobs.witness.witness",
+        "names": {},
+        "trigger": {"type": "interval", "every": 60, "start": "2026-06-01T11:00:00Z"},
+        "kwargs": {},
+        "max_instances": 1,
+        "overlap_policy": "skip",
+        "misfire_grace_time": None,
+        "coalesce": True,
+        "max_retries": 0,
+        "retry_backoff_base": 1.0,
+        "retry_backoff_max": 300.0,
+        "retry_jitter": 0.0,
+        "state": "active",
+        "source": "api",
+        "next_run_at": T0 - 10 * MINUTE,
+        "version": 1,
+        "created_at": T0 - 60 * MINUTE,
+        "updated_at": T0 - 60 * MINUTE,
+    }
+
+
+RUN = {
+    "id": "00000000-0000-4000-8000-000000000001",
+    "job_id": 1,
+    "job_key": "nightly",
+    "scheduled_for": T0 - 20 * MINUTE,
+    "attempt": 1,
+    "chain_id": "00000000-0000-4000-8000-000000000001",
+    "trigger": "schedule",
+    "status": "success",
+    "due_at": T0 - 20 * MINUTE,
+    "queued": False,
+    "kwargs": {},
+    "created_at": T0 - 20 * MINUTE,
+    "completed_at": T0 - 20 * MINUTE,
+}
+
+
+def test_a_populated_tm0008_database_gets_alerts_and_gives_them_back(
+    make_storage: MakeStorage,
+) -> None:
+    probe = make_storage()
+    url, schema = probe._url, probe.tables.metadata.schema
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    env = {"TASKMGR_DATABASE_URL": url, "TASKMGR_DB_SCHEMA": schema or ""}
+    meta = sa.MetaData(schema=schema)
+    try:
+        migrate.upgrade(engine, "taskmgr_", schema, to="tm0008")
+        jobs = sa.Table("taskmgr_jobs", meta, autoload_with=engine)
+        executions = sa.Table("taskmgr_executions", meta, autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(jobs.insert(), [_job(1, "nightly"), _job(2, "hourly")])
+            conn.execute(executions.insert(), [RUN])
+
+        assert migrate.upgrade(engine, "taskmgr_", schema) is True
+        assert _schema_diffs(engine, "taskmgr_", schema) == []
+        storage = make_storage()
+        storage.open()
+        nightly = storage.get_job("nightly")
+        assert (nightly.alert_late_after, nightly.alert_failures) == (None, None)
+        assert storage.list_incidents(limit=10) == []
+        storage.update_job("nightly", {"alert_no_success_within": 600.0}, now=T0 - 30 * MINUTE)
+        # the old rows are judged: nightly's last success is 20 minutes old, hourly has a
+        # slot 10 minutes late (the service's default)
+        changes = storage.evaluate_alerts(now=T0, defaults=AlertDefaults(late_after=300))
+        assert changes is not None
+        found = sorted((i.job_key, i.rule) for i in changes.opened)
+        assert found == [
+            ("hourly", AlertRule.LATE),
+            ("nightly", AlertRule.LATE),
+            ("nightly", AlertRule.NO_SUCCESS),
+        ]
+        incidents = sa.Table("taskmgr_incidents", sa.MetaData(schema=schema), autoload_with=engine)
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # the index holds
+            conn.execute(
+                incidents.insert(),
+                [
+                    {
+                        "job_key": "hourly",
+                        "rule": "late",
+                        "since": T0,
+                        "opened_at": T0,
+                        "message": "again",
+                        "details": {},
+                        "notify_attempts": 0,
+                    }
+                ],
+            )
+        storage.close()
+
+        downgrade = CliRunner().invoke(main, ["db", "downgrade", "--to", "tm0008"], env=env)
+        assert downgrade.exit_code == 0, downgrade.output
+        assert migrate.current_revision(engine, "taskmgr_", schema) == "tm0008"
+        with engine.connect() as conn:
+            names = set(sa.inspect(conn).get_table_names(schema=schema))
+            old_jobs = sa.Table("taskmgr_jobs", sa.MetaData(schema=schema), autoload_with=conn)
+            keys = conn.execute(sa.select(old_jobs.c.job_key)).scalars().all()
+            kept = conn.execute(sa.select(sa.func.count()).select_from(executions)).scalar()
+        assert "taskmgr_incidents" not in names
+        assert "alert_no_success_within" not in old_jobs.c
+        assert sorted(keys) == ["hourly", "nightly"]
+        assert kept == 1
+
+        assert migrate.upgrade(engine, "taskmgr_", schema) is True
+        again = make_storage()
+        again.open()
+        assert again.list_incidents(limit=10) == []
+        assert again.get_job("nightly").alert_no_success_within is None
+    finally:
+        engine.dispose()

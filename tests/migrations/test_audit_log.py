@@ -6,7 +6,6 @@ and the database can be upgraded again."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -16,32 +15,17 @@ from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.storage.base import AuditFilter, AuditRecord
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
 from tests.integration.test_sqlalchemy_storage import _schema_diffs
+from tests.migrations.rows import T0, job_row
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
-T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
-JOB = {
-    "id": 1,
-    "job_key": "nightly",
-    "func": "tests.jobs.witness.witness",
-    "names": {},
-    "trigger": {"type": "interval", "every": 60, "start": "2026-06-01T12:00:00Z"},
-    "kwargs": {},
-    "max_instances": 1,
-    "overlap_policy": "skip",
-    "misfire_grace_time": None,
-    "coalesce": True,
-    "max_retries": 0,
-    "retry_backoff_base": 1.0,
-    "retry_backoff_max": 300.0,
-    "retry_jitter": 0.0,
-    "state": "active",
-    "source": "api",
-    "next_run_at": T0,
-    "version": 1,
-    "created_at": T0,
-    "updated_at": T0,
-}
+JOB = job_row(
+    1,
+    "nightly",
+    trigger={"type": "interval", "every": 60, "start": "2026-06-01T12:00:00Z"},
+    created_at=T0,
+    updated_at=T0,
+)
 
 
 def test_a_populated_tm0003_database_gets_the_audit_log_and_gives_it_back(

@@ -7,7 +7,7 @@ then be upgraded again."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -17,53 +17,16 @@ from taskmgr.core.enums import JobState
 from taskmgr.core.windows import MaintenanceWindow
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
 from tests.integration.test_sqlalchemy_storage import _schema_diffs
+from tests.migrations.rows import MINUTE, T0, job_row, run_row
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
-T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
 
 
 def _job(job_id: int, key: str, state: str) -> dict[str, object]:
-    return {
-        "id": job_id,
-        "job_key": key,
-        "func": "tests.jobs.witness.witness",
-        "names": {},
-        "trigger": {"type": "interval", "every": 60, "start": "2026-06-01T11:00:00Z"},
-        "kwargs": {},
-        "max_instances": 1,
-        "overlap_policy": "skip",
-        "misfire_grace_time": None,
-        "coalesce": True,
-        "max_retries": 0,
-        "retry_backoff_base": 1.0,
-        "retry_backoff_max": 300.0,
-        "retry_jitter": 0.0,
-        "state": state,
-        "source": "api",
-        "next_run_at": T0,
-        "version": 1,
-        "created_at": T0 - 60 * MINUTE,
-        "updated_at": T0 - 60 * MINUTE,
-        "paused_by": "alice" if state == "paused" else None,
-    }
+    return job_row(job_id, key, state=state, paused_by="alice" if state == "paused" else None)
 
 
-SLOT = {
-    "id": "00000000-0000-4000-8000-000000000001",
-    "job_id": 1,
-    "job_key": "nightly",
-    "scheduled_for": T0 - 2 * MINUTE,
-    "attempt": 1,
-    "chain_id": "00000000-0000-4000-8000-000000000001",
-    "trigger": "schedule",
-    "status": "success",
-    "due_at": T0 - 2 * MINUTE,
-    "queued": False,
-    "kwargs": {},
-    "created_at": T0 - 2 * MINUTE,
-    "completed_at": T0 - 2 * MINUTE,
-}
+SLOT = run_row(T0 - 2 * MINUTE)
 
 
 def test_a_populated_tm0007_database_gets_windows_and_exclusion_dates_and_gives_them_back(

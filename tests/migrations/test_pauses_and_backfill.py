@@ -8,7 +8,6 @@ can then be upgraded again."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -20,52 +19,12 @@ from taskmgr.core.pauses import Pause
 from taskmgr.scheduling.backfill import backfill_runs
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
 from tests.integration.test_sqlalchemy_storage import _schema_diffs
+from tests.migrations.rows import MINUTE, T0, job_row, run_row
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
-T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
 
 
-def _job(job_id: int, key: str, state: str) -> dict[str, object]:
-    return {
-        "id": job_id,
-        "job_key": key,
-        "func": "tests.jobs.witness.witness",
-        "names": {},
-        "trigger": {"type": "interval", "every": 60, "start": "2026-06-01T11:00:00Z"},
-        "kwargs": {},
-        "max_instances": 1,
-        "overlap_policy": "skip",
-        "misfire_grace_time": None,
-        "coalesce": True,
-        "max_retries": 0,
-        "retry_backoff_base": 1.0,
-        "retry_backoff_max": 300.0,
-        "retry_jitter": 0.0,
-        "state": state,
-        "source": "api",
-        "next_run_at": T0,
-        "version": 1,
-        "created_at": T0 - 60 * MINUTE,
-        "updated_at": T0 - 60 * MINUTE,
-    }
-
-
-SLOT = {
-    "id": "00000000-0000-4000-8000-000000000001",
-    "job_id": 1,
-    "job_key": "nightly",
-    "scheduled_for": T0 - 2 * MINUTE,
-    "attempt": 1,
-    "chain_id": "00000000-0000-4000-8000-000000000001",
-    "trigger": "schedule",
-    "status": "success",
-    "due_at": T0 - 2 * MINUTE,
-    "queued": False,
-    "kwargs": {},
-    "created_at": T0 - 2 * MINUTE,
-    "completed_at": T0 - 2 * MINUTE,
-}
+SLOT = run_row(T0 - 2 * MINUTE)
 
 
 def test_a_populated_tm0006_database_gets_pauses_and_backfills_and_gives_them_back(
@@ -81,7 +40,10 @@ def test_a_populated_tm0006_database_gets_pauses_and_backfills_and_gives_them_ba
         jobs = sa.Table("taskmgr_jobs", meta, autoload_with=engine)
         executions = sa.Table("taskmgr_executions", meta, autoload_with=engine)
         with engine.begin() as conn:
-            conn.execute(jobs.insert(), [_job(1, "nightly", "active"), _job(2, "held", "paused")])
+            conn.execute(
+                jobs.insert(),
+                [job_row(1, "nightly", state="active"), job_row(2, "held", state="paused")],
+            )
             conn.execute(executions.insert(), [SLOT])
 
         assert migrate.upgrade(engine, "taskmgr_", schema) is True

@@ -22,7 +22,7 @@ from taskmgr.core.clock import Clock, DatabaseClock
 from taskmgr.core.models import Execution
 from taskmgr.core.registry import JobRegistry
 from taskmgr.dispatch.base import Dispatcher, Runtime
-from taskmgr.exceptions import InvalidInputError, ServiceStateError
+from taskmgr.exceptions import InvalidInputError, ServiceStateError, TransactionTimedOutError
 from taskmgr.execution.events import EventHub, EventKind, Listener
 from taskmgr.scheduling.alerts import IncidentListeners
 from taskmgr.scheduling.runtime import InstanceRuntime
@@ -402,7 +402,11 @@ class SchedulerService(
                 "so they could never end: await it instead "
                 "(await AsyncSchedulerService(service).run_due()), or pass wait=False"
             )
-        claimed = started.loop.tick()
+        try:
+            claimed = started.loop.tick()
+        except TransactionTimedOutError:
+            # nothing of that claim was written: claim once more, at the time it is now
+            claimed = started.loop.tick()
         ids = [item.execution.id for item in claimed]
         if not wait:
             return [item.execution for item in claimed]

@@ -92,6 +92,24 @@ def storage(open_storage: OpenStorage) -> Storage:
     return open_storage()
 
 
+# -- the long tests first ------------------------------------------------------------
+# The suite runs in several processes, each taking the next tests as it finishes: a
+# long test collected last would run alone at the end while the others idle. So the
+# tests marked ``slow`` and the benchmark smoke tests come first (a stable sort: the
+# order among the long ones, and among the others, stays as collected).
+
+
+def _long(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None or item.path.name.startswith(
+        "test_benchmarks"
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not _long(item))
+
+
 # -- the reliability scenarios' summary, repeated at the end of the run -----------------
 # Collected from the test reports (not module state): in a parallel run the scenarios
 # run in worker processes and only their reports reach this one.

@@ -877,7 +877,7 @@ class BackendsAgree(RuleBasedStateMachine):
         self.both("next_due_at()", lambda s, _: s.next_due_at())
 
 
-# Deterministic (derandomized, no example database) and bounded: 15-50 s, the longest
+# Deterministic (derandomized, no example database) and bounded: 15-80 s, the longest
 # test of the suite; its timeout leaves room for a machine busy with the rest. A failure
 # is reported with its whole sequence of steps at once; shrinking it to a minimal one
 # can take minutes, so it is left to TASKMGR_STATEFUL_SHRINK=1.
@@ -895,4 +895,5 @@ BackendsAgree.TestCase.settings = settings(
     phases=_PHASES,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestBackendsAgree = pytest.mark.timeout(360)(BackendsAgree.TestCase)
+# marked slow: it starts first in a parallel run instead of ending it alone
+TestBackendsAgree = pytest.mark.slow(pytest.mark.timeout(360)(BackendsAgree.TestCase))

@@ -49,6 +49,8 @@ from tests.http.conftest import (
 )
 from tests.services import services_required
 
+pytestmark = pytest.mark.slow  # a browser per test: started first in a parallel run
+
 CHROMIUM = os.environ.get("TASKMGR_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [
     "--headless",

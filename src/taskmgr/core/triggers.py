@@ -13,7 +13,7 @@ larger pydantic model the same errors arrive wrapped in a ``ValidationError``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -49,13 +49,16 @@ def _check_after(after: datetime) -> datetime:
     return after
 
 
-def _instant(value: object, handler: ValidatorFunctionWrapHandler, field: str) -> datetime:
-    """An aware datetime (or ISO 8601 string) normalised to UTC, within 1970-9998."""
+def utc_instant(
+    value: object, field: str, parse: Callable[[str], Any] = datetime.fromisoformat
+) -> datetime:
+    """An aware datetime (or an ISO 8601 string, read by ``parse``) normalised to UTC,
+    within 1970-9998."""
     if isinstance(value, str):
         text = value
         try:
-            value = handler(text)
-        except ValidationError:
+            value = parse(text)
+        except ValueError:  # pydantic's ValidationError is one too
             raise InvalidDatetimeError(
                 f"{text[:40]!r} is not an ISO 8601 datetime", field=field
             ) from None
@@ -160,7 +163,7 @@ class Interval(_Spec):
     @field_validator("start", mode="wrap")
     @classmethod
     def _check_start(cls, value: object, handler: ValidatorFunctionWrapHandler) -> datetime | None:
-        return None if value is None else _instant(value, handler, "interval.start")
+        return None if value is None else utc_instant(value, "interval.start", handler)
 
     @field_serializer("every", when_used="json")
     def _every_seconds(self, every: timedelta) -> int | float:
@@ -199,7 +202,7 @@ class Date(_Spec):
     @field_validator("at", mode="wrap")
     @classmethod
     def _check_at(cls, value: object, handler: ValidatorFunctionWrapHandler) -> datetime:
-        return _instant(value, handler, "date.at")
+        return utc_instant(value, "date.at", handler)
 
     def next_fire_times(self, after: datetime, n: int = 1) -> list[datetime]:
         return [self.at] if n > 0 and self.at > _check_after(after) else []

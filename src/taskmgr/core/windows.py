@@ -20,15 +20,15 @@ import functools
 import math
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from taskmgr.core.cron import parse_cron
+from taskmgr.core.triggers import utc_instant
 from taskmgr.core.validation import (
-    ensure_aware,
     reraise_validation,
     validate_actor,
     validate_job_key,
@@ -36,7 +36,6 @@ from taskmgr.core.validation import (
 )
 from taskmgr.core.window_calendar import HORIZON, MAX_OCCURRENCES, Recurrence, Span, overlap
 from taskmgr.exceptions import (
-    InvalidDatetimeError,
     InvalidInputError,
     InvalidWindowError,
     WindowInPastError,
@@ -61,8 +60,6 @@ __all__ = [
 MAX_WINDOW_NAME = 128
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", re.ASCII)
 _MAX_REASON = 500
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 _DAY = timedelta(days=1)
 
 #: An opening of a ``defer`` window: the job it covers (None: every job), and the real
@@ -77,27 +74,6 @@ class WindowAction(StrEnum):
     SKIP = "skip"
     #: Held until the window closes; then the job's misfire policy decides.
     DEFER = "defer"
-
-
-def _instant(value: object, field: str) -> datetime:
-    if isinstance(value, str):
-        text = value
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidDatetimeError(
-                f"{text[:40]!r} is not an ISO 8601 datetime", field=field
-            ) from None
-    moment = ensure_aware(value, field)
-    try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:
-        moment = _LATEST
-    if not _EARLIEST <= moment < _LATEST:
-        raise InvalidDatetimeError(
-            f"{value} out of range: the year must be 1970-9998 (UTC)", field=field
-        )
-    return moment
 
 
 def _seconds(value: object) -> float:
@@ -192,7 +168,7 @@ class MaintenanceWindow(BaseModel):
     @field_validator("start", "end", "created_at", mode="before")
     @classmethod
     def _instants(cls, value: object, info: Any) -> datetime | None:
-        return None if value is None else _instant(value, info.field_name)
+        return None if value is None else utc_instant(value, info.field_name)
 
     @field_validator("cron", mode="before")
     @classmethod

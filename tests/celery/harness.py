@@ -16,8 +16,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from taskmgr import SchedulerService
@@ -195,3 +196,38 @@ def workers() -> Iterator[list[Worker]]:
     finally:
         for worker in started:
             worker.stop()
+
+
+@dataclass(frozen=True)
+class OneShotRun:
+    """What :func:`run_one_shots` saw: the executions once all ended, the worker's
+    instance id, and the starts the jobs wrote themselves (the witness rows)."""
+
+    executions: list[Execution]
+    worker_id: str
+    starts: list[Any]
+
+
+def run_one_shots(setup: Setup, count: int, *, pool: str, concurrency: int) -> OneShotRun:
+    """``count`` one-shot jobs due in a second (half sync, half ``async def``), run by one
+    real worker of ``pool`` through the setup's broker."""
+    from tests.celery import jobs
+    from tests.celery.hostapp import build
+
+    _, service = build(setup.broker, setup.database, setup.queue)
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    for i in range(count):
+        func = jobs.witness if i % 2 else jobs.witness_async
+        service.create_job(f"job-{i:03d}", func, at=at, misfire_grace_time=3600)
+    with workers() as started:
+        worker = Worker(setup, pool=pool, concurrency=concurrency)
+        started.append(worker)
+        worker_id = worker.wait_ready(service)
+        service.start()
+        try:
+            wait_for_ended(service, count, 60, "every execution to end", every=0.25)
+        finally:
+            service.shutdown()
+        executions = all_executions(service)
+        service.close()
+    return OneShotRun(executions, worker_id, jobs.read_witness(setup.witness))

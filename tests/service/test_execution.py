@@ -196,7 +196,50 @@ def test_shutdown_waits_for_running_executions(clock: FakeClock) -> None:
     assert job.key == "blocking"
 
 
+def test_a_running_job_may_use_the_service_while_shutdown_waits_for_it(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retention job reads and deletes through its service; a shutdown that waits
+    for it must not hold what the job needs (it once held the lock the service's
+    commands take, and both waited forever)."""
+    started = threading.Event()
+    release = threading.Event()
+    service = make_test_service(clock=clock)
+    service.start()
+    service.register(_module_level_uses_the_service)
+    _BLOCKING["started"], _BLOCKING["release"] = started, release
+    _SERVICE.append(service)
+    dispatcher = service.dispatcher
+    waits_for_the_job = dispatcher.shutdown
+
+    def shutdown(*, wait: bool = True) -> None:
+        release.set()  # the job goes on only once the shutdown is waiting for it
+        waits_for_the_job(wait=wait)
+
+    monkeypatch.setattr(dispatcher, "shutdown", shutdown)
+    service.create_job("uses-service", _module_level_uses_the_service, interval=60)
+    clock.advance(60)
+    [claimed] = service.run_due(wait=False)
+    assert started.wait(5)
+    stopper = threading.Thread(target=service.shutdown, daemon=True)
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive(), "the shutdown and the job wait for each other"
+    execution = service.get_execution(claimed.id)
+    assert (execution.status, execution.result_summary) == (
+        ExecutionStatus.SUCCESS,
+        ["uses-service"],
+    )
+
+
 _BLOCKING: dict[str, threading.Event] = {}
+_SERVICE: list[taskmgr.SchedulerService] = []
+
+
+def _module_level_uses_the_service() -> list[str]:
+    _BLOCKING["started"].set()
+    _BLOCKING["release"].wait(10)
+    return [job.key for job in _SERVICE[-1].list_jobs()]
 
 
 def _module_level_blocking() -> None:

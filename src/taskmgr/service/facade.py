@@ -185,7 +185,11 @@ class SchedulerService(
         self.alerts = alerts if alerts is not None else AlertSettings.from_settings(conf)
         self._incident_listeners = IncidentListeners()
         self.alert_counts = DeliveryCounts()
+        # Two locks, always taken in this order: start/shutdown, then the storage's
+        # opening. A running job may use the service (the retention job does) while a
+        # shutdown holding the first waits for it, so commands take only the second.
         self._lock = threading.RLock()
+        self._open_lock = threading.RLock()
         self._opened = False
         self._started: Started | None = None
         self._written = threading.Condition()
@@ -325,14 +329,15 @@ class SchedulerService(
                 return
             started.stop(wait=wait)
             if self._owns_storage:
-                self.storage.close()
-                self._opened = False
+                with self._open_lock:
+                    self.storage.close()
+                    self._opened = False
             logger.info("taskmgr instance %s stopped", self.instance_id)
 
     def close(self) -> None:
         """Shut down if running and release the storage the service created."""
         self.shutdown()
-        with self._lock:
+        with self._lock, self._open_lock:
             if self._owns_storage and self._opened:
                 self.storage.close()
                 self._opened = False
@@ -346,7 +351,7 @@ class SchedulerService(
     def open(self) -> None:
         """Connect the storage (and measure the database's clock) once; job commands
         and queries call it for you."""
-        with self._lock:
+        with self._open_lock:
             if not self._opened:
                 self.storage.open()
                 self._opened = True

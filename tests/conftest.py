@@ -11,9 +11,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from xdist.scheduler import LoadScopeScheduling
 
 from taskmgr.storage import MemoryStorage, Storage
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage
@@ -92,11 +94,30 @@ def storage(open_storage: OpenStorage) -> Storage:
     return open_storage()
 
 
-# -- the long tests first ------------------------------------------------------------
-# The suite runs in several processes, each taking the next tests as it finishes: a
-# long test collected last would run alone at the end while the others idle. So the
-# tests marked ``slow`` and the benchmark smoke tests come first (a stable sort: the
-# order among the long ones, and among the others, stays as collected).
+# -- how a parallel run shares the tests ------------------------------------------------
+# The suite runs in several processes (pytest-xdist), each taking the next test as it
+# finishes. Two kinds of tests start processes of their own and load the machine in
+# bursts: the reliability scenarios (scheduler processes, a restarted database) and the
+# Celery tests (worker processes, a restarted broker). Each kind runs in one process,
+# one test after the other, so two such bursts never meet; the other tests share the
+# remaining processes one by one. Among those, the long tests (marked ``slow``, and the
+# benchmark smoke tests) come first: collected last, one would run alone at the end
+# while the others idle. The sort is stable: the order among the long ones, and among
+# the others, stays as collected.
+
+_GROUPS = {"reliability": "processes", "celery": "celery"}
+
+
+class _Grouped(LoadScopeScheduling):
+    """Each test is its own unit of work, except those of a group: one unit each."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        parts = nodeid.split("/")
+        return _GROUPS.get(parts[1], nodeid) if len(parts) > 2 else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> _Grouped | None:
+    return _Grouped(config, log) if config.getvalue("dist") == "load" else None
 
 
 def _long(item: pytest.Item) -> bool:

@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celery.worker.request import Request
 
 from taskmgr.celery.states import ExecutionFailedError
 from taskmgr.core.models import ExecutionStatus, Job
+from taskmgr.dispatch.base import Runtime
 from taskmgr.exceptions import JobNotFoundError
 from taskmgr.execution.run import ExecutionRun
 from taskmgr.storage.base import Claimed, Outcome
 
-if TYPE_CHECKING:
-    from taskmgr.celery.worker import WorkerRuntime
+
+class WorkerSide(Protocol):
+    """What a request needs of the worker's taskmgr runtime (``WorkerRuntime``)."""
+
+    @property
+    def instance_id(self) -> str | None: ...
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    def record(self, outcome: Outcome) -> bool: ...
+
 
 __all__ = [
     "JSON",
@@ -91,7 +102,7 @@ class ExecutionRequest(Request):  # type: ignore[misc]
     """Celery's request for taskmgr's task, in the worker's main process: notices pool
     processes that end without finishing (killed, or at their hard time limit)."""
 
-    def _runtime(self) -> WorkerRuntime | None:
+    def _runtime(self) -> WorkerSide | None:
         return getattr(self._app, RUNTIME, None)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
@@ -144,7 +155,7 @@ def _ended_by(exc: object) -> tuple[ExecutionStatus, str] | None:
 
 
 def child_ended(
-    worker: WorkerRuntime, task_id: str, kwargs: Any, status: ExecutionStatus, reason: str
+    worker: WorkerSide, task_id: str, kwargs: Any, status: ExecutionStatus, reason: str
 ) -> None:
     """The pool process running ``task_id`` died or hit its hard time limit. If it
     had taken the execution over, nobody else will finish it: record it now."""

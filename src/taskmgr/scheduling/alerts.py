@@ -193,10 +193,16 @@ class AlertRuntime:
         self._threads = []
 
     def _evaluating(self) -> None:
-        # the first round waits one interval: a starting cluster claims what is due
-        # before anything is judged late
+        # The first round waits an interval and two thirds: a starting cluster claims
+        # what is due before anything is judged late, and the rounds fall between the
+        # heartbeats and the sweeps (by default all three every 5 s, the sweeps a third
+        # of an interval after the heartbeats) instead of on them: two threads'
+        # transactions at the same moment make the pool open a second connection,
+        # which their next meeting would keep open.
         interval = self.settings.interval
-        while not self._stop.wait(interval):
+        wait = interval * 5 / 3
+        while not self._stop.wait(wait):
+            wait = interval
             try:
                 self.evaluate()
             except Exception:

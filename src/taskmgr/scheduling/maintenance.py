@@ -76,6 +76,10 @@ class Maintenance:
         self._last_beat = time.monotonic()
         # Two threads: a sweep waiting on a peer's locks must never delay this
         # instance's own heartbeats (or it would stop claiming, or be declared dead).
+        # The sweeps start a third of an interval after the heartbeats (by default both
+        # come every 5 s; the alert rounds take the next third): two threads'
+        # transactions at the same moment make the pool open a second connection,
+        # which their next meeting would keep open.
         self._threads = [
             threading.Thread(
                 target=self._every,
@@ -86,6 +90,7 @@ class Maintenance:
             threading.Thread(
                 target=self._every,
                 args=(self.liveness.sweep_interval, self.sweep, "sweep"),
+                kwargs={"first_after": self.liveness.sweep_interval / 3},
                 name="taskmgr-reaper",
                 daemon=True,
             ),
@@ -216,7 +221,11 @@ class Maintenance:
         self._cleaned_at = at
         return removed
 
-    def _every(self, interval: float, action: Callable[[], object], what: str) -> None:
+    def _every(
+        self, interval: float, action: Callable[[], object], what: str, first_after: float = 0.0
+    ) -> None:
+        if first_after and self._stop.wait(first_after):
+            return
         while True:
             try:
                 action()

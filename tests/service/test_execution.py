@@ -174,17 +174,27 @@ def test_large_results_are_summarised_not_stored_whole(clock: FakeClock) -> None
     assert len(execution.result_summary["repr"]) <= 500
 
 
-def test_shutdown_waits_for_running_executions(clock: FakeClock) -> None:
+def start_held_run(
+    clock: FakeClock, key: str, func: Any
+) -> tuple[taskmgr.SchedulerService, taskmgr.Execution, threading.Event]:
+    """A started service running one run of ``func`` (a ``_module_level_*`` job),
+    which has begun and waits until the returned event is set."""
     started = threading.Event()
     release = threading.Event()
     service = make_test_service(clock=clock)
     service.start()
-    service.register(_module_level_blocking)
+    service.register(func)
     _BLOCKING["started"], _BLOCKING["release"] = started, release
-    job = service.create_job("blocking", _module_level_blocking, interval=60)
+    _SERVICE.append(service)
+    service.create_job(key, func, interval=60)
     clock.advance(60)
     [claimed] = service.run_due(wait=False)
     assert started.wait(5)
+    return service, claimed, release
+
+
+def test_shutdown_waits_for_running_executions(clock: FakeClock) -> None:
+    service, claimed, release = start_held_run(clock, "blocking", _module_level_blocking)
     stopper = threading.Thread(target=service.shutdown)
     stopper.start()
     stopper.join(0.2)
@@ -193,7 +203,6 @@ def test_shutdown_waits_for_running_executions(clock: FakeClock) -> None:
     stopper.join(5)
     assert not stopper.is_alive()
     assert service.get_execution(claimed.id).status is ExecutionStatus.SUCCESS
-    assert job.key == "blocking"
 
 
 def test_a_running_job_may_use_the_service_while_shutdown_waits_for_it(
@@ -202,13 +211,9 @@ def test_a_running_job_may_use_the_service_while_shutdown_waits_for_it(
     """The retention job reads and deletes through its service; a shutdown that waits
     for it must not hold what the job needs (it once held the lock the service's
     commands take, and both waited forever)."""
-    started = threading.Event()
-    release = threading.Event()
-    service = make_test_service(clock=clock)
-    service.start()
-    service.register(_module_level_uses_the_service)
-    _BLOCKING["started"], _BLOCKING["release"] = started, release
-    _SERVICE.append(service)
+    service, claimed, release = start_held_run(
+        clock, "uses-service", _module_level_uses_the_service
+    )
     dispatcher = service.dispatcher
     waits_for_the_job = dispatcher.shutdown
 
@@ -217,10 +222,6 @@ def test_a_running_job_may_use_the_service_while_shutdown_waits_for_it(
         waits_for_the_job(wait=wait)
 
     monkeypatch.setattr(dispatcher, "shutdown", shutdown)
-    service.create_job("uses-service", _module_level_uses_the_service, interval=60)
-    clock.advance(60)
-    [claimed] = service.run_due(wait=False)
-    assert started.wait(5)
     stopper = threading.Thread(target=service.shutdown, daemon=True)
     stopper.start()
     stopper.join(30)

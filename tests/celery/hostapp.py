@@ -119,7 +119,11 @@ def build(
         dispatchers=None if default_dispatcher is None else {"celery": celery},
         poll_interval=0.2,
         heartbeat_interval=0.5,
-        heartbeat_timeout=2.0,
+        # short, so a killed worker's runs are found lost within seconds; not shorter:
+        # on a loaded machine a heartbeat can wait seconds for the SQLite file's write
+        # lock behind the workers' processes, and a peer would then declare the test's
+        # own instance dead and its published runs lost (seen at 2 s)
+        heartbeat_timeout=4.0,
         sweep_interval=0.5,
     )
     return app, service

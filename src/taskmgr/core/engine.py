@@ -30,7 +30,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from taskmgr.core.cron import CronExpr, fires_ever, parse_cron
 
-__all__ = ["cron_fire_times"]
+__all__ = ["cron_fire_times", "first_instant"]
 
 _ZERO = timedelta(0)
 _ONE_DAY = timedelta(days=1)
@@ -129,19 +129,6 @@ class _CronSchedule:
             wall.replace(tzinfo=zone, fold=1).astimezone(UTC),
         )
 
-    def _gap_end(self, before: datetime, after: datetime) -> datetime:
-        """The first instant in ``(before, after]`` that has ``after``'s UTC offset."""
-        zone = self._zone
-        target = after.astimezone(zone).utcoffset()
-        low, high = int(before.timestamp()), int(after.timestamp())
-        while high - low > 1:  # tz transitions fall on whole seconds
-            middle = (low + high) // 2
-            if datetime.fromtimestamp(middle, zone).utcoffset() == target:
-                high = middle
-            else:
-                low = middle
-        return datetime.fromtimestamp(high, UTC)
-
     def _offset(self, moment: datetime) -> timedelta:
         offset = moment.astimezone(self._zone).utcoffset()
         assert offset is not None  # a ZoneInfo always has one
@@ -179,8 +166,7 @@ class _CronSchedule:
         # ``after``'s wall time fires at or before ``after``.
         wall = after.astimezone(self._zone).replace(tzinfo=None)
         for slot in self._walls(wall):
-            first, second = self._instants(slot)
-            instant = first if first <= second else self._gap_end(second, first)
+            instant = first_instant(slot, self._zone)
             if instant > after and (not fires or instant > fires[-1]):
                 fires.append(instant)
                 if len(fires) >= n:
@@ -227,3 +213,27 @@ def cron_fire_times(expression: str, zone_name: str, after: datetime, n: int) ->
     if n <= 0:
         return []
     return _schedule(expression, zone_name).fire_times(after, n)
+
+
+def _gap_end(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The first instant in ``(before, after]`` that has ``after``'s UTC offset."""
+    target = after.astimezone(zone).utcoffset()
+    low, high = int(before.timestamp()), int(after.timestamp())
+    while high - low > 1:  # tz transitions fall on whole seconds
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).utcoffset() == target:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
+
+
+def first_instant(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The instant (UTC) at which the clock of ``zone`` first reads the naive wall time
+    ``wall``: its first pass when it is shown twice, the end of the gap when it is
+    skipped. Never decreases as ``wall`` grows."""
+    first = wall.replace(tzinfo=zone).astimezone(UTC)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first <= second:
+        return first
+    return _gap_end(second, first, zone)  # PEP 495: a skipped time reads first > second

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from taskmgr.core.cron import parse_cron
-from taskmgr.core.engine import cron_fire_times
+from taskmgr.core.engine import cron_fire_times, first_instant
 from taskmgr.exceptions import InvalidWindowError
 
 __all__ = [
@@ -64,30 +64,6 @@ _LAST = datetime(9999, 12, 31, tzinfo=UTC)
 @functools.lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
-
-
-def _gap_end(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
-    """The first instant in ``(before, after]`` that has ``after``'s UTC offset."""
-    target = after.astimezone(zone).utcoffset()
-    low, high = int(before.timestamp()), int(after.timestamp())
-    while high - low > 1:  # tz transitions fall on whole seconds
-        middle = (low + high) // 2
-        if datetime.fromtimestamp(middle, zone).utcoffset() == target:
-            high = middle
-        else:
-            low = middle
-    return datetime.fromtimestamp(high, UTC)
-
-
-def first_instant(wall: datetime, zone: ZoneInfo) -> datetime:
-    """The instant (UTC) at which the clock of ``zone`` first reads the naive wall time
-    ``wall``: its first pass when it is shown twice, the end of the gap when it is
-    skipped. Never decreases as ``wall`` grows."""
-    first = wall.replace(tzinfo=zone).astimezone(UTC)
-    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    if first <= second:
-        return first
-    return _gap_end(second, first, zone)  # PEP 495: a skipped time reads first > second
 
 
 def _wall(moment: datetime, zone: ZoneInfo) -> datetime:

@@ -57,6 +57,22 @@ def wait_queued(group: GroupCommit[int, int], count: int) -> None:
     assert done.is_set(), "the callers did not queue up"
 
 
+def behind_a_write(
+    group: GroupCommit[int, int], gate: Gate, items: Sequence[int]
+) -> dict[int, object]:
+    """Caller 1 writes alone and is held there while ``items`` arrive and queue up;
+    then the write goes on. What each caller got (result or error)."""
+    out: dict[int, object] = {}
+    first = call_in_thread(group, 1, out)
+    assert gate.entered.wait(WAIT)
+    others = [call_in_thread(group, n, out) for n in items]
+    wait_queued(group, len(items))
+    gate.release.set()
+    for thread in (first, *others):
+        thread.join(WAIT)
+    return out
+
+
 def test_a_lone_caller_writes_at_once() -> None:
     gate = Gate()
     gate.release.set()
@@ -70,14 +86,7 @@ def test_a_lone_caller_writes_at_once() -> None:
 def test_callers_arriving_during_a_write_share_the_next_one() -> None:
     gate = Gate()
     group: GroupCommit[int, int] = GroupCommit(gate)
-    out: dict[int, object] = {}
-    first = call_in_thread(group, 1, out)
-    assert gate.entered.wait(WAIT)
-    others = [call_in_thread(group, n, out) for n in range(2, 7)]
-    wait_queued(group, 5)
-    gate.release.set()
-    for thread in (first, *others):
-        thread.join(WAIT)
+    out = behind_a_write(group, gate, range(2, 7))
     assert out == {n: n * 10 for n in range(1, 7)}
     assert gate.batches[0] == [1]
     assert sorted(gate.batches[1]) == [2, 3, 4, 5, 6]
@@ -87,14 +96,7 @@ def test_callers_arriving_during_a_write_share_the_next_one() -> None:
 def test_a_batch_is_at_most_max_batch_items() -> None:
     gate = Gate()
     group: GroupCommit[int, int] = GroupCommit(gate, max_batch=2)
-    out: dict[int, object] = {}
-    first = call_in_thread(group, 1, out)
-    assert gate.entered.wait(WAIT)
-    others = [call_in_thread(group, n, out) for n in range(2, 7)]
-    wait_queued(group, 5)
-    gate.release.set()
-    for thread in (first, *others):
-        thread.join(WAIT)
+    out = behind_a_write(group, gate, range(2, 7))
     assert out == {n: n * 10 for n in range(1, 7)}
     assert [len(batch) for batch in gate.batches] == [1, 2, 2, 1]
 
@@ -102,14 +104,7 @@ def test_a_batch_is_at_most_max_batch_items() -> None:
 def test_an_item_error_reaches_its_caller_only() -> None:
     gate = Gate()
     group: GroupCommit[int, int] = GroupCommit(gate)
-    out: dict[int, object] = {}
-    first = call_in_thread(group, 1, out)
-    assert gate.entered.wait(WAIT)
-    others = [call_in_thread(group, n, out) for n in (2, -3, 4)]
-    wait_queued(group, 3)
-    gate.release.set()
-    for thread in (first, *others):
-        thread.join(WAIT)
+    out = behind_a_write(group, gate, (2, -3, 4))
     assert isinstance(out[-3], ValueError)
     assert {n: out[n] for n in (1, 2, 4)} == {1: 10, 2: 20, 4: 40}
 

@@ -16,6 +16,7 @@ from taskmgr.cli import main
 from taskmgr.core.alerts import AlertDefaults, AlertRule
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
 from tests.integration.test_sqlalchemy_storage import _schema_diffs
+from tests.migrations.older import older_database
 from tests.migrations.rows import MINUTE, T0, job_row, run_row
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
@@ -31,15 +32,9 @@ RUN = run_row(T0 - 20 * MINUTE)
 def test_a_populated_tm0008_database_gets_alerts_and_gives_them_back(
     make_storage: MakeStorage,
 ) -> None:
-    probe = make_storage()
-    url, schema = probe._url, probe.tables.metadata.schema
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    env = {"TASKMGR_DATABASE_URL": url, "TASKMGR_DB_SCHEMA": schema or ""}
-    meta = sa.MetaData(schema=schema)
-    try:
-        migrate.upgrade(engine, "taskmgr_", schema, to="tm0008")
-        jobs = sa.Table("taskmgr_jobs", meta, autoload_with=engine)
-        executions = sa.Table("taskmgr_executions", meta, autoload_with=engine)
+    with older_database(make_storage, "tm0008") as old:
+        engine, schema, env = old.engine, old.schema, old.env
+        jobs, executions = old.jobs, old.executions
         with engine.begin() as conn:
             conn.execute(jobs.insert(), [_job(1, "nightly"), _job(2, "hourly")])
             conn.execute(executions.insert(), [RUN])
@@ -98,5 +93,3 @@ def test_a_populated_tm0008_database_gets_alerts_and_gives_them_back(
         again.open()
         assert again.list_incidents(limit=10) == []
         assert again.get_job("nightly").alert_no_success_within is None
-    finally:
-        engine.dispose()

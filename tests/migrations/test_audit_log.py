@@ -15,6 +15,7 @@ from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.storage.base import AuditFilter, AuditRecord
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
 from tests.integration.test_sqlalchemy_storage import _schema_diffs
+from tests.migrations.older import older_database
 from tests.migrations.rows import T0, job_row
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
@@ -31,13 +32,8 @@ JOB = job_row(
 def test_a_populated_tm0003_database_gets_the_audit_log_and_gives_it_back(
     make_storage: MakeStorage,
 ) -> None:
-    probe = make_storage()
-    url, schema = probe._url, probe.tables.metadata.schema
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    env = {"TASKMGR_DATABASE_URL": url, "TASKMGR_DB_SCHEMA": schema or ""}
-    try:
-        migrate.upgrade(engine, "taskmgr_", schema, to="tm0003")
-        jobs = sa.Table("taskmgr_jobs", sa.MetaData(schema=schema), autoload_with=engine)
+    with older_database(make_storage, "tm0003") as old:
+        engine, schema, env, jobs = old.engine, old.schema, old.env, old.jobs
         with engine.begin() as conn:
             conn.execute(jobs.insert(), [JOB])
 
@@ -68,5 +64,3 @@ def test_a_populated_tm0003_database_gets_the_audit_log_and_gives_it_back(
         again.open()
         assert again.list_audit(AuditFilter(), limit=10) == []
         assert again.get_job("nightly").retention is None
-    finally:
-        engine.dispose()

@@ -17,6 +17,7 @@ from taskmgr.core.triggers import Manual
 from taskmgr.storage.base import ExecutionFilter, NewExecution
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
 from tests.integration.test_sqlalchemy_storage import _schema_diffs
+from tests.migrations.older import older_database
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -68,17 +69,9 @@ def _run(execution_id: str, status: str, customer: str) -> dict:
 def test_a_populated_tm0002_database_is_upgraded_in_place_and_back(
     make_storage: MakeStorage,
 ) -> None:
-    probe = make_storage()
-    url, schema = probe._url, probe.tables.metadata.schema
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    env = {"TASKMGR_DATABASE_URL": url, "TASKMGR_DB_SCHEMA": schema or ""}
-    try:
-        migrate.upgrade(engine, "taskmgr_", schema, to="tm0002")
-        metadata = sa.MetaData(schema=schema)
-        metadata.reflect(engine)
-        prefix = f"{schema}." if schema else ""
-        jobs = metadata.tables[f"{prefix}taskmgr_jobs"]
-        executions = metadata.tables[f"{prefix}taskmgr_executions"]
+    with older_database(make_storage, "tm0002") as old:
+        engine, schema, env = old.engine, old.schema, old.env
+        jobs, executions = old.jobs, old.executions
         with engine.begin() as conn:
             conn.execute(jobs.insert(), [_job(1, "reports", {"type": "manual"}, "queue")])
             conn.execute(
@@ -130,5 +123,3 @@ def test_a_populated_tm0002_database_is_upgraded_in_place_and_back(
 
         assert migrate.upgrade(engine, "taskmgr_", schema) is True
         assert _schema_diffs(engine, "taskmgr_", schema) == []
-    finally:
-        engine.dispose()

@@ -14,6 +14,7 @@ from taskmgr import ExecutionStatus, ExecutionTrigger
 from taskmgr.storage.base import ExecutionFilter, NewExecution
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
 from tests.integration.test_sqlalchemy_storage import _schema_diffs
+from tests.migrations.older import older_database
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -38,16 +39,9 @@ def _row(execution_id: str, scheduled_for: datetime, attempt: int, trigger: str)
 
 
 def test_a_populated_0_1_database_is_upgraded_in_place_and_back(make_storage: MakeStorage) -> None:
-    probe = make_storage()
-    url, schema = probe._url, probe.tables.metadata.schema
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    try:
-        migrate.upgrade(engine, "taskmgr_", schema, to="tm0001")
-        metadata = sa.MetaData(schema=schema)
-        metadata.reflect(engine)
-        prefix = f"{schema}." if schema else ""
-        jobs = metadata.tables[f"{prefix}taskmgr_jobs"]
-        executions = metadata.tables[f"{prefix}taskmgr_executions"]
+    with older_database(make_storage, "tm0001") as old:
+        engine, schema = old.engine, old.schema
+        jobs, executions = old.jobs, old.executions
         with engine.begin() as conn:
             conn.execute(
                 jobs.insert().values(
@@ -124,8 +118,6 @@ def test_a_populated_0_1_database_is_upgraded_in_place_and_back(make_storage: Ma
 
         assert migrate.upgrade(engine, "taskmgr_", schema) is True
         assert _schema_diffs(engine, "taskmgr_", schema) == []
-    finally:
-        engine.dispose()
 
 
 def _utc(value: datetime) -> datetime:

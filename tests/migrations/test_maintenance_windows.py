@@ -17,6 +17,7 @@ from taskmgr.core.enums import JobState
 from taskmgr.core.windows import MaintenanceWindow
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
 from tests.integration.test_sqlalchemy_storage import _schema_diffs
+from tests.migrations.older import older_database
 from tests.migrations.rows import MINUTE, T0, job_row, run_row
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
@@ -32,15 +33,9 @@ SLOT = run_row(T0 - 2 * MINUTE)
 def test_a_populated_tm0007_database_gets_windows_and_exclusion_dates_and_gives_them_back(
     make_storage: MakeStorage,
 ) -> None:
-    probe = make_storage()
-    url, schema = probe._url, probe.tables.metadata.schema
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    env = {"TASKMGR_DATABASE_URL": url, "TASKMGR_DB_SCHEMA": schema or ""}
-    meta = sa.MetaData(schema=schema)
-    try:
-        migrate.upgrade(engine, "taskmgr_", schema, to="tm0007")
-        jobs = sa.Table("taskmgr_jobs", meta, autoload_with=engine)
-        executions = sa.Table("taskmgr_executions", meta, autoload_with=engine)
+    with older_database(make_storage, "tm0007") as old:
+        engine, schema, env = old.engine, old.schema, old.env
+        jobs, executions = old.jobs, old.executions
         with engine.begin() as conn:
             conn.execute(jobs.insert(), [_job(1, "nightly", "active"), _job(2, "held", "paused")])
             conn.execute(executions.insert(), [SLOT])
@@ -92,5 +87,3 @@ def test_a_populated_tm0007_database_gets_windows_and_exclusion_dates_and_gives_
         assert again.list_windows() == []
         assert again.get_job("nightly").exclude_dates == ()
         again.close()
-    finally:
-        engine.dispose()

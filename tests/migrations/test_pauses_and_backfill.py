@@ -19,6 +19,7 @@ from taskmgr.core.pauses import Pause
 from taskmgr.scheduling.backfill import backfill_runs
 from taskmgr.storage.sqlalchemy import SQLAlchemyStorage, migrate
 from tests.integration.test_sqlalchemy_storage import _schema_diffs
+from tests.migrations.older import older_database
 from tests.migrations.rows import MINUTE, T0, job_row, run_row
 
 MakeStorage = Callable[..., SQLAlchemyStorage]
@@ -30,15 +31,9 @@ SLOT = run_row(T0 - 2 * MINUTE)
 def test_a_populated_tm0006_database_gets_pauses_and_backfills_and_gives_them_back(
     make_storage: MakeStorage,
 ) -> None:
-    probe = make_storage()
-    url, schema = probe._url, probe.tables.metadata.schema
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    env = {"TASKMGR_DATABASE_URL": url, "TASKMGR_DB_SCHEMA": schema or ""}
-    meta = sa.MetaData(schema=schema)
-    try:
-        migrate.upgrade(engine, "taskmgr_", schema, to="tm0006")
-        jobs = sa.Table("taskmgr_jobs", meta, autoload_with=engine)
-        executions = sa.Table("taskmgr_executions", meta, autoload_with=engine)
+    with older_database(make_storage, "tm0006") as old:
+        engine, schema, env = old.engine, old.schema, old.env
+        jobs, executions = old.jobs, old.executions
         with engine.begin() as conn:
             conn.execute(
                 jobs.insert(),
@@ -90,5 +85,3 @@ def test_a_populated_tm0006_database_gets_pauses_and_backfills_and_gives_them_ba
         again.open()
         assert again.list_pauses(now=T0) == []
         assert again.get_job("held").state is JobState.PAUSED
-    finally:
-        engine.dispose()

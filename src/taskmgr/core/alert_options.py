@@ -17,10 +17,9 @@ This module imports no model, so the job definition can use its checks.
 
 from __future__ import annotations
 
-import math
-from datetime import timedelta
 from typing import Any
 
+from taskmgr.core.validation import bounded_seconds
 from taskmgr.exceptions import InvalidAlertError
 
 __all__ = [
@@ -50,21 +49,14 @@ def alert_seconds(value: Any, field: str) -> float | None:
 
     :raises InvalidAlertError: not a positive duration of at most a year.
     """
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidAlertError(
-            f"must be None, a number of seconds or a timedelta, got {value!r}", field=field
-        )
-    if not (math.isfinite(value) and 0 < value <= MAX_ALERT_SECONDS):
-        raise InvalidAlertError(
-            f"must be more than 0 and at most {MAX_ALERT_SECONDS:.0f} seconds (366 days), "
-            f"got {value!r}",
-            field=field,
-        )
-    return float(value)
+    return bounded_seconds(
+        value,
+        field=field,
+        most=MAX_ALERT_SECONDS,
+        error=InvalidAlertError,
+        kinds="None, a number of seconds or a timedelta",
+        bound=f"more than 0 and at most {MAX_ALERT_SECONDS:.0f} seconds (366 days)",
+    )
 
 
 def alert_count(value: Any, field: str = "alert_failures") -> int | None:

@@ -268,18 +268,36 @@ def retention_seconds(value: Any) -> float | None:
 
     :raises InvalidPolicyError: not a positive duration of at most a century.
     """
+    return bounded_seconds(
+        value,
+        field="retention",
+        most=MAX_RETENTION,
+        error=InvalidPolicyError,
+        kinds="a number of seconds or a timedelta",
+        bound=f"a positive duration of at most {MAX_RETENTION:g} seconds (a century)",
+    )
+
+
+def bounded_seconds(
+    value: Any,
+    *,
+    field: str,
+    most: float,
+    error: type[InvalidInputError],
+    kinds: str,
+    bound: str,
+) -> float | None:
+    """``value`` (seconds or a timedelta) as seconds, or None when it is None.
+
+    :raises error: not a number or a timedelta ("must be ``kinds``"), or not in
+        ``(0, most]`` ("must be ``bound``").
+    """
     if value is None:
         return None
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidPolicyError(
-            f"must be a number of seconds or a timedelta, got {value!r}", field="retention"
-        )
-    if not (math.isfinite(value) and 0 < value <= MAX_RETENTION):
-        raise InvalidPolicyError(
-            f"must be a positive duration of at most {MAX_RETENTION:g} seconds (a century), "
-            f"got {value!r}",
-            field="retention",
-        )
+        raise error(f"must be {kinds}, got {value!r}", field=field)
+    if not (math.isfinite(value) and 0 < value <= most):
+        raise error(f"must be {bound}, got {value!r}", field=field)
     return float(value)

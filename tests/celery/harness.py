@@ -28,15 +28,24 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.1) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_for(
+    check: Callable[[], T],
+    timeout: float,
+    what: str,
+    every: float = 0.1,
+    *,
+    detail: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds,
+    with ``detail()`` (e.g. a worker's log) in the message."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            message = f"timed out after {timeout}s waiting for {what}"
+            raise AssertionError(message if detail is None else f"{message}:\n{detail()}")
         time.sleep(every)
 
 

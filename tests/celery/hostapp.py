@@ -22,6 +22,7 @@ FUNCTIONS = [
     jobs.fail_nul,
     jobs.fail,
     jobs.slow,
+    jobs.held,
     jobs.cooperative,
     jobs.stubborn,
     jobs.traced,

@@ -114,6 +114,15 @@ def slow(seconds: float = 3.0) -> None:
     time.sleep(seconds)
 
 
+def held(release: str, seconds: float = 60.0) -> None:
+    """Runs until the file ``release`` exists (a test ends it when it has seen enough),
+    for ``seconds`` at most."""
+    record()
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def cooperative(seconds: float = 30.0) -> None:
     """Stops at its soft time limit (cleans up, then lets the limit end it)."""
     record()

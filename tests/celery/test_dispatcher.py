@@ -15,7 +15,7 @@ from taskmgr import SchedulerService
 from taskmgr.celery import INLINE_QUEUE, TASK_NAME, CeleryDispatcher, install
 from taskmgr.celery.worker import _parse
 from taskmgr.core.models import ExecutionStatus
-from taskmgr.exceptions import ServiceStateError
+from taskmgr.exceptions import ServiceStateError, StorageError
 from taskmgr.storage import MemoryStorage
 from tests.celery import jobs
 from tests.celery.harness import all_executions, wait_for
@@ -180,3 +180,21 @@ def test_taskmgr_worker_finds_the_celery_dispatcher_among_the_named_ones(
     result = CliRunner().invoke(main, ["worker", "--app", spec, "--concurrency", "2"])
     assert result.exit_code == 0, result.output
     assert started == [("named", ["worker", "--concurrency", "2", "--queues", "reports"])]
+
+
+def test_a_refused_copy_is_logged_even_when_its_execution_cannot_be_read(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, service = make(tmp_path)
+    runtime = app._taskmgr_runtime
+
+    def unreadable(execution_id: str) -> None:
+        raise StorageError("database is locked")
+
+    monkeypatch.setattr(service.runtime.storage, "get_execution", unreadable)
+    with caplog.at_level(logging.INFO, logger="taskmgr"):
+        runtime._ignored("e1", "t1")
+    assert (
+        "message t1 for execution e1 ignored: another message or worker has it (its state "
+        "could not be read: database is locked)" in caplog.text
+    )

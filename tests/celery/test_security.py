@@ -104,11 +104,15 @@ def test_pickle_foreign_messages_and_unregistered_functions_run_nothing(
 
 
 def test_a_forged_or_replayed_message_does_not_start_a_running_execution_again(
-    redis_setup: Setup,
+    redis_setup: Setup, tmp_path: Path
 ) -> None:
     app, service = build(redis_setup.broker, redis_setup.database, redis_setup.queue)
+    release = tmp_path / "release"  # the run goes on until every copy was handled
     service.create_job(
-        "slow", jobs.slow, at=datetime.now(UTC) + timedelta(seconds=0.5), kwargs={"seconds": 5.0}
+        "held",
+        jobs.held,
+        at=datetime.now(UTC) + timedelta(seconds=0.5),
+        kwargs={"release": str(release)},
     )
     with workers() as started:
         # two pool processes: one runs the job, the other is free for the copies
@@ -140,14 +144,16 @@ def test_a_forged_or_replayed_message_does_not_start_a_running_execution_again(
             )
             wait_for(
                 lambda: worker.output().count(ignored) == len(copies),
-                15,
+                30,
                 "the worker to ignore every copy",
+                detail=worker.output,
             )
             # all of them were handled while the first run was still going
             assert service.get_execution(running.id) == running
             assert [row.execution_id for row in jobs.read_witness(redis_setup.witness)] == [
                 running.id
             ]
+            release.touch()
             wait_for_ended(service, 1, 20, "the run to end")
         ended = service.get_execution(running.id)
         service.close()

@@ -336,7 +336,15 @@ class WorkerRuntime:
         except ExecutionNotFoundError:
             logger.warning("message %s names no known execution %s", task_id, execution_id)
             return
-        except Exception:
+        except Exception as exc:  # the message was refused all the same: say so
+            logger.info(
+                "message %s for execution %s ignored: another message or worker has it "
+                "(its state could not be read: %s), not waiting for this message",
+                task_id,
+                execution_id,
+                exc,
+                extra={"taskmgr_execution_id": execution_id},
+            )
             return
         if execution.started_at is not None:
             state = "started"

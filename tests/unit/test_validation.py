@@ -1,8 +1,10 @@
-"""Shared validators: job keys, time zones, aware datetimes, JSON kwargs, pydantic unwrapping."""
+"""Shared validators: job keys, time zones, aware datetimes, JSON kwargs, pydantic unwrapping,
+arguments against a function's signature."""
 
 from __future__ import annotations
 
 import enum
+import gc
 from collections import OrderedDict
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -11,6 +13,7 @@ from typing import Any
 import pydantic
 import pytest
 
+from taskmgr.core.definition import _signatures, check_kwargs_signature, signature_of
 from taskmgr.core.validation import (
     JOB_KEY_PATTERN,
     KWARGS_MAX_BYTES,
@@ -313,3 +316,32 @@ def test_reraise_keeps_specific_trigger_errors() -> None:
         Holder(expression="x")
     with pytest.raises(InvalidCronError, match="cron: boom"):
         reraise_validation(info.value)
+
+
+# -- arguments against a function's signature ---------------------------------------
+
+
+def test_a_signature_is_read_once_per_function_and_dropped_with_it() -> None:
+    def task(n: int, *, label: str = "") -> None: ...
+
+    assert signature_of(task) is signature_of(task)
+    check_kwargs_signature(task, {"n": 1, "label": "x"})
+    with pytest.raises(InvalidKwargsError, match=r"do not match the signature of .*task"):
+        check_kwargs_signature(task, {"label": "x"})  # n is missing
+    check_kwargs_signature(task, {"label": "x"}, partial=True)
+    assert task in _signatures
+    del task
+    gc.collect()
+    assert not any(getattr(f, "__name__", "") == "task" for f in list(_signatures.keys()))
+
+
+class _Unhashable:
+    __hash__ = None  # type: ignore[assignment]
+
+    def __call__(self, n: int) -> None: ...
+
+
+def test_a_callable_that_cannot_be_kept_is_still_checked() -> None:
+    check_kwargs_signature(_Unhashable(), {"n": 1})
+    with pytest.raises(InvalidKwargsError, match="unexpected keyword argument 'm'"):
+        check_kwargs_signature(_Unhashable(), {"n": 1, "m": 2})

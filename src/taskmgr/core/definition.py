@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from types import NoneType
@@ -87,13 +88,31 @@ def function_name(func: Callable[..., Any]) -> str:
     return qualname if module in ("", "__main__") else f"{module}.{qualname}"
 
 
+#: Signatures by function: ``inspect.signature`` costs about as much as everything
+#: else a defer checks, and a registered function's signature does not change.
+_signatures: weakref.WeakKeyDictionary[Callable[..., Any], inspect.Signature] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def signature_of(func: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(func)``, kept for as long as ``func`` lives."""
+    try:
+        return _signatures[func]
+    except KeyError:
+        signature = _signatures[func] = inspect.signature(func)
+        return signature
+    except TypeError:  # not weakly referable (or not hashable): not kept
+        return inspect.signature(func)
+
+
 def check_kwargs_signature(
     func: Callable[..., Any], kwargs: Mapping[str, Any], *, partial: bool = False
 ) -> None:
     """Refuse kwargs the function cannot accept (unknown or, unless ``partial``, missing
     parameters). A task's own kwargs are partial: its runs are deferred with the rest."""
     try:
-        signature = inspect.signature(func)
+        signature = signature_of(func)
         signature.bind_partial(**kwargs) if partial else signature.bind(**kwargs)
     except TypeError as exc:
         raise InvalidKwargsError(
@@ -111,7 +130,7 @@ def check_concurrency_key(func: Callable[..., Any], key: str | None) -> None:
     its default)."""
     if key is None:
         return
-    parameter = inspect.signature(func).parameters.get(key)
+    parameter = signature_of(func).parameters.get(key)
     if parameter is None or parameter.kind not in _BY_KEYWORD:
         raise InvalidPolicyError(
             f"{function_name(func)} has no argument {key!r} that can be passed by keyword",
@@ -135,7 +154,7 @@ def argument_value(func: Callable[..., Any], name: str, kwargs: Mapping[str, Any
     """
     if name in kwargs:
         return kwargs[name]
-    parameter = inspect.signature(func).parameters.get(name)
+    parameter = signature_of(func).parameters.get(name)
     if parameter is None or parameter.default is inspect.Parameter.empty:
         raise InvalidKwargsError(
             f"{function_name(func)} has no argument {name!r} with a default, and it is "

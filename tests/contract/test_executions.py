@@ -6,14 +6,16 @@ from datetime import timedelta
 
 import pytest
 
+from taskmgr.core.audit import AuditAction, AuditSource
 from taskmgr.core.models import ExecutionStatus, ExecutionTrigger
 from taskmgr.exceptions import (
     ExecutionNotFoundError,
     InvalidInputError,
     JobBusyError,
     JobNotFoundError,
+    VersionConflictError,
 )
-from taskmgr.storage.base import ExecutionFilter, Storage
+from taskmgr.storage.base import AuditFilter, AuditRecord, ExecutionFilter, Storage
 
 from .helpers import MINUTE, T0, add_job, new_execution, outcome, running
 
@@ -54,6 +56,31 @@ def test_add_execution_for_a_missing_job(storage: Storage) -> None:
         storage.add_execution(new)
     with pytest.raises(ExecutionNotFoundError):
         storage.get_execution(new.id)
+
+
+def test_add_execution_only_from_the_job_version_it_was_prepared_from(
+    storage: Storage,
+) -> None:
+    job = add_job(storage, "manual")
+    trigger = AuditRecord(action=AuditAction.TRIGGER, source=AuditSource.API, at=T0)
+    first = storage.add_execution(new_execution(job), job_version=job.version, audit=trigger)
+    assert storage.get_execution(first.id).job_key == "manual"
+
+    storage.update_job("manual", {"kwargs": {"n": 2}}, now=T0)  # version 2 now
+    stale = new_execution(job, scheduled_for=T0 + SECOND)
+    with pytest.raises(VersionConflictError):
+        storage.add_execution(stale, job_version=job.version, audit=trigger, max_active=5)
+    with pytest.raises(ExecutionNotFoundError):
+        storage.get_execution(stale.id)
+    triggers = storage.list_audit(AuditFilter(actions=[AuditAction.TRIGGER]), limit=10)
+    assert len(triggers) == 1  # nothing of the refused one was written
+
+    storage.delete_job("manual", now=T0)
+    gone = new_execution(job, scheduled_for=T0 + 2 * SECOND)
+    with pytest.raises(VersionConflictError):  # the caller reads the job again and learns
+        storage.add_execution(gone, job_version=job.version + 1)
+    with pytest.raises(ExecutionNotFoundError):
+        storage.get_execution(gone.id)
 
 
 def test_add_execution_max_active(storage: Storage) -> None:

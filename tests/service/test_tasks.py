@@ -254,6 +254,49 @@ def test_a_task_changed_elsewhere_is_deferred_as_it_is_now(
         assert sorted(e.kwargs["user_id"] for e in stored(ours)) == [1, 3, 5]
 
 
+def test_a_job_changed_elsewhere_is_triggered_as_it_is_now(
+    storage: Storage, clock: FakeClock
+) -> None:
+    """``trigger_job`` remembers the job as ``defer`` does: one transaction a trigger,
+    and a change made by another process is never missed."""
+    with (
+        make_test_service([hourly], clock=clock, storage=storage) as ours,
+        make_test_service([hourly], clock=clock, storage=storage) as theirs,
+    ):
+        ours.trigger_job("hourly")
+        run_all(ours)  # one run at a time (max_instances=1)
+        theirs.pause_job("hourly")
+        with pytest.raises(JobPausedError):
+            ours.trigger_job("hourly")
+        ours.trigger_job("hourly", force=True)  # remembers the paused job
+        run_all(ours)
+        theirs.resume_job("hourly")
+        assert ours.trigger_job("hourly").status is ExecutionStatus.PENDING
+        run_all(ours)
+        theirs.update_job("hourly", kwargs={"note": "new"})
+        assert ours.trigger_job("hourly").kwargs == {"note": "new"}
+        run_all(ours)
+        theirs.delete_job("hourly")
+        with pytest.raises(JobNotFoundError):
+            ours.trigger_job("hourly")
+        assert [c["note"] for c in CALLS] == ["", "", "", "new"]
+
+
+def test_a_remembered_job_is_not_read_again(
+    service: SchedulerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.defer(welcome, user_id=1)
+    service.trigger_job("hourly")
+    run_all(service)
+    reads: list[str] = []
+    read = service.storage.get_job
+    monkeypatch.setattr(service.storage, "get_job", lambda key: reads.append(key) or read(key))
+    service.defer(welcome, user_id=2)
+    service.trigger_job("hourly", kwargs={"note": "again"})
+    assert reads == []
+    assert len(stored(service)) == 4
+
+
 NOT_JSON: list[tuple[dict[str, Any], str]] = [
     ({"user_id": b"42"}, "kwargs.user_id"),
     ({"user_id": START}, "kwargs.user_id"),

@@ -16,8 +16,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from taskmgr.core import tracing as _tracing
 from taskmgr.core.models import Execution
 from taskmgr.exceptions import VersionConflictError
+from taskmgr.service.base import RUN_TRIES
 from taskmgr.service.facade import SchedulerService
-from taskmgr.service.tasks import DEFER_TRIES, Task, _task_key
+from taskmgr.service.tasks import Task, _task_key
 from taskmgr.storage.base import NewExecution
 
 __all__ = ["AsyncSchedulerService"]
@@ -190,7 +191,7 @@ class AsyncSchedulerService:
     ) -> list[Execution]:
         """Prepare the runs off the loop, then write them on the host's async session."""
         service = self._service
-        for attempt in range(DEFER_TRIES):
+        for attempt in range(RUN_TRIES):
             news, versions = await asyncio.to_thread(
                 functools.partial(service._prepare, fresh=attempt > 0),
                 task,
@@ -203,7 +204,7 @@ class AsyncSchedulerService:
                 executions: list[Execution] = await run_sync(_write_in, service, news, versions)
                 return executions
             except VersionConflictError:  # the task changed while it was prepared
-                if attempt == DEFER_TRIES - 1:
+                if attempt == RUN_TRIES - 1:
                     raise
         raise AssertionError("unreachable")
 

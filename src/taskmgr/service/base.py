@@ -29,10 +29,15 @@ from taskmgr.settings import TaskmgrSettings
 from taskmgr.storage.base import AuditRecord, NewExecution, Storage
 from taskmgr.storage.inputs import member
 
-__all__ = ["ServiceBase", "Source", "requested_run"]
+__all__ = ["RUN_TRIES", "ServiceBase", "Source", "requested_run"]
 
 #: Through which door a change comes: an :class:`AuditSource` or its value.
 Source = AuditSource | str
+#: Tries of one run asked for (a defer, a trigger) whose job changed while it was
+#: prepared (each reads the job anew).
+RUN_TRIES = 3
+#: Most jobs a service remembers between the runs asked for.
+_MAX_KNOWN = 1024
 
 
 class ServiceBase:
@@ -43,7 +48,8 @@ class ServiceBase:
     liveness: Liveness
     poll_interval: float
     events: EventHub
-    #: The jobs last read by ``defer``, by key (checked by version when written).
+    #: The jobs last read by ``defer`` and ``trigger_job``, by key (checked by version
+    #: when a run is written).
     _known_tasks: dict[str, Job]
     #: The service's dispatchers by name (a job's ``dispatch`` must name one).
     _router: DispatchRouter
@@ -88,22 +94,39 @@ class ServiceBase:
 
     # -- shared by the commands that ask for a run (trigger_job, defer) ----------------
 
-    def _runnable(self, key: str, *, force: bool = False) -> Job:
-        """The job ``key``, if it may be asked to run now.
+    def _known_job(self, key: str, *, force: bool = False, fresh: bool = False) -> Job:
+        """The job ``key``, if it may be asked to run now: as last read by a run asked
+        for (a defer, a trigger) unless ``fresh``, else read now. A run is written only
+        while its job is still at the version it was prepared from (the storage raises
+        :class:`VersionConflictError` otherwise), so a remembered job saves a read
+        transaction and is never acted on stale.
 
         :raises JobNotFoundError: no such job.
         :raises JobOrphanedError: its function is not registered in this process.
         :raises JobPausedError: it is paused (and ``force`` is not set).
         """
         self.open()
+        known = self._known_tasks
+        job = None if fresh else known.get(key)
+        if job is not None and self._may_run(job, force=force):
+            return job
+        # not remembered, or refused as remembered: what is stored now decides
         job = self.storage.get_job(key)
-        if job.state is JobState.ORPHANED or job.func not in self.registry:
-            raise JobOrphanedError(
-                f"job {key!r} cannot run: function {job.func!r} is not registered"
-            )
-        if job.state is JobState.PAUSED and not force:
+        if not self._may_run(job, force=force):
+            if job.state is JobState.ORPHANED or job.func not in self.registry:
+                raise JobOrphanedError(
+                    f"job {key!r} cannot run: function {job.func!r} is not registered"
+                )
             raise JobPausedError(f"job {key!r} is paused (pass force=True to run it anyway)")
+        if len(known) >= _MAX_KNOWN:
+            known.clear()
+        known[key] = job
         return job
+
+    def _may_run(self, job: Job, *, force: bool) -> bool:
+        if job.state is JobState.ORPHANED or job.func not in self.registry:
+            return False
+        return force or job.state is not JobState.PAUSED
 
     def _arguments(self, job: Job, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The job's kwargs with ``kwargs`` over them, if they are JSON within the size

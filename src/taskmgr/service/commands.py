@@ -54,7 +54,7 @@ from taskmgr.scheduling.retention import (
     delete_in_batches,
 )
 from taskmgr.scheduling.sync import add_new_job, sync_code_jobs
-from taskmgr.service.base import ServiceBase, Source, requested_run
+from taskmgr.service.base import RUN_TRIES, ServiceBase, Source, requested_run
 from taskmgr.storage.base import Storage
 
 __all__ = ["JobCommands"]
@@ -302,26 +302,35 @@ class JobCommands(ServiceBase):
         :raises JobOrphanedError: its function is not registered.
         """
         audit = self._audit(AuditAction.TRIGGER, actor, source, {"force": bool(force)})
-        job = self._runnable(job_key, force=force)
-        merged = self._arguments(job, kwargs or {})
-        now = self.clock.now()
-        queued, limited = manual_admission(job.overlap_policy, force=force)
-        execution = self.storage.add_execution(
-            requested_run(
-                job,
-                ExecutionTrigger.MANUAL,
-                merged,
-                due=now,
-                now=now,
-                queued=queued,
-                actor=actor,
-                concurrency_value=self._group(job, merged),
-            ),
-            max_active=job.max_instances if limited else None,
-            audit=audit,
-        )
-        self._wake()
-        return execution
+        for attempt in range(RUN_TRIES):
+            # one transaction: the job as last read, written only if still that version
+            job = self._known_job(job_key, force=force, fresh=attempt > 0)
+            merged = self._arguments(job, kwargs or {})
+            now = self.clock.now()
+            queued, limited = manual_admission(job.overlap_policy, force=force)
+            try:
+                execution = self.storage.add_execution(
+                    requested_run(
+                        job,
+                        ExecutionTrigger.MANUAL,
+                        merged,
+                        due=now,
+                        now=now,
+                        queued=queued,
+                        actor=actor,
+                        concurrency_value=self._group(job, merged),
+                    ),
+                    max_active=job.max_instances if limited else None,
+                    audit=audit,
+                    job_version=job.version,
+                )
+            except VersionConflictError:  # changed since it was read: read it anew
+                if attempt == RUN_TRIES - 1:
+                    raise
+                continue
+            self._wake()
+            return execution
+        raise AssertionError("unreachable")
 
     # -- history retention -----------------------------------------------------------
 

@@ -18,17 +18,16 @@ from taskmgr.core.decorators import get_definition
 from taskmgr.core.models import (
     Execution,
     ExecutionTrigger,
-    Job,
     OverlapPolicy,
 )
 from taskmgr.core.validation import ensure_aware, validate_actor
 from taskmgr.exceptions import InvalidInputError, VersionConflictError
 from taskmgr.execution.events import ExecutionEvent
 from taskmgr.service.arguments import positive
-from taskmgr.service.base import ServiceBase, Source, requested_run
+from taskmgr.service.base import RUN_TRIES, ServiceBase, Source, requested_run
 from taskmgr.storage.base import NewExecution
 
-__all__ = ["DEFER_OPTIONS", "DEFER_TRIES", "MAX_IDEMPOTENCY_KEY", "TaskCommands"]
+__all__ = ["DEFER_OPTIONS", "MAX_IDEMPOTENCY_KEY", "TaskCommands"]
 
 #: The longest idempotency key accepted (the column's width).
 MAX_IDEMPOTENCY_KEY = 255
@@ -39,10 +38,6 @@ MAX_BATCH = 10_000
 DEFER_OPTIONS = frozenset({"run_at", "delay", "idempotency_key", "actor", "session"})
 #: Latest delay accepted: one year.
 MAX_DELAY = timedelta(days=366)
-#: Tries of one defer whose task changed while it was prepared (each reads it anew).
-DEFER_TRIES = 3
-#: Most tasks whose job a service remembers between defers.
-_MAX_KNOWN = 1024
 
 Task = Callable[..., Any] | str
 
@@ -204,14 +199,14 @@ class TaskCommands(ServiceBase):
         actor: str | None,
         session: object | None,
     ) -> list[Execution]:
-        for attempt in range(DEFER_TRIES):
+        for attempt in range(RUN_TRIES):
             news, versions = self._prepare(task, calls, run_at, delay, actor, fresh=attempt > 0)
             try:
                 return self.storage.defer_executions(
                     news, transaction=session, on_commit=self._wake, job_versions=versions
                 )
             except VersionConflictError:
-                if attempt == DEFER_TRIES - 1:
+                if attempt == RUN_TRIES - 1:
                     raise
         raise AssertionError("unreachable")
 
@@ -235,7 +230,7 @@ class TaskCommands(ServiceBase):
         validate_actor(actor)
         for _, key in calls:
             _check_idempotency_key(key)
-        job = self._deferrable(_task_key(task), fresh=fresh)
+        job = self._known_job(_task_key(task), fresh=fresh)
         now = self.clock.now()
         due = _due(now, run_at, delay)
         queued = job.overlap_policy is not OverlapPolicy.ALLOW
@@ -256,21 +251,6 @@ class TaskCommands(ServiceBase):
                 )
             )
         return runs, {job.id: job.version}
-
-    def _deferrable(self, key: str, *, fresh: bool) -> Job:
-        """The job ``key`` as last read by a defer (unless ``fresh``), else read now.
-
-        :raises JobNotFoundError, JobOrphanedError, JobPausedError: as ``_runnable``.
-        """
-        self.open()
-        known = self._known_tasks
-        job = None if fresh else known.get(key)
-        if job is None:
-            job = self._runnable(key)
-            if len(known) >= _MAX_KNOWN:
-                known.clear()
-            known[key] = job
-        return job
 
 
 def _task_key(task: Task) -> str:

@@ -359,16 +359,20 @@ class Storage(AuditLog, InstanceRegistry, TaskHandOver, PauseStore, IncidentStor
         *,
         max_active: int | None = None,
         audit: AuditRecord | None = None,
+        job_version: int | None = None,
     ) -> Execution:
         """Insert one execution (a manual run or a retry). ``audit`` names its job key
         and id.
 
         With ``max_active``, the insert happens only if the job has fewer active
         executions (:func:`taskmgr.core.rules.is_active_run`: running, or pending and
-        not queued) than that, checked and written atomically.
+        not queued) than that, checked and written atomically. With ``job_version``,
+        only while the job is at that version (the one ``new`` was prepared from).
 
         :raises InvalidInputError: the model refuses ``new``.
-        :raises JobNotFoundError: the job does not exist.
+        :raises JobNotFoundError: the job does not exist (without ``job_version``).
+        :raises VersionConflictError: with ``job_version``, the job is at another
+            version or gone (nothing is written).
         :raises JobBusyError: ``max_active`` is reached (nothing is written).
         :raises ConflictError: an execution with the same id or the same ``(job_id,
             scheduled_for, attempt)`` exists (nothing is written).

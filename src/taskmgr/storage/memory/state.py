@@ -99,6 +99,11 @@ class State:
         job_id = self.job_ids.get(key)
         return None if job_id is None else self.jobs[job_id]
 
+    def job_version(self, job_id: int) -> int | None:
+        """The stored version of job ``job_id``, None if it is gone."""
+        job = self.jobs.get(job_id)
+        return None if job is None else job.version
+
     def put_job(self, job: Job) -> None:
         self.put(self.jobs, job.id, job)
         self.put(self.job_ids, job.key, job.id)

@@ -158,12 +158,15 @@ class MemoryStorage(
         *,
         max_active: int | None = None,
         audit: AuditRecord | None = None,
+        job_version: int | None = None,
     ) -> Execution:
         execution = execution_from_new(new)  # validated first, as on SQL
         audit = checked_audit(audit)
         with self._lock, self._state.atomic():
             st = self._state
-            if new.job_id not in st.jobs:
+            if job_version is not None:
+                check_job_versions(st.job_version, {new.job_id: job_version})
+            elif new.job_id not in st.jobs:
                 raise JobNotFoundError(new.job_key)
             if max_active is not None:
                 active = queries.active_counts(st, [new.job_id])[new.job_id]
@@ -196,7 +199,7 @@ class MemoryStorage(
         with self._lock, self._state.atomic():
             st = self._state
             stored: list[Execution] = []
-            check_job_versions(lambda i: st.jobs[i].version if i in st.jobs else None, job_versions)
+            check_job_versions(st.job_version, job_versions)
             for execution in executions:
                 if execution.job_id not in st.jobs:
                     raise JobNotFoundError(execution.job_key)

@@ -27,6 +27,7 @@ from taskmgr.storage.base import (
 from taskmgr.storage.common import (
     FINAL_STATUSES,
     JOB_DELETED_BEFORE_START,
+    check_job_versions,
     execution_conflict,
     execution_from_new,
     not_pending,
@@ -76,14 +77,18 @@ class ExecutionOperations(Database):
         *,
         max_active: int | None = None,
         audit: AuditRecord | None = None,
+        job_version: int | None = None,
     ) -> Execution:
         jobs = self.tables.jobs
         execution = execution_from_new(new)
         audit = checked_audit(audit)
         with self._tx("add_execution") as conn:
             # Locking the job row serialises this check with claims and other manual runs.
-            found = conn.execute(self._lock(sa.select(jobs.c.id).where(jobs.c.id == new.job_id)))
-            if found.first() is None:
+            query = sa.select(jobs.c.version).where(jobs.c.id == new.job_id)
+            version = conn.execute(self._lock(query)).scalar()
+            if job_version is not None:
+                check_job_versions({new.job_id: version}.get, {new.job_id: job_version})
+            elif version is None:
                 raise JobNotFoundError(new.job_key)
             if max_active is not None:
                 active = active_counts(conn, self._statements(), [new.job_id])[new.job_id]

@@ -23,7 +23,7 @@ from taskmgr.core.registry import JobRegistry
 from taskmgr.core.rules import Liveness, concurrency_value
 from taskmgr.core.validation import validate_actor, validate_kwargs
 from taskmgr.dispatch.routing import DispatchRouter
-from taskmgr.exceptions import JobOrphanedError, JobPausedError
+from taskmgr.exceptions import JobOrphanedError, JobPausedError, TaskmgrError
 from taskmgr.execution.events import EventHub
 from taskmgr.settings import TaskmgrSettings
 from taskmgr.storage.base import AuditRecord, NewExecution, Storage
@@ -108,25 +108,27 @@ class ServiceBase:
         self.open()
         known = self._known_tasks
         job = None if fresh else known.get(key)
-        if job is not None and self._may_run(job, force=force):
+        if job is not None and self._refusal(job, force=force) is None:
             return job
         # not remembered, or refused as remembered: what is stored now decides
         job = self.storage.get_job(key)
-        if not self._may_run(job, force=force):
-            if job.state is JobState.ORPHANED or job.func not in self.registry:
-                raise JobOrphanedError(
-                    f"job {key!r} cannot run: function {job.func!r} is not registered"
-                )
-            raise JobPausedError(f"job {key!r} is paused (pass force=True to run it anyway)")
+        refusal = self._refusal(job, force=force)
+        if refusal is not None:
+            raise refusal
         if len(known) >= _MAX_KNOWN:
             known.clear()
         known[key] = job
         return job
 
-    def _may_run(self, job: Job, *, force: bool) -> bool:
+    def _refusal(self, job: Job, *, force: bool) -> TaskmgrError | None:
+        """Why ``job`` may not be asked to run now, if it may not."""
         if job.state is JobState.ORPHANED or job.func not in self.registry:
-            return False
-        return force or job.state is not JobState.PAUSED
+            return JobOrphanedError(
+                f"job {job.key!r} cannot run: function {job.func!r} is not registered"
+            )
+        if job.state is JobState.PAUSED and not force:
+            return JobPausedError(f"job {job.key!r} is paused (pass force=True to run it anyway)")
+        return None
 
     def _arguments(self, job: Job, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The job's kwargs with ``kwargs`` over them, if they are JSON within the size

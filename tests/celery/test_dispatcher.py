@@ -3,22 +3,30 @@ the broker is unreachable, inline opt-outs, and the settings taskmgr applies."""
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis
 
 from celery import Celery
 from taskmgr import SchedulerService
 from taskmgr.celery import INLINE_QUEUE, TASK_NAME, CeleryDispatcher, install
 from taskmgr.celery.worker import _parse
-from taskmgr.core.models import ExecutionStatus
+from taskmgr.core.models import ExecutionStatus, JobDefinition, JobSource
+from taskmgr.core.triggers import Interval
+from taskmgr.dispatch.base import DispatchContext
 from taskmgr.exceptions import ServiceStateError, StorageError
+from taskmgr.scheduling.loop import LOOKAHEAD, SchedulerLoop
+from taskmgr.scheduling.planner import Planner
+from taskmgr.scheduling.sync import add_new_job
 from taskmgr.storage import MemoryStorage
+from taskmgr.testing import FakeClock
 from tests.celery import jobs
-from tests.celery.harness import all_executions, wait_for
+from tests.celery.harness import Setup, all_executions, wait_for
 
 #: Nothing listens on port 1: publishing fails at once with "connection refused".
 DOWN = "redis://127.0.0.1:1/0"
@@ -198,3 +206,54 @@ def test_a_refused_copy_is_logged_even_when_its_execution_cannot_be_read(
         "message t1 for execution e1 ignored: another message or worker has it (its state "
         "could not be read: database is locked)" in caplog.text
     )
+
+
+def test_a_run_claimed_ahead_has_its_task_id_recorded_before_its_slot(
+    redis_setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look-ahead claims a slot a little early; its message's task id is recorded
+    then, so that the publish at the slot waits for no commit."""
+    app = Celery("ahead", broker=redis_setup.broker, set_as_current=False)
+    dispatcher = CeleryDispatcher(app, queue=redis_setup.queue)
+    storage = MemoryStorage()
+    service = SchedulerService(storage, jobs=[jobs.witness], dispatcher=dispatcher)  # binds
+    name = service.registry.resolve(jobs.witness)
+    clock = FakeClock()
+    job = add_new_job(
+        storage,
+        JobDefinition(key="ahead", func=name, trigger=Interval(60)),
+        source=JobSource.API,
+        fingerprint=None,
+        now=clock.now(),
+    )
+    assert job.next_run_at is not None
+    recorded: list[dict[str, str]] = []
+    assign = storage.assign_task_ids
+
+    def counted(wanted: dict[str, str], *, owner: str) -> list[str]:
+        recorded.append(dict(wanted))
+        return assign(wanted, owner=owner)
+
+    monkeypatch.setattr(storage, "assign_task_ids", counted)
+    loop = SchedulerLoop(
+        storage, dispatcher, Planner("me", {name}), clock, owner="me", batch_size=10,
+        poll_interval=1, lookahead=LOOKAHEAD,
+    )  # fmt: skip
+    dispatcher.start(DispatchContext("me", clock, service.registry.get, lambda _: None, storage))
+    broker = redis.Redis.from_url(redis_setup.broker)
+    try:
+        clock.set(job.next_run_at - timedelta(seconds=LOOKAHEAD / 2))
+        [claimed] = loop.tick()
+        task_id = storage.get_execution(claimed.execution.id).celery_task_id
+        assert recorded == [{claimed.execution.id: task_id}]  # recorded at the claim ...
+        assert broker.llen(redis_setup.queue) == 0  # ... and nothing published yet
+
+        clock.set(job.next_run_at)
+        assert loop.fire_due() == 1
+        [message] = broker.lrange(redis_setup.queue, 0, -1)
+        assert json.loads(message)["headers"]["id"] == task_id
+        assert len(recorded) == 1  # published at the slot with no second transaction
+    finally:
+        dispatcher.shutdown(wait=False)
+        broker.delete(redis_setup.queue)
+        broker.close()

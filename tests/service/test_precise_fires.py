@@ -36,11 +36,18 @@ EVERY = 60
 class Recorder(Dispatcher):
     """Records what it was handed; never runs anything."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, failing_prepare: bool = False) -> None:
         self.dispatched: list[Claimed] = []
+        self.prepared: list[Claimed] = []
+        self.failing_prepare = failing_prepare
         self.handed = threading.Event()
 
     def start(self, context: DispatchContext) -> None: ...
+
+    def prepare(self, claimed: Sequence[Claimed]) -> None:
+        self.prepared.extend(claimed)
+        if self.failing_prepare:
+            raise RuntimeError("the database went away")
 
     def dispatch(self, claimed: Sequence[Claimed]) -> None:
         self.dispatched.extend(claimed)
@@ -142,6 +149,40 @@ def test_a_slot_is_claimed_ahead_and_started_at_its_time_not_before() -> None:
     assert loop.armed() == 0
     assert loop.fire_due() == 0  # once
     assert len(dispatcher.dispatched) == 1
+
+
+def test_a_run_claimed_ahead_is_prepared_at_its_claim_and_one_due_now_is_not() -> None:
+    clock, storage, dispatcher = FakeClock(), MemoryStorage(), Recorder()
+    late = make_job(storage, clock, "late")
+    clock.advance(0.01)
+    early = make_job(storage, clock, "early")
+    assert late.next_run_at is not None and early.next_run_at is not None
+    loop = make_loop(storage, clock, dispatcher)
+    clock.set(late.next_run_at + timedelta(seconds=0.005))  # "early" is 5 ms ahead
+    claimed = loop.tick()
+    assert sorted(c.job.key for c in claimed) == ["early", "late"]
+    assert [c.job.key for c in dispatcher.prepared] == ["early"]  # before its slot
+    assert [c.job.key for c in dispatcher.dispatched] == ["late"]  # due: dispatched at once
+    clock.set(early.next_run_at)
+    assert loop.fire_due() == 1
+    assert [c.job.key for c in dispatcher.dispatched] == ["late", "early"]
+    assert [c.job.key for c in dispatcher.prepared] == ["early"]
+
+
+def test_a_failed_prepare_leaves_the_run_to_start_at_its_slot(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, storage = FakeClock(), MemoryStorage()
+    dispatcher = Recorder(failing_prepare=True)
+    job = make_job(storage, clock)
+    assert job.next_run_at is not None
+    loop = make_loop(storage, clock, dispatcher)
+    clock.set(job.next_run_at - timedelta(seconds=0.02))
+    [claimed] = loop.tick()
+    assert "preparing 1 run(s) claimed ahead failed" in caplog.text
+    clock.set(job.next_run_at)
+    assert loop.fire_due() == 1
+    assert [c.execution.id for c in dispatcher.dispatched] == [claimed.execution.id]
 
 
 def test_a_slot_claimed_ahead_is_one_row_claimed_once_across_instances() -> None:

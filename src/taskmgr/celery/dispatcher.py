@@ -4,8 +4,10 @@ The scheduler has already claimed the execution (``running``, owned by its insta
 when :meth:`CeleryDispatcher.dispatch` runs; the message carries only the execution id
 and the fence a worker needs to take it over (owner and attempt). Its Celery task id is
 chosen here and recorded on the execution before publishing (``Storage.assign_task_ids``,
-one transaction per batch): a worker takes the execution over only for a message with
-that id, so a forged message starts nothing, and a replayed one finds it started.
+one transaction per batch; for executions claimed ahead of their slot, when they are
+claimed, by :meth:`CeleryDispatcher.prepare`, so that the publish at the slot waits for
+no commit): a worker takes the execution over only for a message with that id, so a
+forged message starts nothing, and a replayed one finds it started.
 Nothing is lost between the claim and a worker:
 
 * the broker refuses the message: the execution goes back to ``pending`` (due after
@@ -34,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
+from taskmgr.celery.publishing import Prepared
 from taskmgr.celery.receipts import QueueProbe, Unreceived
 from taskmgr.celery.reconcile import Reconciling
 from taskmgr.celery.worker import install
@@ -123,6 +126,8 @@ class CeleryDispatcher(Reconciling, Dispatcher):
         self.task: Any = None
         self._context: DispatchContext | None = None
         self._lock = threading.Lock()
+        #: task ids recorded ahead of the slot, not yet published
+        self._prepared = Prepared()
         #: executions published and not yet seen taken over
         self._unreceived = Unreceived(
             receive_timeout=self.receive_timeout, dispatch_timeout=self.dispatch_timeout
@@ -169,13 +174,22 @@ class CeleryDispatcher(Reconciling, Dispatcher):
 
     # -- publishing --------------------------------------------------------------------
 
+    def prepare(self, claimed: Sequence[Claimed]) -> None:
+        """Record the task ids of the messages of executions claimed ahead of their
+        slot now, in one transaction, so that their dispatch at the slot only
+        publishes."""
+        publish = [item for item in claimed if not _runs_inline(item)]
+        if publish and not self._backing_off():
+            self._prepared.add(self._task_ids([item.execution for item in publish]))
+
     def dispatch(self, claimed: Sequence[Claimed]) -> None:
         context = self._require_context()
         inline: list[Claimed] = []
         deferred: list[Claimed] = []  # not published
         publish: list[Claimed] = []
+        prepared = self._prepared.take([item.execution.id for item in claimed])
         for item in claimed:
-            if item.job.queue == INLINE_QUEUE or item.job.dispatch == INLINE:
+            if _runs_inline(item):
                 inline.append(item)
             elif self._backing_off():
                 deferred.append(item)
@@ -183,16 +197,24 @@ class CeleryDispatcher(Reconciling, Dispatcher):
                 publish.append(item)
         task_ids: dict[str, str] = {}
         if publish:
+            # recorded ahead of the slot (prepare), or now
+            task_ids = {
+                item.execution.id: prepared[item.execution.id]
+                for item in publish
+                if item.execution.id in prepared
+            }
+            unprepared = [item for item in publish if item.execution.id not in task_ids]
             try:
-                task_ids = self._task_ids([item.execution for item in publish])
+                if unprepared:
+                    task_ids.update(self._task_ids([item.execution for item in unprepared]))
             except Exception:
                 # nothing was published for them: they wait, or run here, like the rest
                 logger.exception(
                     "could not record the task ids of %d execution(s) before publishing them",
-                    len(publish),
+                    len(unprepared),
                 )
-                deferred.extend(publish)
-                publish = []
+                deferred.extend(unprepared)
+                publish = [item for item in publish if item.execution.id in task_ids]
         # failed: a publish raised, its message may be in the broker
         failed = self._publish_claimed(publish, task_ids, deferred) if publish else []
         if inline:
@@ -278,3 +300,8 @@ class CeleryDispatcher(Reconciling, Dispatcher):
                 break
             time.sleep(0.1)
         self._unreceived.clear()
+
+
+def _runs_inline(item: Claimed) -> bool:
+    """Whether the job runs in this process (the reserved queue, or its ``dispatch``)."""
+    return item.job.queue == INLINE_QUEUE or item.job.dispatch == INLINE

@@ -29,13 +29,42 @@ from taskmgr.dispatch.base import DispatchContext
 from taskmgr.exceptions import ServiceStateError
 from taskmgr.storage.base import Claimed, Storage
 
-__all__ = ["Publishing"]
+__all__ = ["Prepared", "Publishing"]
 
 logger = logging.getLogger("taskmgr.dispatch")
 
 #: How many broker commands a batch holds before it is sent: more than a claim's
 #: messages ever need (a claim is at most a few thousand executions).
 _BATCH_COMMANDS = 1_000_000
+
+
+class Prepared:
+    """Task ids recorded on executions claimed ahead of their slot (``prepare``), by
+    execution id, until their dispatch takes them: the dispatch at the slot then
+    publishes without a transaction of its own. An id not taken within ``keep``
+    seconds is forgotten (its run ended missed, or was released or given up)."""
+
+    def __init__(self, keep: float = 60.0) -> None:
+        self.keep = keep
+        self._ids: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, task_ids: Mapping[str, str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            stale = [key for key, (_, at) in self._ids.items() if now - at > self.keep]
+            for key in stale:
+                del self._ids[key]
+            self._ids.update((key, (task_id, now)) for key, task_id in task_ids.items())
+
+    def take(self, execution_ids: Sequence[str]) -> dict[str, str]:
+        """The recorded ids of those of ``execution_ids`` that have one (forgotten here)."""
+        with self._lock:
+            taken = {key: self._ids.pop(key, None) for key in execution_ids}
+        return {key: found[0] for key, found in taken.items() if found is not None}
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 class Publishing:
@@ -52,6 +81,7 @@ class Publishing:
     _context: DispatchContext | None
     _lock: threading.Lock
     _unreceived: Unreceived
+    _prepared: Prepared
     _failures: int
     _retry_at: float
     _wake: threading.Event

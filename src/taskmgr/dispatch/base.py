@@ -78,6 +78,15 @@ class Dispatcher(ABC):
         """Hand over executions that are already ``running`` and owned by
         ``context.owner``. Must return quickly: the work happens elsewhere."""
 
+    def prepare(self, claimed: Sequence[Claimed]) -> None:
+        """Called for executions claimed ahead of their slot (the loop's look-ahead),
+        before they wait for it, by the thread that dispatches: what can be done before
+        the slot, so that :meth:`dispatch` has less to do when it comes (the Celery
+        dispatcher records each message's task id here). Starts nothing. The same
+        executions are dispatched at their slot, or never (missed, released at
+        shutdown, given up). The default does nothing."""
+        return None
+
     @abstractmethod
     def capacity(self) -> int:
         """How many more executions this dispatcher can take right now; the scheduler

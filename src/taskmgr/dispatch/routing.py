@@ -136,15 +136,24 @@ class DispatchRouter(Dispatcher):
         return sum(d.capacity() for d in self._distinct)
 
     def dispatch(self, claimed: Sequence[Claimed]) -> None:
-        groups: dict[str, list[Claimed]] = {}
-        for item in claimed:
-            groups.setdefault(self.route(item.job), []).append(item)
-        for name, items in groups.items():
+        for name, items in self._grouped(claimed).items():
             dispatcher = self.dispatchers.get(name)
             if dispatcher is None:
                 self._refuse(name, items)
             else:
                 dispatcher.dispatch(items)
+
+    def prepare(self, claimed: Sequence[Claimed]) -> None:
+        for name, items in self._grouped(claimed).items():
+            dispatcher = self.dispatchers.get(name)
+            if dispatcher is not None:  # refused when dispatched
+                dispatcher.prepare(items)
+
+    def _grouped(self, claimed: Sequence[Claimed]) -> dict[str, list[Claimed]]:
+        groups: dict[str, list[Claimed]] = {}
+        for item in claimed:
+            groups.setdefault(self.route(item.job), []).append(item)
+        return groups
 
     def _refuse(self, name: str, items: Sequence[Claimed]) -> None:
         """Executions of jobs that choose a dispatcher this process has not (changed by

@@ -176,6 +176,7 @@ class SchedulerLoop:
                     early = _slot(item) and item.execution.scheduled_for > now
                     (ahead if early else due).append(item)
             if ahead:
+                self._prepare(ahead)
                 self._armed.arm(ahead, epoch)
             if due and not self._dispatch(due, epoch):
                 return ahead  # given up: this instance is no longer alive
@@ -223,6 +224,15 @@ class SchedulerLoop:
         with self._dispatch_lock:
             self.dispatcher.dispatch(runs)
         return len(runs)
+
+    def _prepare(self, ahead: Sequence[Claimed]) -> None:
+        """Let the dispatcher do before their slot what it can (a failure only leaves
+        that work to the dispatch at the slot)."""
+        try:
+            with self._dispatch_lock:
+                self.dispatcher.prepare(ahead)
+        except Exception:
+            logger.exception("preparing %d run(s) claimed ahead failed", len(ahead))
 
     def _still_owned(self, epoch: int) -> bool:
         """Whether the runs claimed under ``epoch`` are still this instance's own. A

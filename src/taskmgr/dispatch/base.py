@@ -80,11 +80,11 @@ class Dispatcher(ABC):
 
     def prepare(self, claimed: Sequence[Claimed]) -> None:
         """Called for executions claimed ahead of their slot (the loop's look-ahead),
-        before they wait for it, by the thread that dispatches: what can be done before
-        the slot, so that :meth:`dispatch` has less to do when it comes (the Celery
-        dispatcher records each message's task id here). Starts nothing. The same
-        executions are dispatched at their slot, or never (missed, released at
-        shutdown, given up). The default does nothing."""
+        before they wait for it, never at the same time as :meth:`dispatch`: what can
+        be done before the slot, so that :meth:`dispatch` has less to do when it comes
+        (the Celery dispatcher records each message's task id here). Starts nothing.
+        The same executions are dispatched at their slot, or never (missed, released
+        at shutdown, given up). The default does nothing."""
         return None
 
     @abstractmethod

@@ -15,6 +15,7 @@ import redis
 from celery import Celery
 from taskmgr import SchedulerService
 from taskmgr.celery import INLINE_QUEUE, TASK_NAME, CeleryDispatcher, install
+from taskmgr.celery.publishing import Prepared
 from taskmgr.celery.worker import _parse
 from taskmgr.core.models import ExecutionStatus, JobDefinition, JobSource
 from taskmgr.core.triggers import Interval
@@ -257,3 +258,14 @@ def test_a_run_claimed_ahead_has_its_task_id_recorded_before_its_slot(
         dispatcher.shutdown(wait=False)
         broker.delete(redis_setup.queue)
         broker.close()
+
+
+def test_prepared_task_ids_are_taken_once_and_forgotten_when_never_taken() -> None:
+    now = [100.0]
+    prepared = Prepared(keep=60, clock=lambda: now[0])
+    prepared.add({"a": "task-a", "b": "task-b"})
+    assert prepared.take(["a", "c"]) == {"a": "task-a"}
+    assert prepared.take(["a"]) == {}  # once
+    now[0] += 61  # "b" was never dispatched (its run ended missed, say)
+    prepared.add({"d": "task-d"})
+    assert prepared.take(["b", "d"]) == {"d": "task-d"}

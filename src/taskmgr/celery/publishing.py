@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from taskmgr.celery.receipts import Unreceived
@@ -44,13 +44,14 @@ class Prepared:
     publishes without a transaction of its own. An id not taken within ``keep``
     seconds is forgotten (its run ended missed, or was released or given up)."""
 
-    def __init__(self, keep: float = 60.0) -> None:
+    def __init__(self, keep: float = 60.0, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.keep = keep
+        self._clock = clock
         self._ids: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def add(self, task_ids: Mapping[str, str]) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             stale = [key for key, (_, at) in self._ids.items() if now - at > self.keep]
             for key in stale:
@@ -62,9 +63,6 @@ class Prepared:
         with self._lock:
             taken = {key: self._ids.pop(key, None) for key in execution_ids}
         return {key: found[0] for key, found in taken.items() if found is not None}
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
 
 class Publishing:

@@ -6,6 +6,7 @@ For ``taskmgr demo`` and quick looks at a service; real hosts mount
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
@@ -71,24 +72,40 @@ class BackgroundServer:
         import uvicorn
 
         self.url = f"http://{host}:{port}/"
+        self._address = (host, port)
         config = uvicorn.Config(
             create_app(service, **router_options), host=host, port=port, log_level="error"
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="taskmgr-http", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> BackgroundServer:
+        # bound here, so that a port in use is this OSError (the OS's words) rather
+        # than a line uvicorn logs to stderr before its thread ends
+        sock = socket.socket(socket.AF_INET6 if ":" in self._address[0] else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            sock.bind(self._address)
+        except OSError:
+            sock.close()
+            raise
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="taskmgr-http", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
-            if not self._thread.is_alive():  # uvicorn exits when it cannot bind
+            if not self._thread.is_alive():  # uvicorn ended before listening
+                sock.close()
                 raise OSError(f"could not listen on {self.url}")
             if time.monotonic() > deadline:
                 self.stop()
+                sock.close()
                 raise OSError(f"{self.url} did not start within {timeout}s")
             time.sleep(0.02)
         return self
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=10)
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -6,10 +6,13 @@ clock that waited all that time must not move the instance's clock: before the f
 the reading's midpoint made it half the outage fast, so right after the outage it
 started slots early and marked slots that were not yet due as ``missed``.
 
-The verdicts use the database's own clock: a column the test adds to the executions
-table records ``clock_timestamp()`` when each row is written. No slot may be missed
-before its slot by that clock, and a slot is missed for lateness only once it is later
-than its grace time by that clock. The jobs record when they began (PostgreSQL runs on
+The verdicts use the database's own clock: columns the test adds to the executions
+table record ``clock_timestamp()`` when each row is inserted and when a row's status
+becomes ``missed``. No slot may be missed before its slot by that clock, and a slot is
+missed for lateness only once it is later than its grace time by that clock: a run
+claimed in time may still be judged late when it starts (the grace time is judged at
+the actual start), so the verdict's time is when ``missed`` was written, not when the
+row was. The jobs record when they began (PostgreSQL runs on
 this host: the same clock): none may begin before its slot. (A running row may be
 written before its slot: the loop claims up to its look-ahead early and starts the run
 from a timer at the slot's time.)
@@ -79,10 +82,23 @@ def test_a_blackholed_database_connection_does_not_make_slots_early_or_missed(
         try:
             service.open()
             table = storage.tables.executions.name
-            with direct.begin() as conn:  # the database's clock at each row's insert
+            with direct.begin() as conn:  # the database's clock at each row's insert ...
                 conn.exec_driver_sql(
                     f"ALTER TABLE {table} ADD COLUMN witness_written_at timestamptz "
                     "NOT NULL DEFAULT clock_timestamp()"
+                )
+                # ... and when it becomes missed (at the claim, or at the run's start)
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {table} ADD COLUMN witness_missed_at timestamptz"
+                )
+                conn.exec_driver_sql(
+                    "CREATE FUNCTION witness_missed() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                    "BEGIN IF NEW.status = 'missed' AND NEW.witness_missed_at IS NULL THEN "
+                    "NEW.witness_missed_at := clock_timestamp(); END IF; RETURN NEW; END $$"
+                )
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER witness_missed BEFORE INSERT OR UPDATE ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION witness_missed()"
                 )
             anchor = datetime.now(UTC).replace(microsecond=0)
             for i in range(JOBS):  # one slot every 1/JOBS s across the jobs
@@ -107,20 +123,23 @@ def test_a_blackholed_database_connection_does_not_make_slots_early_or_missed(
 
     with direct.connect() as conn:
         rows = conn.exec_driver_sql(
-            f"SELECT job_key, status, scheduled_for, witness_written_at, "
+            f"SELECT job_key, status, scheduled_for, witness_written_at, witness_missed_at, "
             f"EXTRACT(EPOCH FROM witness_written_at - scheduled_for) AS late, "
+            f"EXTRACT(EPOCH FROM witness_missed_at - scheduled_for) AS missed_late, "
             f"error_message FROM {table} ORDER BY scheduled_for"
         ).all()
     direct.dispose()
 
-    early = [row for row in rows if row.late < 0 and row.status == "missed"]
+    early = [row for row in rows if row.status == "missed" and row.missed_late < 0]
     assert early == [], "rows missed before their slot"
     ahead = [row for row in rows if row.late < -LOOKAHEAD - 0.05]  # claimed too early
     assert ahead == [], "rows written long before their slot"
     missed_early = [
         row
         for row in rows
-        if row.status == "missed" and "grace" in (row.error_message or "") and row.late <= GRACE
+        if row.status == "missed"
+        and "grace" in (row.error_message or "")
+        and row.missed_late <= GRACE
     ]
     assert missed_early == [], "slots missed before they were beyond their grace time"
     started_early = [(slot, began) for slot, began in _starts if began < slot]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,9 +18,17 @@ import taskmgr
 TASKMGR_SCRIPT = Path(sys.executable).with_name("taskmgr")
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TASKMGR_DATABASE_URL"}
     env["PYTHONUNBUFFERED"] = "1"
+    # each demo its own dashboard port: the tests' demos run side by side
+    env["TASKMGR_DEMO_PORT"] = str(_free_port())
     env.update(extra)
     return env
 
@@ -163,14 +172,6 @@ def test_the_console_script_is_installed(tmp_path: Path) -> None:
     assert taskmgr.__version__ in result.stdout
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_the_demo_serves_its_dashboard_and_api_while_it_runs(tmp_path: Path) -> None:
     import httpx2 as httpx
@@ -222,6 +223,20 @@ def test_the_demo_serves_its_dashboard_and_api_while_it_runs(tmp_path: Path) -> 
     assert process.returncode == 0, stderr
     with pytest.raises(httpx.ConnectError):  # the server stopped with the demo
         httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def test_a_dashboard_port_in_use_is_one_note_and_the_demo_runs(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = _taskmgr("demo", "--duration", "2", "--port", port, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [note] = [line for line in result.stdout.splitlines() if line.startswith("dashboard:")]
+    assert note.startswith("dashboard: not served ([Errno ")
+    assert note.endswith("Address already in use; choose another with --port)")
+    assert _rows(result.stdout, "success"), result.stdout
+    assert result.stderr == ""
 
 
 def test_no_dashboard_means_no_server(tmp_path: Path) -> None:

@@ -3,9 +3,9 @@ queries rely on, set by :class:`~taskmgr.service.SchedulerService`'s constructor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from taskmgr.core import tracing as _tracing
 from taskmgr.core.audit import AuditAction, AuditSource
@@ -23,13 +23,18 @@ from taskmgr.core.registry import JobRegistry
 from taskmgr.core.rules import Liveness, concurrency_value
 from taskmgr.core.validation import validate_actor, validate_kwargs
 from taskmgr.dispatch.routing import DispatchRouter
-from taskmgr.exceptions import JobOrphanedError, JobPausedError, TaskmgrError
+from taskmgr.exceptions import (
+    JobOrphanedError,
+    JobPausedError,
+    TaskmgrError,
+    VersionConflictError,
+)
 from taskmgr.execution.events import EventHub
 from taskmgr.settings import TaskmgrSettings
 from taskmgr.storage.base import AuditRecord, NewExecution, Storage
 from taskmgr.storage.inputs import member
 
-__all__ = ["RUN_TRIES", "ServiceBase", "Source", "requested_run"]
+__all__ = ["RUN_TRIES", "ServiceBase", "Source", "requested_run", "retried_while_changed"]
 
 #: Through which door a change comes: an :class:`AuditSource` or its value.
 Source = AuditSource | str
@@ -38,6 +43,21 @@ Source = AuditSource | str
 RUN_TRIES = 3
 #: Most jobs a service remembers between the runs asked for.
 _MAX_KNOWN = 1024
+
+_T = TypeVar("_T")
+
+
+def retried_while_changed(write: Callable[[bool], _T]) -> _T:
+    """``write(fresh)``, tried again with ``fresh=True`` (the job read anew) while the
+    storage refuses it because the job changed since it was read, at most
+    :data:`RUN_TRIES` times in all."""
+    for attempt in range(RUN_TRIES):
+        try:
+            return write(attempt > 0)
+        except VersionConflictError:
+            if attempt == RUN_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 class ServiceBase:

@@ -54,7 +54,7 @@ from taskmgr.scheduling.retention import (
     delete_in_batches,
 )
 from taskmgr.scheduling.sync import add_new_job, sync_code_jobs
-from taskmgr.service.base import RUN_TRIES, ServiceBase, Source, requested_run
+from taskmgr.service.base import ServiceBase, Source, requested_run, retried_while_changed
 from taskmgr.storage.base import Storage
 
 __all__ = ["JobCommands"]
@@ -302,35 +302,32 @@ class JobCommands(ServiceBase):
         :raises JobOrphanedError: its function is not registered.
         """
         audit = self._audit(AuditAction.TRIGGER, actor, source, {"force": bool(force)})
-        for attempt in range(RUN_TRIES):
+
+        def write(fresh: bool) -> Execution:
             # one transaction: the job as last read, written only if still that version
-            job = self._known_job(job_key, force=force, fresh=attempt > 0)
+            job = self._known_job(job_key, force=force, fresh=fresh)
             merged = self._arguments(job, kwargs or {})
             now = self.clock.now()
             queued, limited = manual_admission(job.overlap_policy, force=force)
-            try:
-                execution = self.storage.add_execution(
-                    requested_run(
-                        job,
-                        ExecutionTrigger.MANUAL,
-                        merged,
-                        due=now,
-                        now=now,
-                        queued=queued,
-                        actor=actor,
-                        concurrency_value=self._group(job, merged),
-                    ),
-                    max_active=job.max_instances if limited else None,
-                    audit=audit,
-                    job_version=job.version,
-                )
-            except VersionConflictError:  # changed since it was read: read it anew
-                if attempt == RUN_TRIES - 1:
-                    raise
-                continue
-            self._wake()
-            return execution
-        raise AssertionError("unreachable")
+            return self.storage.add_execution(
+                requested_run(
+                    job,
+                    ExecutionTrigger.MANUAL,
+                    merged,
+                    due=now,
+                    now=now,
+                    queued=queued,
+                    actor=actor,
+                    concurrency_value=self._group(job, merged),
+                ),
+                max_active=job.max_instances if limited else None,
+                audit=audit,
+                job_version=job.version,
+            )
+
+        execution = retried_while_changed(write)
+        self._wake()
+        return execution
 
     # -- history retention -----------------------------------------------------------
 

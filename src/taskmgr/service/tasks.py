@@ -21,10 +21,10 @@ from taskmgr.core.models import (
     OverlapPolicy,
 )
 from taskmgr.core.validation import ensure_aware, validate_actor
-from taskmgr.exceptions import InvalidInputError, VersionConflictError
+from taskmgr.exceptions import InvalidInputError
 from taskmgr.execution.events import ExecutionEvent
 from taskmgr.service.arguments import positive
-from taskmgr.service.base import RUN_TRIES, ServiceBase, Source, requested_run
+from taskmgr.service.base import ServiceBase, Source, requested_run, retried_while_changed
 from taskmgr.storage.base import NewExecution
 
 __all__ = ["DEFER_OPTIONS", "MAX_IDEMPOTENCY_KEY", "TaskCommands"]
@@ -199,16 +199,14 @@ class TaskCommands(ServiceBase):
         actor: str | None,
         session: object | None,
     ) -> list[Execution]:
-        for attempt in range(RUN_TRIES):
-            news, versions = self._prepare(task, calls, run_at, delay, actor, fresh=attempt > 0)
-            try:
-                return self.storage.defer_executions(
-                    news, transaction=session, on_commit=self._wake, job_versions=versions
-                )
-            except VersionConflictError:
-                if attempt == RUN_TRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+
+        def write(fresh: bool) -> list[Execution]:
+            news, versions = self._prepare(task, calls, run_at, delay, actor, fresh=fresh)
+            return self.storage.defer_executions(
+                news, transaction=session, on_commit=self._wake, job_versions=versions
+            )
+
+        return retried_while_changed(write)
 
     def _prepare(
         self,

@@ -337,30 +337,21 @@ class WorkerRuntime:
             logger.warning("message %s names no known execution %s", task_id, execution_id)
             return
         except Exception as exc:  # the message was refused all the same: say so
-            logger.info(
-                "message %s for execution %s ignored: another message or worker has it "
-                "(its state could not be read: %s), not waiting for this message",
-                task_id,
-                execution_id,
-                exc,
-                extra={"taskmgr_execution_id": execution_id},
-            )
-            return
-        if execution.started_at is not None:
-            state = "started"
-        elif execution.celery_task_id not in (None, task_id):
-            # its dispatcher judged this message lost and published another one
-            state = "not started, published again under another task id"
+            why = f"another message or worker has it (its state could not be read: {exc})"
         else:
-            state = "not started"
+            if execution.started_at is not None:
+                state = "started"
+            elif execution.celery_task_id not in (None, task_id):
+                # its dispatcher judged this message lost and published another one
+                state = "not started, published again under another task id"
+            else:
+                state = "not started"
+            why = f"it is {execution.status.value} (owner {execution.owner}, {state})"
         logger.info(
-            "message %s for execution %s ignored: it is %s (owner %s, %s), not waiting for "
-            "this message",
+            "message %s for execution %s ignored: %s, not waiting for this message",
             task_id,
             execution_id,
-            execution.status.value,
-            execution.owner,
-            state,
+            why,
             extra={"taskmgr_execution_id": execution_id},
         )
 

@@ -187,7 +187,6 @@ class CeleryDispatcher(Reconciling, Dispatcher):
         inline: list[Claimed] = []
         deferred: list[Claimed] = []  # not published
         publish: list[Claimed] = []
-        prepared = self._prepared.take([item.execution.id for item in claimed])
         for item in claimed:
             if _runs_inline(item):
                 inline.append(item)
@@ -195,14 +194,9 @@ class CeleryDispatcher(Reconciling, Dispatcher):
                 deferred.append(item)
             else:
                 publish.append(item)
-        task_ids: dict[str, str] = {}
+        # the ids recorded ahead of the slot (prepare); the others' are recorded now
+        task_ids = self._prepared.take([item.execution.id for item in claimed])
         if publish:
-            # recorded ahead of the slot (prepare), or now
-            task_ids = {
-                item.execution.id: prepared[item.execution.id]
-                for item in publish
-                if item.execution.id in prepared
-            }
             unprepared = [item for item in publish if item.execution.id not in task_ids]
             try:
                 if unprepared:
